@@ -1,0 +1,1 @@
+//! The IFT paper's explainable Frozen Lake experiment (see `docs/frozen-lake.md`).

@@ -1,0 +1,1 @@
+//! `ift`: Intuitive Fine-Tuning and its baselines for Llama-family decoders.
