@@ -1,1 +1,10 @@
 //! `ift`: Intuitive Fine-Tuning and its baselines for Llama-family decoders.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the code map.
+
+pub mod error;
+pub mod eval;
+pub mod loss;
+pub mod model;
+
+pub use error::{Error, Result};

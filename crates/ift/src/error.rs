@@ -1,0 +1,66 @@
+//! The library's error type. Every variant that comes from user input names
+//! the file (and where it can, the field or tensor) at fault.
+
+use std::path::PathBuf;
+
+/// Errors from loading, running and saving models.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file is not valid JSON or does not have the expected fields.
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `config.json` is readable but describes a model we cannot build.
+    #[error("{path}: field `{field}`: {message}")]
+    Config {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    /// A safetensors file is malformed or truncated.
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Safetensors { path: PathBuf, message: String },
+    /// A weight the configuration requires is absent from the checkpoint.
+    #[error("{dir}: missing tensor `{name}` (expected shape {expected:?})")]
+    MissingTensor {
+        dir: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+    },
+    /// A weight has a different shape from the one the configuration implies.
+    #[error("{dir}: tensor `{name}` has shape {found:?}, config.json implies {expected:?}")]
+    ShapeMismatch {
+        dir: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    /// The tokenizer and the model disagree (e.g. ids beyond the embedding matrix).
+    #[error("{dir}: {message}")]
+    Tokenizer { dir: PathBuf, message: String },
+    /// A tensor operation failed; these indicate a bug or an impossible shape.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The decoder shared by the Llama family (Llama 2/3, Mistral, Qwen2,
+//! SmolLM2): RMSNorm, grouped-query attention with `rotate_half` RoPE,
+//! SwiGLU, tied or untied `lm_head`.
+
+use candle_core::{Result, Tensor};
+
+use super::attention::{attention_bias, Attention};
+use super::config::LlamaConfig;
+use super::layers::{Linear, Mlp, RmsNorm};
+use super::params::Parameters;
+use super::rope;
+
+/// What [`LlamaForCausalLM::forward`] reads: token ids, or input embeddings
+/// (IFT feeds mixed embeddings).
+#[derive(Debug, Clone, Copy)]
+pub enum ModelInput<'a> {
+    /// `(b, t)` token ids, `u32`.
+    Ids(&'a Tensor),
+    /// `(b, t, hidden)` input embeddings, `f32`.
+    Embeds(&'a Tensor),
+}
+
+/// One transformer block, pre-norm.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+/// A causal language model of the Llama family.
+#[derive(Debug, Clone)]
+pub struct LlamaForCausalLM {
+    pub config: LlamaConfig,
+    pub(crate) embed_tokens: Tensor,
+    pub(crate) layers: Vec<DecoderLayer>,
+    pub(crate) norm: RmsNorm,
+    /// `None` when the head is tied to `embed_tokens`.
+    pub(crate) lm_head: Option<Tensor>,
+    pub(crate) inv_freq: Vec<f32>,
+    pub(crate) params: Parameters,
+    /// `config.json` as read (or as generated for a random model), kept so a
+    /// saved checkpoint carries every key the original had.
+    pub(crate) raw_config: serde_json::Value,
+}
+
+impl LlamaForCausalLM {
+    /// Full-sequence forward pass; pure (no cache, no state).
+    ///
+    /// # Shapes
+    /// `input`: ids `(b, t)` or embeddings `(b, t, hidden)`; `attention_mask`:
+    /// `(b, t)`, non-zero for real tokens. Returns logits `(b, t, vocab)`.
+    /// Causal masking is always combined with the padding mask.
+    pub fn forward(&self, input: ModelInput<'_>, attention_mask: &Tensor) -> Result<Tensor> {
+        let mut x = match input {
+            ModelInput::Ids(ids) => self.embed(ids)?,
+            ModelInput::Embeds(e) => e.clone(),
+        };
+        let (_, t, _) = x.dims3()?;
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, t, x.device())?;
+        let bias = attention_bias(attention_mask, self.config.sliding_window)?;
+        for layer in &self.layers {
+            let h = layer.input_layernorm.forward(&x)?;
+            x = (x + layer.self_attn.forward(&h, &cos, &sin, &bias)?)?;
+            let h = layer.post_attention_layernorm.forward(&x)?;
+            x = (x + layer.mlp.forward(&h)?)?;
+        }
+        let x = self.norm.forward(&x)?;
+        Linear {
+            weight: self.lm_head().clone(),
+            bias: None,
+        }
+        .forward(&x)
+    }
+
+    /// Input embeddings `(b, t, hidden)` of token ids `(b, t)`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let flat = ids.flatten_all()?;
+        self.embed_tokens
+            .index_select(&flat, 0)?
+            .reshape((b, t, self.config.hidden_size))
+    }
+
+    /// The input embedding matrix `(vocab, hidden)`.
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    /// The output projection `(vocab, hidden)`: `embed_tokens` when tied.
+    pub fn lm_head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// Every parameter by Hugging Face name, and the trainable ones.
+    pub fn parameters(&self) -> &Parameters {
+        &self.params
+    }
+}

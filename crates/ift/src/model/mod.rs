@@ -1,0 +1,18 @@
+//! The Llama-family decoder, its configuration, and Hugging Face checkpoints.
+
+mod attention;
+mod build;
+pub mod config;
+mod layers;
+mod llama;
+mod params;
+pub mod rope;
+mod save;
+pub mod weights;
+
+pub use attention::attention_bias;
+pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};
+pub use layers::softmax_last_dim;
+pub use llama::{LlamaForCausalLM, ModelInput};
+pub use params::{Parameters, Trainable};
+pub use save::{copy_companions, write_atomically, SaveOptions, COMPANION_FILES};
