@@ -6,5 +6,6 @@ pub mod error;
 pub mod eval;
 pub mod loss;
 pub mod model;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
