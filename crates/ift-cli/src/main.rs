@@ -1,1 +1,40 @@
-fn main() {}
+//! The `ift` command line: a thin layer over the `ift` library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod convert;
+mod progress;
+mod score;
+
+/// Intuitive Fine-Tuning (and SFT, DPO, ...) for Hugging Face Llama-family models.
+#[derive(Parser)]
+#[command(name = "ift", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Sum the log-probabilities a model gives to each record of a JSONL file.
+    Score(score::ScoreArgs),
+    /// Re-save a model directory, e.g. in another dtype.
+    Convert(convert::ConvertArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Score(args) => score::run(args),
+        Commands::Convert(args) => convert::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -48,6 +48,9 @@ pub enum Error {
     /// The tokenizer and the model disagree (e.g. ids beyond the embedding matrix).
     #[error("{dir}: {message}")]
     Tokenizer { dir: PathBuf, message: String },
+    /// A tokenizer file is missing or invalid.
+    #[error(transparent)]
+    TokenizerFile(#[from] crate::tokenizer::TokenizerError),
     /// A tensor operation failed; these indicate a bug or an impossible shape.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -203,3 +203,55 @@ fn shape_mismatch_and_missing_tensor_name_the_tensor() {
         "{msg}"
     );
 }
+
+#[test]
+fn missing_tokenizer_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("models/qwen2_tied"), tmp.path());
+    std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
+    let err = ift::model::Pretrained::load(tmp.path(), &Trainable::None, &Device::Cpu)
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("not found"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn tokenizer_beyond_the_vocabulary_is_an_error() {
+    // llama_gqa's tokenizer has 384 ids; shrink the model's vocabulary below that.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixture("models/qwen2_tied");
+    copy_dir(&src, tmp.path());
+    std::fs::copy(
+        fixture("models/llama_gqa/tokenizer.json"),
+        tmp.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let path = tmp.path().join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["vocab_size"] = 380.into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    // Reload with a consistent checkpoint: cut the embedding rows to match.
+    let model = load(&src);
+    let mut tensors = std::collections::HashMap::new();
+    for (n, t) in model.parameters().named() {
+        let t = if n == "model.embed_tokens.weight" {
+            t.narrow(0, 0, 380).unwrap()
+        } else {
+            t.clone()
+        };
+        tensors.insert(n.clone(), t);
+    }
+    candle_core::safetensors::save(&tensors, tmp.path().join("model.safetensors")).unwrap();
+    let err = ift::model::Pretrained::load(tmp.path(), &Trainable::None, &Device::Cpu)
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ids up to 383") && msg.contains("vocab_size is 380"),
+        "{msg}"
+    );
+}

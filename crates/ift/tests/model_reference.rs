@@ -219,3 +219,27 @@ fn embeddings_input_equals_ids_input() {
         .unwrap();
     assert_eq!(diff.max(0).unwrap().to_scalar::<f32>().unwrap(), 0.0);
 }
+
+/// Freezing by name prefix: the frozen weight is not a variable and gets no
+/// gradient; everything else still trains.
+#[test]
+fn frozen_parameters_get_no_gradient() {
+    let dir = fixtures().join("llama_gqa");
+    let frozen = Trainable::AllExcept(vec!["model.embed_tokens".into()]);
+    let model = LlamaForCausalLM::from_pretrained(&dir, &frozen, &Device::Cpu).unwrap();
+    let names: Vec<&str> = model
+        .parameters()
+        .vars()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(!names.contains(&"model.embed_tokens.weight"));
+    assert_eq!(names.len() + 1, model.parameters().named().len());
+    let r = reference("llama_gqa");
+    let (_, loss) = mean_nll(&model, &r);
+    let grads = loss.backward().unwrap();
+    assert!(grads.get(model.embed_tokens()).is_none());
+    for (_, var) in model.parameters().vars() {
+        assert!(grads.get(var).is_some());
+    }
+}

@@ -131,12 +131,14 @@ impl LlamaConfig {
         let num_key_value_heads = w.num_key_value_heads.unwrap_or(num_attention_heads);
         let head_dim = match w.head_dim {
             Some(d) => d,
-            None if hidden_size % num_attention_heads != 0 => return Err(err(
-                "hidden_size",
-                format!(
+            None if hidden_size % num_attention_heads != 0 => {
+                return Err(err(
+                    "hidden_size",
+                    format!(
                     "{hidden_size} is not divisible by num_attention_heads = {num_attention_heads}"
                 ),
-            )),
+                ))
+            }
             None => hidden_size / num_attention_heads,
         };
         if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
