@@ -145,29 +145,28 @@ impl Optimizer {
                 continue;
             };
             let slot = slot.get_or_insert_with(state::Slot::default);
-            let new =
-                update_one(cfg, lr, var, grad, slot).map_err(|source| OptimError::Update {
-                    param: name.clone(),
-                    source,
-                })?;
-            var.set(&new)?;
+            update_var(cfg, lr, var, grad, slot).map_err(|source| OptimError::Update {
+                param: name.clone(),
+                source,
+            })?;
         }
         self.steps += 1;
         Ok(())
     }
 }
 
-/// One parameter's update: the new value, in the var's dtype, to be written into it.
-fn update_one(
+/// One parameter's update, written into the var in the var's dtype.
+fn update_var(
     cfg: &OptimizerConfig,
     lr: f64,
     var: &Var,
     grad: &Tensor,
     slot: &mut state::Slot,
-) -> candle_core::Result<Tensor> {
-    // Detached: the update must not extend the autograd graph of the var.
+) -> candle_core::Result<()> {
+    // Detached (which copies nothing): the state must never hold on to an autograd graph, or
+    // each step's graph would stay alive through the moments of the next.
     let param = var.as_detached_tensor().to_dtype(DType::F32)?;
-    let grad = grad.to_dtype(DType::F32)?;
+    let grad = grad.detach().to_dtype(DType::F32)?;
     slot.step += 1;
     let bufs = &mut slot.buffers;
     let new = match cfg.kind {
@@ -175,7 +174,7 @@ fn update_one(
         OptimizerKind::RmsProp => rmsprop::update(cfg, lr, &param, &grad, bufs)?,
         OptimizerKind::Sgd => sgd::update(cfg, lr, &param, &grad, bufs)?,
     };
-    new.to_dtype(var.dtype())
+    var.set(&new.to_dtype(var.dtype())?)
 }
 
 /// Names of the state buffers each parameter carries under `config`, in torch's naming.
