@@ -7,5 +7,6 @@ pub mod eval;
 pub mod loss;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
