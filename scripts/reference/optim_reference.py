@@ -7,7 +7,8 @@ Run from the repository root with the reference environment:
 It writes `crates/ift/tests/fixtures/optim/{adamw,rmsprop,sgd,schedules,clip}.safetensors`.
 Every input the Rust side needs (initial parameters, each step's gradients, each step's learning
 rate) is stored in the fixture, so the Rust tests never have to reproduce torch's RNG. CI does not
-run this script; the Rust tests only read the committed files.
+run this script; the Rust tests only read the committed files. Rerunning it reproduces the same
+tensors; the files' bytes may still change, because the metadata's key order is not fixed.
 
 Names inside the trajectory files:
   init.<p>            parameter before the first step

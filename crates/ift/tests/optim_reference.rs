@@ -345,6 +345,35 @@ fn optimizer_config_reads_lowercase_kinds_and_rejects_unknown_keys() {
     assert!(serde_json::from_str::<OptimizerKind>(r#""AdamW""#).is_err());
 }
 
+/// With momentum 0, SGD keeps no buffer and is plain gradient descent on `g + wd·p`.
+#[test]
+fn sgd_without_momentum_is_plain_gradient_descent() {
+    let var = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+    let config = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        momentum: 0.0,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    let mut opt = Optimizer::new(config, vec![("w".to_string(), var.clone())]).unwrap();
+    let mut grads = GradStore::default();
+    grads.insert(
+        var.as_tensor(),
+        Tensor::new(&[0.5f32, -1.0], &Device::Cpu).unwrap(),
+    );
+    opt.step(&grads, 0.1).unwrap();
+    // g + wd·p = [0.6, -0.8]; p - 0.1·that = [0.94, 2.08].
+    let want = Tensor::new(&[0.94f32, 2.08], &Device::Cpu).unwrap();
+    assert_close("sgd", var.as_tensor(), &want, RTOL, ATOL);
+    let names: Vec<String> = opt
+        .state_tensors()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["step", "step.w"]);
+}
+
 /// Lower-precision parameters are updated in f32 and written back in their own dtype.
 #[test]
 fn bf16_parameters_keep_their_dtype() {

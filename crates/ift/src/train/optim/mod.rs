@@ -1,8 +1,9 @@
 //! Optimizers with PyTorch semantics over a list of named candle `Var`s.
 //!
 //! Each rule is one file holding one update function that reproduces the single-tensor code path
-//! of `torch.optim` (`adamw.rs`, `rmsprop.rs`, `sgd.rs`); this file owns what they share: the
-//! config, per-parameter state, and saving/loading that state for bit-identical resume.
+//! of `torch.optim` (`adamw.rs`, `rmsprop.rs`, `sgd.rs`). This file owns what they share: the
+//! config and the loop over parameters; `state.rs` saves and restores the per-parameter state
+//! for bit-identical resume.
 //!
 //! The update runs in f32 whatever the parameters' dtype: parameter and gradient are upcast, the
 //! moments are kept in f32, and the new value is cast back when written into the `Var`.

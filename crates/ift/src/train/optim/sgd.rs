@@ -28,8 +28,9 @@ pub(super) fn update(
     };
     let direction = match (cfg.momentum, bufs.first()) {
         (0.0, _) => grad,
-        // torch starts the buffer as a copy of the gradient, not from zero. Sharing storage
-        // is safe here: tensors are never mutated in place.
+        // torch starts the buffer as a copy of the gradient, not from zero. Sharing the
+        // gradient's storage instead of copying is safe: candle writes into a tensor only
+        // through `Var::set`, and a gradient is not a var.
         (_, None) => grad,
         (momentum, Some(buf)) => (buf.affine(momentum, 0.0)? + grad)?,
     };
