@@ -51,6 +51,19 @@ pub enum Error {
     /// A tokenizer file is missing or invalid.
     #[error(transparent)]
     TokenizerFile(#[from] crate::tokenizer::TokenizerError),
+    /// The run configuration is invalid (`field` names the TOML key).
+    #[error("{source_name}: `{field}`: {message}")]
+    RunConfig {
+        source_name: String,
+        field: String,
+        message: String,
+    },
+    /// Training could not go on (optimiser errors, too many bad steps, ...).
+    #[error("{0}")]
+    Train(String),
+    /// Loading or encoding the data failed.
+    #[error(transparent)]
+    Data(Box<dyn std::error::Error + Send + Sync>),
     /// A tensor operation failed; these indicate a bug or an impossible shape.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

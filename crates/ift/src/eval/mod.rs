@@ -1,5 +1,7 @@
-//! Evaluation: scoring sequences.
+//! Evaluation: held-out loss and scoring sequences.
 
+pub mod loss;
 pub mod score;
 
+pub use loss::{evaluate_loss, EvalLoss};
 pub use score::{score_sequences, Score, ScoredSequence};

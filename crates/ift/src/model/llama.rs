@@ -98,3 +98,49 @@ impl LlamaForCausalLM {
         &self.params
     }
 }
+
+impl LlamaForCausalLM {
+    /// A view of the same weights that records no autograd graph: for
+    /// evaluation, generation and IFT's no-gradient prediction pass. Shares
+    /// storage with `self`, so it sees every optimiser update.
+    pub fn detached(&self) -> Self {
+        let lin = |l: &Linear| Linear {
+            weight: l.weight.detach(),
+            bias: l.bias.as_ref().map(Tensor::detach),
+        };
+        let norm = |n: &RmsNorm| RmsNorm {
+            weight: n.weight.detach(),
+            eps: n.eps,
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| DecoderLayer {
+                self_attn: Attention {
+                    q_proj: lin(&l.self_attn.q_proj),
+                    k_proj: lin(&l.self_attn.k_proj),
+                    v_proj: lin(&l.self_attn.v_proj),
+                    o_proj: lin(&l.self_attn.o_proj),
+                    ..l.self_attn.clone()
+                },
+                mlp: Mlp {
+                    gate_proj: lin(&l.mlp.gate_proj),
+                    up_proj: lin(&l.mlp.up_proj),
+                    down_proj: lin(&l.mlp.down_proj),
+                },
+                input_layernorm: norm(&l.input_layernorm),
+                post_attention_layernorm: norm(&l.post_attention_layernorm),
+            })
+            .collect();
+        LlamaForCausalLM {
+            config: self.config.clone(),
+            embed_tokens: self.embed_tokens.detach(),
+            layers,
+            norm: norm(&self.norm),
+            lm_head: self.lm_head.as_ref().map(Tensor::detach),
+            inv_freq: self.inv_freq.clone(),
+            params: Parameters::default(),
+            raw_config: self.raw_config.clone(),
+        }
+    }
+}

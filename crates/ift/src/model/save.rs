@@ -50,43 +50,48 @@ impl LlamaForCausalLM {
     /// Saves `config.json`, `model.safetensors` (Hugging Face names, the tied
     /// head not duplicated) and the companion files into `dir`.
     pub fn save_pretrained(&self, dir: &Path, options: &SaveOptions) -> Result<()> {
-        write_atomically(dir, |tmp| {
-            let dtype_name = match options.dtype {
-                DType::F16 => "float16",
-                DType::BF16 => "bfloat16",
-                _ => "float32",
-            };
-            let mut config = self.raw_config.clone();
-            // transformers 4.x reads `torch_dtype`, 5.x `dtype`; keep whichever
-            // the original had, and 4.x's when it had neither.
-            let has_new = config.get("dtype").is_some();
-            if has_new {
-                config["dtype"] = dtype_name.into();
-            }
-            if !has_new || config.get("torch_dtype").is_some() {
-                config["torch_dtype"] = dtype_name.into();
-            }
-            let path = tmp.join("config.json");
-            let text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
-            std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
+        write_atomically(dir, |tmp| self.write_model_files(tmp, options))
+    }
 
-            let mut tensors = HashMap::new();
-            for (name, t) in self.params.named() {
-                tensors.insert(name.clone(), t.detach().to_dtype(options.dtype)?);
+    /// Writes the files of [`Self::save_pretrained`] into an existing
+    /// directory, without the atomic rename (for callers that add files of
+    /// their own, such as training checkpoints, before renaming).
+    pub fn write_model_files(&self, dir: &Path, options: &SaveOptions) -> Result<()> {
+        let dtype_name = match options.dtype {
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
+            _ => "float32",
+        };
+        let mut config = self.raw_config.clone();
+        // transformers 4.x reads `torch_dtype`, 5.x `dtype`; keep whichever
+        // the original had, and 4.x's when it had neither.
+        let has_new = config.get("dtype").is_some();
+        if has_new {
+            config["dtype"] = dtype_name.into();
+        }
+        if !has_new || config.get("torch_dtype").is_some() {
+            config["torch_dtype"] = dtype_name.into();
+        }
+        let path = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
+
+        let mut tensors = HashMap::new();
+        for (name, t) in self.params.named() {
+            tensors.insert(name.clone(), t.detach().to_dtype(options.dtype)?);
+        }
+        let path = dir.join(SINGLE_FILE);
+        let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+        safetensors::serialize_to_file(&tensors, metadata, &path).map_err(|e| {
+            Error::Safetensors {
+                path: path.clone(),
+                message: e.to_string(),
             }
-            let path = tmp.join(SINGLE_FILE);
-            let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-            safetensors::serialize_to_file(&tensors, metadata, &path).map_err(|e| {
-                Error::Safetensors {
-                    path: path.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            if let Some(src) = &options.companions_from {
-                copy_companions(src, tmp)?;
-            }
-            Ok(())
-        })
+        })?;
+        if let Some(src) = &options.companions_from {
+            copy_companions(src, dir)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,10 +1,27 @@
-//! Training: the optimizers, the learning-rate schedule and global-norm gradient clipping that
-//! the training loop drives once per optimizer step.
+//! Training: the loop and what it drives once per optimizer step — the
+//! optimizers, the learning-rate schedule, gradient clipping, checkpoints
+//! and metrics.
 
+pub mod checkpoint;
 pub mod clip;
+pub mod config;
+pub mod example;
+pub mod metrics;
 pub mod optim;
+pub mod order;
 pub mod schedule;
+pub mod step;
+pub mod trainer;
 
+pub use checkpoint::{
+    latest_checkpoint, read_checkpoint, save_checkpoint, TrainerState, CONFIG_FILE,
+};
 pub use clip::{clip_grad_norm, global_grad_norm, ClipOutcome};
+pub use config::{ObjectiveConfig, ObjectiveKind, TrainConfig};
+pub use example::{Example, MicroBatch};
+pub use metrics::{MetricsWriter, StepMetrics, METRICS_FILE};
 pub use optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
+pub use order::BatchPlan;
 pub use schedule::{LrSchedule, ScheduleConfig, ScheduleKind};
+pub use step::{forward_backward, StepPasses};
+pub use trainer::{train, Observer, Run, RunEnd};

@@ -1,0 +1,162 @@
+//! `[train]` and `[objective]` of the run configuration. Every field is
+//! documented with its meaning, unit and why its default; `Default` impls are
+//! the single source of defaults.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::{OptimizerConfig, OptimizerKind};
+use super::schedule::{ScheduleConfig, ScheduleKind};
+use crate::loss::Normalize;
+
+/// Which objective trains the model (`objective.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveKind {
+    /// Supervised fine-tuning: teacher-forced NLL of the answer tokens.
+    #[default]
+    Sft,
+}
+
+/// `[objective]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// The training objective. Default `sft`.
+    pub kind: ObjectiveKind,
+    /// How token losses are averaged over an optimiser step: `sequence`
+    /// (mean of per-sequence token means, as the IFT reference trains; the
+    /// default) or `token` (one token mean over the step).
+    pub normalize: Normalize,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self {
+            kind: ObjectiveKind::Sft,
+            normalize: Normalize::Sequence,
+        }
+    }
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Run directory: metrics, checkpoints, `final/`. Default `runs/ift`.
+    pub output_dir: PathBuf,
+    /// Seed of everything random in the run (data order, IFT noise). Default 42.
+    pub seed: u64,
+    /// Passes over the training data. Default 3, as the IFT paper trains.
+    pub epochs: u64,
+    /// Stop after this many optimiser steps; 0 means `epochs` decides. Default 0.
+    pub max_steps: u64,
+    /// Sequences per optimiser step. Default 8.
+    pub batch_size: usize,
+    /// Sequences per forward/backward pass; `batch_size` must be a multiple
+    /// of it (gradient accumulation). Default 8 (no accumulation); lower it
+    /// when memory is short — the result does not change.
+    pub micro_batch_size: usize,
+    /// Peak learning rate. Default 1e-5, a common full fine-tuning rate for
+    /// small models (the IFT paper used 5e-7 on 7B models).
+    pub lr: f64,
+    /// `adamw`, `rmsprop` (the IFT paper's, default) or `sgd`.
+    pub optimizer: OptimizerKind,
+    /// Weight decay. Default 0 (the IFT paper uses none).
+    pub weight_decay: f64,
+    /// Learning-rate schedule after warm-up: `constant`, `linear` or `cosine`
+    /// (default, as the IFT paper).
+    pub schedule: ScheduleKind,
+    /// Warm-up length in optimiser steps; 0 means `warmup_ratio` decides. Default 0.
+    pub warmup_steps: u64,
+    /// Warm-up as a fraction of all optimiser steps. Default 0.1 (the paper's).
+    pub warmup_ratio: f64,
+    /// Global gradient-norm clip; 0 disables. Default 10, the IFT paper's.
+    pub max_grad_norm: f64,
+    /// Evaluate every this many optimiser steps (and at the end); 0: only at
+    /// the end. Default 0.
+    pub eval_every: u64,
+    /// Save a checkpoint every this many optimiser steps; 0: only `final/`.
+    /// Default 0.
+    pub save_every: u64,
+    /// Checkpoints kept on disk (oldest deleted first); 0 keeps all. Default 2.
+    pub keep_last: usize,
+    /// Consecutive steps with a non-finite loss or gradient (each skipped)
+    /// after which the run stops. Default 5.
+    pub max_bad_steps: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            output_dir: PathBuf::from("runs/ift"),
+            seed: 42,
+            epochs: 3,
+            max_steps: 0,
+            batch_size: 8,
+            micro_batch_size: 8,
+            lr: 1e-5,
+            optimizer: OptimizerKind::RmsProp,
+            weight_decay: 0.0,
+            schedule: ScheduleKind::Cosine,
+            warmup_steps: 0,
+            warmup_ratio: 0.1,
+            max_grad_norm: 10.0,
+            eval_every: 0,
+            save_every: 0,
+            keep_last: 2,
+            max_bad_steps: 5,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The optimiser settings this config implies (other hyperparameters at
+    /// torch's defaults).
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: self.optimizer,
+            weight_decay: self.weight_decay,
+            ..OptimizerConfig::default()
+        }
+    }
+
+    /// The schedule settings this config implies.
+    pub fn schedule_config(&self) -> ScheduleConfig {
+        ScheduleConfig {
+            kind: self.schedule,
+            warmup_steps: self.warmup_steps,
+            warmup_ratio: self.warmup_ratio,
+        }
+    }
+
+    /// Checks the values no type can: returns `(field, message)` on error.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.batch_size == 0 {
+            return Err(("train.batch_size", "must be at least 1".into()));
+        }
+        if self.micro_batch_size == 0 || self.batch_size % self.micro_batch_size != 0 {
+            return Err((
+                "train.micro_batch_size",
+                format!(
+                    "{} must be at least 1 and divide train.batch_size = {}",
+                    self.micro_batch_size, self.batch_size
+                ),
+            ));
+        }
+        if self.epochs == 0 && self.max_steps == 0 {
+            return Err((
+                "train.epochs",
+                "train.epochs and train.max_steps are both 0".into(),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err((
+                "train.lr",
+                format!("{} must be a finite number >= 0", self.lr),
+            ));
+        }
+        Ok(())
+    }
+}

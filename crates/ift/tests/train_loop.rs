@@ -1,0 +1,247 @@
+//! The training loop's invariants: gradient accumulation does not change the
+//! step, an interrupted and resumed run ends bit-identical to an unbroken
+//! one, and non-finite steps are skipped then stop the run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{Device, Tensor};
+use ift::loss::Normalize;
+use ift::model::{LlamaForCausalLM, Trainable};
+use ift::train::{
+    forward_backward, latest_checkpoint, train, Example, ObjectiveConfig, Observer, OptimizerKind,
+    Run, RunEnd, StepMetrics, TrainConfig,
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama_gqa")
+}
+
+fn load(dir: &Path) -> LlamaForCausalLM {
+    LlamaForCausalLM::from_pretrained(dir, &Trainable::All, &Device::Cpu).unwrap()
+}
+
+/// Sequences of different lengths over the tokenizer's 380 ordinary ids,
+/// the answer (second half) trained.
+fn examples(n: usize, seed: u64) -> Vec<Example> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let len = rng.random_range(5..14);
+            let input_ids = (0..len).map(|_| rng.random_range(0..380)).collect();
+            let loss_mask = (0..len).map(|i| i >= len / 2).collect();
+            Example {
+                input_ids,
+                loss_mask,
+            }
+        })
+        .collect()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn accumulation_1x8_equals_8x1() {
+    let model = load(&model_dir());
+    let data = examples(8, 1);
+    let batch: Vec<&Example> = data.iter().collect();
+    for normalize in [Normalize::Sequence, Normalize::Token] {
+        let objective = ObjectiveConfig {
+            normalize,
+            ..ObjectiveConfig::default()
+        };
+        let whole = forward_backward(&model, &batch, 8, &objective, &Device::Cpu).unwrap();
+        let split = forward_backward(&model, &batch, 1, &objective, &Device::Cpu).unwrap();
+        assert!(
+            (whole.loss - split.loss).abs() < 1e-5 * whole.loss.abs(),
+            "{normalize:?}: {} vs {}",
+            whole.loss,
+            split.loss
+        );
+        for (name, var) in model.parameters().vars() {
+            let (a, b) = (
+                values(whole.grads.get(var).unwrap()),
+                values(split.grads.get(var).unwrap()),
+            );
+            let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst <= 1e-4 * scale + 1e-7,
+                "{normalize:?} {name}: differs by {worst} (scale {scale})"
+            );
+        }
+    }
+}
+
+/// Sets the stop flag once `at` steps are done (what Ctrl-C does).
+struct StopAt<'a>(u64, &'a AtomicBool);
+
+impl Observer for StopAt<'_> {
+    fn on_step(&mut self, m: &StepMetrics) {
+        if m.step == self.0 {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+struct Quiet;
+impl Observer for Quiet {}
+
+fn config(out: &Path) -> TrainConfig {
+    TrainConfig {
+        output_dir: out.to_path_buf(),
+        max_steps: 6,
+        batch_size: 4,
+        micro_batch_size: 2,
+        lr: 1e-3,
+        optimizer: OptimizerKind::AdamW,
+        weight_decay: 0.01,
+        save_every: 2,
+        eval_every: 3,
+        ..TrainConfig::default()
+    }
+}
+
+fn run_in(
+    out: &Path,
+    cfg: &TrainConfig,
+    model: &LlamaForCausalLM,
+    resume: Option<&Path>,
+    obs: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> RunEnd {
+    let (train_set, eval_set) = (examples(10, 2), examples(3, 3));
+    let objective = ObjectiveConfig::default();
+    let run = Run {
+        train: &train_set,
+        eval: &eval_set,
+        config: cfg,
+        objective: &objective,
+        config_toml: "",
+        companions: &model_dir(),
+        device: &Device::Cpu,
+    };
+    std::fs::create_dir_all(out).unwrap();
+    train(model, &run, resume, stop, obs).unwrap()
+}
+
+fn final_weights(out: &Path) -> Vec<(String, Vec<u32>)> {
+    let model =
+        LlamaForCausalLM::from_pretrained(&out.join("final"), &Trainable::None, &Device::Cpu)
+            .unwrap();
+    model
+        .parameters()
+        .named()
+        .iter()
+        .map(|(n, t)| (n.clone(), values(t).iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn interrupted_and_resumed_run_is_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let never = AtomicBool::new(false);
+    run_in(
+        &a,
+        &config(&a),
+        &load(&model_dir()),
+        None,
+        &mut Quiet,
+        &never,
+    );
+
+    let stop = AtomicBool::new(false);
+    let end = run_in(
+        &b,
+        &config(&b),
+        &load(&model_dir()),
+        None,
+        &mut StopAt(3, &stop),
+        &stop,
+    );
+    assert_eq!(
+        end,
+        RunEnd::Stopped {
+            checkpoint: b.join("checkpoint-3")
+        }
+    );
+    let ck = latest_checkpoint(&b).unwrap().unwrap();
+    let resumed = load(&ck);
+    run_in(&b, &config(&b), &resumed, Some(&ck), &mut Quiet, &never);
+
+    assert!(
+        final_weights(&a) == final_weights(&b),
+        "resumed weights differ from the unbroken run"
+    );
+    let rows = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    let strip = |s: String| {
+        s.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for k in ["tokens_per_s", "elapsed_s"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(rows(&a)),
+        strip(rows(&b)),
+        "metrics differ after resume"
+    );
+}
+
+#[test]
+fn non_finite_steps_are_skipped_then_stop_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // A learning rate this large sends the weights to infinity at once.
+    let cfg = TrainConfig {
+        lr: 1e30,
+        max_steps: 20,
+        save_every: 1,
+        max_bad_steps: 3,
+        schedule: ift::train::ScheduleKind::Constant,
+        warmup_ratio: 0.0,
+        optimizer: OptimizerKind::Sgd,
+        ..config(&out)
+    };
+    let (train_set, objective) = (examples(10, 2), ObjectiveConfig::default());
+    let run = Run {
+        train: &train_set,
+        eval: &[],
+        config: &cfg,
+        objective: &objective,
+        config_toml: "",
+        companions: &model_dir(),
+        device: &Device::Cpu,
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    let err = train(
+        &load(&model_dir()),
+        &run,
+        None,
+        &AtomicBool::new(false),
+        &mut Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("3 non-finite steps in a row"), "{err}");
+    // The one good step's checkpoint survives, with finite weights.
+    let ck = latest_checkpoint(&out).unwrap().unwrap();
+    assert_eq!(ck, out.join("checkpoint-1"));
+    let m = LlamaForCausalLM::from_pretrained(&ck, &Trainable::None, &Device::Cpu).unwrap();
+    assert!(m
+        .parameters()
+        .named()
+        .iter()
+        .all(|(_, t)| values(t).iter().all(|x| x.is_finite())));
+}
