@@ -1,0 +1,113 @@
+//! The embedded default that `ift demo` trains: nothing downloaded. A tiny
+//! Llama (random init from a fixed seed), a character-level tokenizer with a
+//! ChatML template, and a task whose held-out answers are checked exactly:
+//! reverse a short lowercase word.
+
+use std::path::Path;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::model::{Family, LlamaConfig, LlamaForCausalLM, RopeScaling, SaveOptions, Trainable};
+
+/// Characters the demo tokenizer knows, after its three special tokens.
+const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456789 \n:?.,'";
+const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+/// ChatML, as SmolLM2 and Qwen2 write it (without a default system prompt).
+const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// The demo model: about 2.4 M parameters, small enough to train for a
+/// couple of minutes on 2 CPU cores and still learn the task.
+pub fn model_config() -> LlamaConfig {
+    LlamaConfig {
+        family: Family::Llama,
+        vocab_size: SPECIALS.len() + ALPHABET.chars().count(),
+        hidden_size: 192,
+        intermediate_size: 512,
+        num_hidden_layers: 4,
+        num_attention_heads: 6,
+        num_key_value_heads: 2,
+        head_dim: 32,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        rope_scaling: RopeScaling::Default,
+        max_position_embeddings: 256,
+        tie_word_embeddings: true,
+        qkv_bias: false,
+        o_bias: false,
+        mlp_bias: false,
+        sliding_window: None,
+        torch_dtype: Some("float32".into()),
+    }
+}
+
+/// Writes the random base model, its tokenizer and chat template to `dir`
+/// as a Hugging Face model directory.
+pub fn write_base_model(dir: &Path, seed: u64) -> Result<()> {
+    let model = LlamaForCausalLM::random(model_config(), 0.02, seed, &Trainable::None, &candle_core::Device::Cpu)?;
+    model.save_pretrained(dir, &SaveOptions::default())?;
+    let write = |name: &str, v: Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(&v).expect("JSON")).map_err(|e| Error::io(&path, e))
+    };
+    write("tokenizer.json", tokenizer_json())?;
+    write(
+        "tokenizer_config.json",
+        json!({"bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE, "model_max_length": 256}),
+    )?;
+    write("generation_config.json", json!({"eos_token_id": 2, "pad_token_id": 0}))
+}
+
+/// A character-level `tokenizer.json`: a BPE model with no merges, so every
+/// character is one token, and a `Fuse` decoder that joins them back.
+fn tokenizer_json() -> Value {
+    let added: Vec<Value> = SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(id, t)| json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    let mut vocab = serde_json::Map::new();
+    for (id, t) in SPECIALS.iter().enumerate() {
+        vocab.insert(t.to_string(), id.into());
+    }
+    for (i, c) in ALPHABET.chars().enumerate() {
+        vocab.insert(c.to_string(), (SPECIALS.len() + i).into());
+    }
+    json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+        "decoder": {"type": "Fuse"},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": []}
+    })
+}
+
+/// One task instance: the user's question and the exact expected answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub question: String,
+    pub answer: String,
+}
+
+impl Problem {
+    /// As a chat record (`{"messages": [...]}`).
+    pub fn to_record(&self) -> Value {
+        json!({"messages": [{"role": "user", "content": self.question}, {"role": "assistant", "content": self.answer}]})
+    }
+}
+
+/// `n` reversal problems from `seed`: words of 3 to 6 letters from the
+/// first 12 letters of the alphabet (so the task is learnable in minutes).
+pub fn problems(n: usize, seed: u64) -> Vec<Problem> {
+    let letters: Vec<char> = "abcdefghijkl".chars().collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let len = rng.random_range(3..=6);
+            let word: String = (0..len).map(|_| letters[rng.random_range(0..letters.len())]).collect();
+            Problem { question: format!("reverse {word}"), answer: word.chars().rev().collect() }
+        })
+        .collect()
+}
