@@ -1,20 +1,27 @@
-//! `ift score`: summed log-probabilities of each record, one JSON line each.
+//! `ift score`: summed log-probabilities of each record's trained tokens,
+//! one JSON line per record, in file order.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::Device;
-use ift::eval::{score_sequences, ScoredSequence};
+use ift::data::{
+    load_records, mask_record, BuiltinTemplate, ChatTemplate, DataFormat, EncodeOptions,
+    EncodedExample, TemplateOptions,
+};
+use ift::eval::score_sequences;
 use ift::model::{Pretrained, Trainable};
-use ift::tokenizer::HfTokenizer;
 
 #[derive(clap::Args)]
 pub struct ScoreArgs {
     /// Hugging Face model directory (config.json, safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
-    /// JSONL records `{"text": "..."}`.
+    /// Records, JSONL or a JSON array: `{"text"}` (every token after the
+    /// first scored, tokenized as `tokenizer(text)`), or chat,
+    /// prompt/completion, Alpaca, ShareGPT (the answer tokens scored, with
+    /// the model's chat template when it has one).
     #[arg(long)]
     data: PathBuf,
     /// Where to write one `{"logprob_sum", "tokens"}` line per record.
@@ -23,6 +30,9 @@ pub struct ScoreArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
+    /// Chat template for a model without one: `chatml` or `zephyr`.
+    #[arg(long, value_parser = parse_builtin)]
+    template_fallback: Option<BuiltinTemplate>,
 }
 
 pub fn run(args: ScoreArgs) -> Result<()> {
@@ -30,9 +40,26 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let Pretrained {
         model, tokenizer, ..
     } = Pretrained::load(&args.model, &Trainable::None, &device)?;
-    let sequences = read_text_records(&args.data, &tokenizer)?;
-    let bar = crate::progress::bar(sequences.len() as u64, "scoring");
-    let scores = score_sequences(&model, &sequences, args.batch_size, &device, |n| {
+    let template_options = TemplateOptions {
+        name: None,
+        fallback: args.template_fallback,
+    };
+    let template = ChatTemplate::for_tokenizer(&tokenizer, &template_options)?;
+    // Scoring never truncates: every record gets its line.
+    let encode = EncodeOptions {
+        max_length: None,
+        ..EncodeOptions::default()
+    };
+    let mut examples = Vec::new();
+    for record in load_records(&args.data, DataFormat::Auto)? {
+        let masked = mask_record(&record, &tokenizer, template.as_ref(), &encode)?;
+        examples.push(EncodedExample {
+            input_ids: masked.input_ids,
+            loss_mask: masked.loss_mask,
+        });
+    }
+    let bar = crate::progress::bar(examples.len() as u64, "scoring");
+    let scores = score_sequences(&model, &examples, args.batch_size, &device, |n| {
         bar.set_position(n as u64)
     })?;
     bar.finish_and_clear();
@@ -44,35 +71,9 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     write_replacing(&args.out, text.as_bytes())
 }
 
-/// Tokenizes each `{"text"}` line exactly as `tokenizer(text)` does in
-/// `transformers`; every token after the first is scored.
-fn read_text_records(path: &PathBuf, tokenizer: &HfTokenizer) -> Result<Vec<ScoredSequence>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", at()))?;
-        let Some(t) = v.get("text").and_then(|t| t.as_str()) else {
-            bail!("{}: missing string field `text`", at());
-        };
-        let ids = tokenizer.encode(t, true).with_context(at)?.ids;
-        let scored = vec![true; ids.len()];
-        out.push(ScoredSequence {
-            input_ids: ids,
-            scored,
-        });
-    }
-    Ok(out)
-}
-
 /// Writes `bytes` to a temporary sibling, then renames it over `path`, so a
 /// failure never destroys an earlier output.
-pub fn write_replacing(path: &PathBuf, bytes: &[u8]) -> Result<()> {
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp-ift");
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -80,4 +81,10 @@ pub fn write_replacing(path: &PathBuf, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Parses a built-in template name as the config file spells it.
+pub fn parse_builtin(name: &str) -> Result<BuiltinTemplate, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| format!("unknown template `{name}` (built in: chatml, zephyr)"))
 }

@@ -45,18 +45,28 @@ pub fn model_config() -> LlamaConfig {
 /// Writes the random base model, its tokenizer and chat template to `dir`
 /// as a Hugging Face model directory.
 pub fn write_base_model(dir: &Path, seed: u64) -> Result<()> {
-    let model = LlamaForCausalLM::random(model_config(), 0.02, seed, &Trainable::None, &candle_core::Device::Cpu)?;
+    let model = LlamaForCausalLM::random(
+        model_config(),
+        0.02,
+        seed,
+        &Trainable::None,
+        &candle_core::Device::Cpu,
+    )?;
     model.save_pretrained(dir, &SaveOptions::default())?;
     let write = |name: &str, v: Value| {
         let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_string_pretty(&v).expect("JSON")).map_err(|e| Error::io(&path, e))
+        std::fs::write(&path, serde_json::to_string_pretty(&v).expect("JSON"))
+            .map_err(|e| Error::io(&path, e))
     };
     write("tokenizer.json", tokenizer_json())?;
     write(
         "tokenizer_config.json",
         json!({"bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE, "model_max_length": 256}),
     )?;
-    write("generation_config.json", json!({"eos_token_id": 2, "pad_token_id": 0}))
+    write(
+        "generation_config.json",
+        json!({"eos_token_id": 2, "pad_token_id": 0}),
+    )
 }
 
 /// A character-level `tokenizer.json`: a BPE model with no merges, so every
@@ -106,8 +116,13 @@ pub fn problems(n: usize, seed: u64) -> Vec<Problem> {
     (0..n)
         .map(|_| {
             let len = rng.random_range(3..=6);
-            let word: String = (0..len).map(|_| letters[rng.random_range(0..letters.len())]).collect();
-            Problem { question: format!("reverse {word}"), answer: word.chars().rev().collect() }
+            let word: String = (0..len)
+                .map(|_| letters[rng.random_range(0..letters.len())])
+                .collect();
+            Problem {
+                question: format!("reverse {word}"),
+                answer: word.chars().rev().collect(),
+            }
         })
         .collect()
 }

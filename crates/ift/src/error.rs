@@ -63,7 +63,7 @@ pub enum Error {
     Train(String),
     /// Loading or encoding the data failed.
     #[error(transparent)]
-    Data(Box<dyn std::error::Error + Send + Sync>),
+    Data(#[from] crate::data::DataError),
     /// A tensor operation failed; these indicate a bug or an impossible shape.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Tensor};
+use ift::data::EncodedExample;
 use ift::loss::Normalize;
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::train::{
-    forward_backward, latest_checkpoint, train, Example, ObjectiveConfig, Observer, OptimizerKind,
-    Run, RunEnd, StepMetrics, TrainConfig,
+    forward_backward, latest_checkpoint, train, ObjectiveConfig, Observer, OptimizerKind, Run,
+    RunEnd, StepMetrics, TrainConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -24,14 +25,14 @@ fn load(dir: &Path) -> LlamaForCausalLM {
 
 /// Sequences of different lengths over the tokenizer's 380 ordinary ids,
 /// the answer (second half) trained.
-fn examples(n: usize, seed: u64) -> Vec<Example> {
+fn examples(n: usize, seed: u64) -> Vec<EncodedExample> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
             let len = rng.random_range(5..14);
             let input_ids = (0..len).map(|_| rng.random_range(0..380)).collect();
             let loss_mask = (0..len).map(|i| i >= len / 2).collect();
-            Example {
+            EncodedExample {
                 input_ids,
                 loss_mask,
             }
@@ -47,7 +48,7 @@ fn values(t: &Tensor) -> Vec<f32> {
 fn accumulation_1x8_equals_8x1() {
     let model = load(&model_dir());
     let data = examples(8, 1);
-    let batch: Vec<&Example> = data.iter().collect();
+    let batch: Vec<&EncodedExample> = data.iter().collect();
     for normalize in [Normalize::Sequence, Normalize::Token] {
         let objective = ObjectiveConfig {
             normalize,

@@ -3,9 +3,10 @@
 use candle_core::Device;
 use serde::Serialize;
 
+use crate::data::{EncodedExample, SequenceBatch};
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
-use crate::train::{Example, MicroBatch};
+use crate::train::{target_mask, PAD_ID};
 use crate::Result;
 
 /// Evaluation figures written as `eval_*` metrics.
@@ -22,19 +23,20 @@ pub struct EvalLoss {
 /// Scores `examples` in batches of `batch_size` on a graph-free view of `model`.
 pub fn evaluate_loss(
     model: &LlamaForCausalLM,
-    examples: &[Example],
+    examples: &[EncodedExample],
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalLoss> {
     let model = model.detached();
     let (mut total, mut count) = (0f64, 0usize);
-    let refs: Vec<&Example> = examples.iter().collect();
+    let refs: Vec<&EncodedExample> = examples.iter().collect();
     for chunk in refs.chunks(batch_size.max(1)) {
-        let mb = MicroBatch::new(chunk, device)?;
-        let logits = model.forward(ModelInput::Ids(&mb.input_ids), &mb.attention_mask)?;
-        let logp: Vec<Vec<f32>> = token_logprobs(&logits, &mb.input_ids)?.to_vec2()?;
-        for (row, mask) in logp.iter().zip(&mb.target_mask) {
-            for (lp, &m) in row.iter().zip(mask) {
+        let mb = SequenceBatch::collate(chunk, PAD_ID);
+        let tensors = mb.to_tensors(device)?;
+        let logits = model.forward(ModelInput::Ids(&tensors.input_ids), &tensors.attention_mask)?;
+        let logp: Vec<Vec<f32>> = token_logprobs(&logits, &tensors.input_ids)?.to_vec2()?;
+        for (row, mask) in logp.iter().zip(target_mask(&mb)) {
+            for (lp, m) in row.iter().zip(mask) {
                 if m {
                     total -= *lp as f64;
                     count += 1;

@@ -6,4 +6,4 @@ pub mod score;
 
 pub use generate::greedy_generate;
 pub use loss::{evaluate_loss, EvalLoss};
-pub use score::{score_sequences, Score, ScoredSequence};
+pub use score::{score_sequences, Score};

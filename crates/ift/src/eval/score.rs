@@ -1,43 +1,39 @@
-//! Summed log-probabilities of chosen tokens: what `ift score` reports and
-//! how reference log-probabilities get cached for preference objectives.
+//! Summed log-probabilities of the trained tokens: what `ift score` reports
+//! and how reference log-probabilities get cached for preference objectives.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use serde::Serialize;
 
+use crate::data::{EncodedExample, SequenceBatch};
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::train::{target_mask, PAD_ID};
 use crate::Result;
-
-/// A token sequence and which of its tokens are scored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoredSequence {
-    pub input_ids: Vec<u32>,
-    /// `scored[i]`: whether `log p(input_ids[i] | input_ids[..i])` counts.
-    /// `scored[0]` is ignored: the first token has no context.
-    pub scored: Vec<bool>,
-}
 
 /// One sequence's score, as written by `ift score`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Score {
-    /// Σ log p(token_i | tokens_<i) over the scored tokens, in nats.
+    /// Σ log p(token_i | tokens_<i) over the tokens of the loss mask, in nats.
     pub logprob_sum: f64,
     /// Number of scored tokens.
     pub tokens: usize,
 }
 
-/// Scores `sequences` in batches of `batch_size`, right-padded; calls
-/// `progress(done)` after each batch. Results are in input order.
+/// Scores `examples` (their `loss_mask` says which tokens count) in batches
+/// of `batch_size`, right-padded; calls `progress(done)` after each batch.
+/// Results are in input order.
 pub fn score_sequences(
     model: &LlamaForCausalLM,
-    sequences: &[ScoredSequence],
+    examples: &[EncodedExample],
     batch_size: usize,
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Score>> {
-    let mut out = Vec::with_capacity(sequences.len());
-    for chunk in sequences.chunks(batch_size.max(1)) {
-        out.extend(score_batch(model, chunk, device)?);
+    let model = model.detached();
+    let mut out = Vec::with_capacity(examples.len());
+    let refs: Vec<&EncodedExample> = examples.iter().collect();
+    for chunk in refs.chunks(batch_size.max(1)) {
+        out.extend(score_batch(&model, chunk, device)?);
         progress(out.len());
     }
     Ok(out)
@@ -45,13 +41,13 @@ pub fn score_sequences(
 
 fn score_batch(
     model: &LlamaForCausalLM,
-    batch: &[ScoredSequence],
+    chunk: &[&EncodedExample],
     device: &Device,
 ) -> Result<Vec<Score>> {
-    let t = batch.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
-    if t < 2 {
+    let batch = SequenceBatch::collate(chunk, PAD_ID);
+    if batch.seq_len() < 2 {
         // Nothing has context: every score is empty.
-        return Ok(batch
+        return Ok(chunk
             .iter()
             .map(|_| Score {
                 logprob_sum: 0.0,
@@ -59,32 +55,22 @@ fn score_batch(
             })
             .collect());
     }
-    let b = batch.len();
-    let mut ids = vec![0u32; b * t];
-    let mut attention = vec![0f32; b * t];
-    let mut scored = vec![0f32; b * (t - 1)];
-    for (r, s) in batch.iter().enumerate() {
-        for (i, &id) in s.input_ids.iter().enumerate() {
-            ids[r * t + i] = id;
-            attention[r * t + i] = 1.0;
-            if i > 0 && s.scored.get(i).copied().unwrap_or(false) {
-                scored[r * (t - 1) + i - 1] = 1.0;
+    let tensors = batch.to_tensors(device)?;
+    let logits = model.forward(ModelInput::Ids(&tensors.input_ids), &tensors.attention_mask)?;
+    let logp: Vec<Vec<f32>> = token_logprobs(&logits, &tensors.input_ids)?.to_vec2()?;
+    Ok(logp
+        .iter()
+        .zip(target_mask(&batch))
+        .map(|(row, mask)| {
+            let picked = row
+                .iter()
+                .zip(&mask)
+                .filter(|(_, &m)| m)
+                .map(|(&lp, _)| lp as f64);
+            Score {
+                logprob_sum: picked.sum(),
+                tokens: mask.iter().filter(|&&m| m).count(),
             }
-        }
-    }
-    let ids = Tensor::from_vec(ids, (b, t), device)?;
-    let attention = Tensor::from_vec(attention, (b, t), device)?;
-    let scored = Tensor::from_vec(scored, (b, t - 1), device)?;
-    let logits = model.forward(ModelInput::Ids(&ids), &attention)?;
-    let logp = token_logprobs(&logits, &ids)?;
-    let sums: Vec<f32> = logp.mul(&scored)?.sum(1)?.to_vec1()?;
-    let counts: Vec<f32> = scored.sum(1)?.to_dtype(DType::F32)?.to_vec1()?;
-    Ok(sums
-        .into_iter()
-        .zip(counts)
-        .map(|(s, c)| Score {
-            logprob_sum: s as f64,
-            tokens: c as usize,
         })
         .collect())
 }

@@ -5,7 +5,6 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
-pub mod example;
 pub mod metrics;
 pub mod optim;
 pub mod order;
@@ -18,10 +17,9 @@ pub use checkpoint::{
 };
 pub use clip::{clip_grad_norm, global_grad_norm, ClipOutcome};
 pub use config::{ObjectiveConfig, ObjectiveKind, TrainConfig};
-pub use example::{Example, MicroBatch};
 pub use metrics::{MetricsWriter, StepMetrics, METRICS_FILE};
 pub use optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
 pub use order::BatchPlan;
 pub use schedule::{LrSchedule, ScheduleConfig, ScheduleKind};
-pub use step::{forward_backward, StepPasses};
+pub use step::{forward_backward, target_mask, StepPasses, PAD_ID};
 pub use trainer::{train, Observer, Run, RunEnd};

@@ -1,12 +1,7 @@
 //! Which examples each optimiser step sees: a pure function of the seed and
 //! the step, so a resumed run sees exactly the batches an unbroken one would.
 
-use rand::seq::SliceRandom;
-use rand::{rngs::StdRng, SeedableRng};
-
-/// How many consecutive batches are sorted by length together: enough to
-/// cut padding, few enough that batch order stays well mixed.
-const LENGTH_GROUP_BATCHES: usize = 16;
+use crate::data::{batch_indices, BatchOptions};
 
 /// The batch plan of a run.
 #[derive(Debug, Clone)]
@@ -38,22 +33,14 @@ impl BatchPlan {
         self.epoch_batches(epoch).swap_remove(index)
     }
 
-    /// The batches of one epoch: a seeded shuffle, then length-grouped in
-    /// windows of [`LENGTH_GROUP_BATCHES`] batches, then batch order shuffled.
+    /// The batches of one epoch: seeded and length-grouped (see
+    /// [`batch_indices`]); each epoch reshuffles with its own seed.
     pub fn epoch_batches(&self, epoch: u64) -> Vec<Vec<usize>> {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut order: Vec<usize> = (0..self.lengths.len()).collect();
-        order.shuffle(&mut rng);
-        let window = self.batch_size * LENGTH_GROUP_BATCHES;
-        for chunk in order.chunks_mut(window) {
-            // Stable sort: ties keep their shuffled order.
-            chunk.sort_by_key(|&i| std::cmp::Reverse(self.lengths[i]));
-        }
-        let mut batches: Vec<Vec<usize>> = order
-            .chunks(self.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
-        batches.shuffle(&mut rng);
-        batches
+        let options = BatchOptions {
+            batch_size: self.batch_size,
+            seed: self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ..BatchOptions::default()
+        };
+        batch_indices(&self.lengths, &options)
     }
 }

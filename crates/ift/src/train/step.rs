@@ -5,7 +5,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 
 use super::config::{ObjectiveConfig, ObjectiveKind};
-use super::example::{Example, MicroBatch};
+use crate::data::{EncodedExample, SequenceBatch};
 use crate::loss::{sft_loss, token_coefficients, StepTotals};
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::Result;
@@ -27,25 +27,27 @@ pub struct StepPasses {
 /// the result.
 pub fn forward_backward(
     model: &LlamaForCausalLM,
-    batch: &[&Example],
+    batch: &[&EncodedExample],
     micro: usize,
     objective: &ObjectiveConfig,
     device: &Device,
 ) -> Result<StepPasses> {
     let totals = StepTotals {
         sequences: batch.len(),
-        tokens: batch.iter().map(|e| e.trained_tokens()).sum(),
+        tokens: batch.iter().map(|e| e.num_trained()).sum(),
     };
     let vars: &[(String, Var)] = model.parameters().vars();
     let mut grads = GradStore::default();
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
     for chunk in batch.chunks(micro.max(1)) {
-        let mb = MicroBatch::new(chunk, device)?;
-        let coef = token_coefficients(&mb.target_mask, objective.normalize, totals, device)?;
+        let mb = SequenceBatch::collate(chunk, PAD_ID);
+        let coef = token_coefficients(&target_mask(&mb), objective.normalize, totals, device)?;
+        let tensors = mb.to_tensors(device)?;
         let loss = match objective.kind {
             ObjectiveKind::Sft => {
-                let logits = model.forward(ModelInput::Ids(&mb.input_ids), &mb.attention_mask)?;
-                sft_loss(&logits, &mb.input_ids, &coef)?.loss
+                let logits =
+                    model.forward(ModelInput::Ids(&tensors.input_ids), &tensors.attention_mask)?;
+                sft_loss(&logits, &tensors.input_ids, &coef)?.loss
             }
         };
         let store = loss.backward()?;
@@ -59,7 +61,7 @@ pub fn forward_backward(
             }
         }
         loss_sum += loss.to_scalar::<f32>()? as f64;
-        tokens += mb.tokens;
+        tokens += chunk.iter().map(|e| e.len()).sum::<usize>();
     }
     Ok(StepPasses {
         loss: loss_sum,
@@ -67,4 +69,17 @@ pub fn forward_backward(
         tokens,
         trained_tokens: totals.tokens,
     })
+}
+
+/// Padding id: never attended, never trained, so any valid id will do.
+pub const PAD_ID: u32 = 0;
+
+/// The loss mask shifted to targets: entry `i` of row `s` says whether
+/// token `i + 1` trains (the layout of `token_logprobs`).
+pub fn target_mask(batch: &SequenceBatch) -> Vec<Vec<bool>> {
+    batch
+        .loss_mask
+        .iter()
+        .map(|row| row.iter().skip(1).copied().collect())
+        .collect()
 }

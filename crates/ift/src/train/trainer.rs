@@ -10,20 +10,20 @@ use candle_core::Device;
 use super::checkpoint::{read_checkpoint, save_checkpoint, TrainerState};
 use super::clip::clip_grad_norm;
 use super::config::{ObjectiveConfig, TrainConfig};
-use super::example::Example;
 use super::metrics::{MetricsWriter, StepMetrics};
 use super::optim::Optimizer;
 use super::order::BatchPlan;
 use super::schedule::LrSchedule;
 use super::step::forward_backward;
+use crate::data::EncodedExample;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate_loss, EvalLoss};
 use crate::model::{LlamaForCausalLM, SaveOptions};
 
 /// Everything a run needs besides the model.
 pub struct Run<'a> {
-    pub train: &'a [Example],
-    pub eval: &'a [Example],
+    pub train: &'a [EncodedExample],
+    pub eval: &'a [EncodedExample],
     pub config: &'a TrainConfig,
     pub objective: &'a ObjectiveConfig,
     /// The fully resolved configuration, stored in every checkpoint.
@@ -107,7 +107,7 @@ pub fn train(
             });
         }
         let started = Instant::now();
-        let batch: Vec<&Example> = plan
+        let batch: Vec<&EncodedExample> = plan
             .batch(state.step)
             .into_iter()
             .map(|i| &run.train[i])
