@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod observer;
 mod progress;
 mod score;
+mod train;
 
 /// Intuitive Fine-Tuning (and SFT, DPO, ...) for Hugging Face Llama-family models.
 #[derive(Parser)]
@@ -20,6 +22,8 @@ struct Cli {
 enum Commands {
     /// Sum the log-probabilities a model gives to each record of a JSONL file.
     Score(score::ScoreArgs),
+    /// Fine-tune a model as a TOML run configuration says.
+    Train(train::TrainArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
 }
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
+        Commands::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,186 @@
+//! The run configuration: one TOML file with `[model]`, `[data]`,
+//! `[objective]` and `[train]`, every key documented, unknown keys rejected,
+//! any key overridable with `section.key=value`. The fully resolved config is
+//! written into the run directory before step 0.
+//!
+//! Relative paths are relative to the working directory, as in other
+//! trainers' command lines.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{
+    BuiltinTemplate, DataFormat, EncodeOptions, LoadOptions, PromptTruncation, TemplateOptions,
+    TrainOn,
+};
+use crate::error::{Error, Result};
+use crate::model::Trainable;
+use crate::train::{ObjectiveConfig, TrainConfig};
+
+/// `[model]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Hugging Face model directory to fine-tune. Required.
+    pub path: PathBuf,
+    /// Parameters kept frozen, by Hugging Face name prefix (e.g.
+    /// `"model.embed_tokens"`). Default: none, full fine-tuning.
+    pub freeze: Vec<String>,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training records (JSONL or a JSON array; chat, prompt/completion,
+    /// Alpaca, ShareGPT or text). Required.
+    pub train: PathBuf,
+    /// Held-out records for `eval_loss`. Default: none.
+    pub eval: Option<PathBuf>,
+    /// File syntax: `auto` (default: by content), `json_array`, `json_lines`.
+    pub format: DataFormat,
+    /// Longest sequence in tokens; longer examples are cut (prompt first).
+    /// Default 1024, TRL's default and the IFT paper's.
+    pub max_length: Option<usize>,
+    /// Longest prompt in tokens, cut before `max_length`. Default: no limit.
+    pub max_prompt_length: Option<usize>,
+    /// Which end of a long prompt survives: `keep_end` (default, nearest the
+    /// answer) or `keep_start`.
+    pub prompt_truncation: PromptTruncation,
+    /// `all_assistant_turns` (default) or `last_assistant_turn`.
+    pub train_on: TrainOn,
+    /// Train on prompt tokens too. Default false.
+    pub train_on_prompt: bool,
+    /// Named chat template from `tokenizer_config.json`. Default: the model's default one.
+    pub template: Option<String>,
+    /// Template for a model without one: `chatml` or `zephyr`. Default none
+    /// (chat data on such a model is an error rather than a guess).
+    pub template_fallback: Option<BuiltinTemplate>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        let encode = EncodeOptions::default();
+        Self {
+            train: PathBuf::new(),
+            eval: None,
+            format: DataFormat::Auto,
+            max_length: encode.max_length,
+            max_prompt_length: encode.max_prompt_length,
+            prompt_truncation: encode.prompt_truncation,
+            train_on: encode.train_on,
+            train_on_prompt: encode.train_on_prompt,
+            template: None,
+            template_fallback: None,
+        }
+    }
+}
+
+impl DataConfig {
+    /// The data pipeline's options for these settings.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            format: self.format,
+            template: TemplateOptions {
+                name: self.template.clone(),
+                fallback: self.template_fallback,
+            },
+            encode: EncodeOptions {
+                max_length: self.max_length,
+                max_prompt_length: self.max_prompt_length,
+                prompt_truncation: self.prompt_truncation,
+                train_on: self.train_on,
+                train_on_prompt: self.train_on_prompt,
+            },
+        }
+    }
+}
+
+/// The whole run configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub objective: ObjectiveConfig,
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Parses TOML `text` (named `source` in errors), applies `overrides`
+    /// (`section.key=value`, the value in TOML syntax or a bare string), and
+    /// validates the result.
+    pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
+        let err = |field: &str, message: String| Error::RunConfig {
+            source_name: source.into(),
+            field: field.into(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err("", e.to_string()))?;
+        for o in overrides {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| err(o, "an override is `section.key=value`".into()))?;
+            let (section, name) = key
+                .trim()
+                .split_once('.')
+                .ok_or_else(|| err(key, "name a section and a key, e.g. `train.lr`".into()))?;
+            let value = parse_value(value.trim());
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(err(section, "is not a section".into()));
+            };
+            t.insert(name.to_string(), value);
+        }
+        let config: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| err("", e.message().to_string()))?;
+        config.validate().map_err(|(f, m)| err(f, m))?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: required keys and value ranges.
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.model.path.as_os_str().is_empty() {
+            return Err((
+                "model.path",
+                "is required (a Hugging Face model directory)".into(),
+            ));
+        }
+        if self.data.train.as_os_str().is_empty() {
+            return Err((
+                "data.train",
+                "is required (a file of training records)".into(),
+            ));
+        }
+        self.train.validate()
+    }
+
+    /// The resolved config as TOML, every key present (but unset options).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serialises")
+    }
+
+    /// Which parameters train.
+    pub fn trainable(&self) -> Trainable {
+        match self.model.freeze.is_empty() {
+            true => Trainable::All,
+            false => Trainable::AllExcept(self.model.freeze.clone()),
+        }
+    }
+}
+
+/// A TOML value, or the text as a string when it is not one (so that
+/// `data.train=file.jsonl` needs no quotes).
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
