@@ -5,13 +5,22 @@ mod common;
 use common::smollm2;
 use ift::data::{mask_conversation, ChatTemplate, DataError, Location, Message, Role};
 
-fn render(source: &str, messages: &[Message], generation: bool) -> Result<String, minijinja::Error> {
+fn render(
+    source: &str,
+    messages: &[Message],
+    generation: bool,
+) -> Result<String, minijinja::Error> {
     let (_d, tok) = smollm2();
-    ChatTemplate::new("t", source, &tok).unwrap().render(messages, generation)
+    ChatTemplate::new("t", source, &tok)
+        .unwrap()
+        .render(messages, generation)
 }
 
 fn chat() -> Vec<Message> {
-    vec![Message::new(Role::User, "  hi <b> ☕ "), Message::new(Role::Assistant, "yo")]
+    vec![
+        Message::new(Role::User, "  hi <b> ☕ "),
+        Message::new(Role::Assistant, "yo"),
+    ]
 }
 
 #[test]
@@ -29,7 +38,10 @@ fn tojson_is_pythons_json_dumps() {
     let out = render("{{ messages[0] | tojson }}", &chat(), false).unwrap();
     assert_eq!(out, r#"{"role": "user", "content": "  hi <b> ☕ "}"#);
     let out = render("{{ messages[1] | tojson(indent=2) }}", &chat(), false).unwrap();
-    assert_eq!(out, "{\n  \"role\": \"assistant\",\n  \"content\": \"yo\"\n}");
+    assert_eq!(
+        out,
+        "{\n  \"role\": \"assistant\",\n  \"content\": \"yo\"\n}"
+    );
 }
 
 #[test]
@@ -44,11 +56,18 @@ fn raise_exception_is_an_error_naming_the_record() {
     let (_d, tok) = smollm2();
     let src = "{% if messages[0].role != 'system' %}{{ raise_exception('System message required') }}{% endif %}";
     let t = ChatTemplate::new("strict", src, &tok).unwrap();
-    let loc = Location { path: "chat.jsonl".into(), line: 7, index: 6 };
+    let loc = Location {
+        path: "chat.jsonl".into(),
+        line: 7,
+        index: 6,
+    };
     let err = mask_conversation(&chat(), 0, &t, &tok, false, &loc).unwrap_err();
     assert!(matches!(err, DataError::Render { .. }));
     let msg = format!("{err} {:?}", std::error::Error::source(&err));
-    assert!(msg.contains("chat.jsonl:7") && msg.contains("System message required"), "{msg}");
+    assert!(
+        msg.contains("chat.jsonl:7") && msg.contains("System message required"),
+        "{msg}"
+    );
 }
 
 #[test]
