@@ -217,7 +217,7 @@ pub fn truncate(masked: &MaskedText, opts: &EncodeOptions) -> Option<EncodedExam
         *first = false;
     }
     // Trained prompt tokens (train_on_prompt) do not keep an example whose answer is gone.
-    let answer_trained = masked.loss_mask[answer.clone()].iter().any(|&m| m) && answer.len() > 0;
+    let answer_trained = masked.loss_mask[answer.clone()].iter().any(|&m| m);
     (answer_trained && loss_mask.iter().any(|&m| m)).then_some(EncodedExample {
         input_ids,
         loss_mask,
