@@ -1,4 +1,4 @@
 //! `ift`: Intuitive Fine-Tuning and its baselines for Llama-family decoders.
 
-pub mod tokenizer;
 pub mod data;
+pub mod tokenizer;

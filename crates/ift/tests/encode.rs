@@ -358,7 +358,15 @@ fn short_answers_inside_the_header_are_located_after_it() {
 fn a_token_across_the_prompt_answer_join_is_kept_and_trained() {
     let (_d, tok) = model(json!({"eos_token": "<|im_end|>"}), false);
     let r = record(r#"{"prompt": "Hello wor", "completion": "ld!"}"#);
-    let e = encode_record(&r, &tok, None, &EncodeOptions::default()).unwrap().unwrap();
-    assert_eq!(e.input_ids, tok.encode("Hello world!<|im_end|>", true).unwrap().ids);
-    assert_eq!(trained_runs(&tok, &e.input_ids, &e.loss_mask), [" world!<|im_end|>"]);
+    let e = encode_record(&r, &tok, None, &EncodeOptions::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.input_ids,
+        tok.encode("Hello world!<|im_end|>", true).unwrap().ids
+    );
+    assert_eq!(
+        trained_runs(&tok, &e.input_ids, &e.loss_mask),
+        [" world!<|im_end|>"]
+    );
 }
