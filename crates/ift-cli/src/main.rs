@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod data_inspect;
 mod observer;
 mod progress;
 mod score;
@@ -24,6 +25,9 @@ enum Commands {
     Score(score::ScoreArgs),
     /// Fine-tune a model as a TOML run configuration says.
     Train(train::TrainArgs),
+    /// Look at training data as the trainer will see it.
+    #[command(subcommand)]
+    Data(data_inspect::DataCommand),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
 }
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
         Commands::Train(args) => train::run(args),
+        Commands::Data(command) => data_inspect::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

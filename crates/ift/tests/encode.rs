@@ -334,3 +334,39 @@ fn real_preference_and_kto_files_load() {
     assert_eq!(s.records, 300);
     assert!(kto.iter().any(|k| k.label) && kto.iter().any(|k| !k.label));
 }
+
+/// An answer that also occurs in the turn header ("a" in "assistant") is found after the header.
+#[test]
+fn short_answers_inside_the_header_are_located_after_it() {
+    let (_d, tok) = smollm2();
+    let t = ChatTemplate::for_tokenizer(&tok, &TemplateOptions::default()).unwrap();
+    let r = record(
+        r#"{"messages": [{"role": "user", "content": "Pick a or b."}, {"role": "assistant", "content": "a"}]}"#,
+    );
+    let e = encode_record(&r, &tok, t.as_ref(), &EncodeOptions::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        trained_runs(&tok, &e.input_ids, &e.loss_mask),
+        ["a<|im_end|>"]
+    );
+}
+
+/// Regression (issue 3): a token that spans the prompt/answer join is tokenized once, as in the
+/// whole text, and trained — tokenizing prompt and answer apart would drop or change it.
+#[test]
+fn a_token_across_the_prompt_answer_join_is_kept_and_trained() {
+    let (_d, tok) = model(json!({"eos_token": "<|im_end|>"}), false);
+    let r = record(r#"{"prompt": "Hello wor", "completion": "ld!"}"#);
+    let e = encode_record(&r, &tok, None, &EncodeOptions::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.input_ids,
+        tok.encode("Hello world!<|im_end|>", true).unwrap().ids
+    );
+    assert_eq!(
+        trained_runs(&tok, &e.input_ids, &e.loss_mask),
+        [" world!<|im_end|>"]
+    );
+}

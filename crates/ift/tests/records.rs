@@ -230,3 +230,10 @@ fn malformed_array_elements_name_their_line() {
         "{missing}"
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let text = "\u{feff}[{\"text\": \"hello\"}]";
+    let records = parse_records(text, Path::new("bom.json"), DataFormat::Auto).unwrap();
+    assert_eq!(records[0].format, RecordFormat::Text);
+}

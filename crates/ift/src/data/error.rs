@@ -67,9 +67,10 @@ pub enum DataError {
         expected: &'static str,
     },
     #[error(
-        "{location}: the tokenizer {} has no chat template (and no template named {name:?}); \
-         choose a fallback template (`chatml` or `zephyr`) to train on chat records",
-        tokenizer.display()
+        "{location}: the tokenizer {} has no chat template{}; choose a fallback template \
+         (`chatml` or `zephyr`) to train on chat records",
+        tokenizer.display(),
+        name.as_deref().map(|n| format!(" named {n:?}")).unwrap_or_default()
     )]
     NoChatTemplate {
         location: Location,

@@ -3,7 +3,8 @@
 //! The text is rendered once and tokenized once (tokenizing prompt and answer apart and joining
 //! them changes BPE merges at the join). The answer spans are found by rendering prefixes: the
 //! rendering of `messages[..i]` and of `messages[..=i]` must both be prefixes of the full text, and
-//! assistant turn `i` lies between them. Its content is located there, and a token is trained when
+//! assistant turn `i` lies between them. Its content is located there (after the generation
+//! prompt when that is a prefix of the turn), and a token is trained when
 //! its byte span overlaps the content, plus the tokens after the content up to and including the
 //! turn's first special token (the end-of-turn / EOS token the model must learn to emit).
 
@@ -75,13 +76,20 @@ pub fn mask_conversation(
                  template rewrites earlier turns and assistant spans cannot be located"
             )));
         }
+        // Search after the generation prompt (the turn header) when it is a prefix of the turn,
+        // so that a short answer such as "a" is not found inside "assistant". It is only a hint:
+        // a template that cannot render it falls back to the start of the turn.
+        let header = template.render(&messages[..i], true).ok();
+        let from = header
+            .filter(|h| h.len() >= before.len() && upto.starts_with(h.as_str()))
+            .map_or(before.len(), |h| h.len());
         let needle = m.content.trim();
-        let Some(pos) = upto[before.len()..].find(needle) else {
+        let Some(pos) = upto[from..].find(needle) else {
             return Err(shape(format!(
                 "the content of message {i} does not appear in its rendered turn"
             )));
         };
-        let content_start = before.len() + pos;
+        let content_start = from + pos;
         spans.push(TurnSpan {
             content_start,
             content_end: content_start + needle.len(),

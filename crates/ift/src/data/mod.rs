@@ -17,13 +17,15 @@ mod reader;
 mod records;
 mod strftime;
 mod template;
+mod truncate;
 mod wire;
+mod wire_llamafactory;
 
 pub use batch::{
     batch_indices, BatchOptions, KtoBatch, PreferenceBatch, SequenceBatch, SequenceTensors,
 };
 pub use dataset::{load_dataset, load_kto_dataset, load_preference_dataset, LoadSummary};
-pub use encode::{encode_preference, encode_record, encode_unpaired, mask_record, truncate};
+pub use encode::{encode_preference, encode_record, encode_unpaired, mask_record};
 pub use encode::{EncodedExample, EncodedKto, EncodedPreference};
 pub use error::{DataError, Location};
 pub use mask::{mask_conversation, mask_text, MaskedText};
@@ -31,3 +33,4 @@ pub use options::{EncodeOptions, LoadOptions, PromptTruncation, TrainOn};
 pub use reader::{load_records, parse_records, DataFormat};
 pub use records::{Message, Record, RecordBody, RecordFormat, Role};
 pub use template::{BuiltinTemplate, ChatTemplate, TemplateOptions};
+pub use truncate::truncate;

@@ -36,6 +36,8 @@ pub fn parse_records(
     path: &Path,
     format: DataFormat,
 ) -> Result<Vec<Record>, DataError> {
+    // Editors on Windows may start a UTF-8 file with a byte-order mark, which JSON forbids.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let array = match format {
         DataFormat::Auto => text.trim_start().starts_with('['),
         DataFormat::JsonArray => true,

@@ -209,18 +209,22 @@ fn strip_generation_tags(source: &str) -> String {
     out
 }
 
+/// The whitespace-control mark at the start of a tag's inside (`-` or `+`), and a space.
 fn lead(inner: &str) -> String {
-    let ctl = inner
-        .starts_with(['-', '+'])
-        .then(|| &inner[..1])
-        .unwrap_or("");
+    let ctl = if inner.starts_with(['-', '+']) {
+        &inner[..1]
+    } else {
+        ""
+    };
     format!("{ctl} ")
 }
 
+/// A space and the whitespace-control mark at the end of a tag's inside.
 fn trail(inner: &str) -> String {
-    let ctl = inner
-        .ends_with(['-', '+'])
-        .then(|| &inner[inner.len() - 1..])
-        .unwrap_or("");
+    let ctl = if inner.ends_with(['-', '+']) {
+        &inner[inner.len() - 1..]
+    } else {
+        ""
+    };
     format!(" {ctl}")
 }

@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 
 use super::error::{DataError, Location};
 use super::records::{Message, Record, RecordBody, RecordFormat, Role};
+use super::wire_llamafactory::{alpaca, sharegpt_messages, ShareGptMessage};
 
-type Object = Map<String, Value>;
+pub(super) type Object = Map<String, Value>;
 
 /// Keys that identify a format, listed in the error for an unrecognised record.
 const KNOWN: &str = "expected `messages`, `conversations`, `prompt`+`completion`, \
@@ -154,14 +155,18 @@ pub(crate) fn parse_record(value: Value, location: Location) -> Result<Record, D
     })
 }
 
-fn required<T: DeserializeOwned>(obj: &Object, key: &str, loc: &Location) -> Result<T, DataError> {
+pub(super) fn required<T: DeserializeOwned>(
+    obj: &Object,
+    key: &str,
+    loc: &Location,
+) -> Result<T, DataError> {
     match obj.get(key) {
         None => Err(DataError::field(loc, key, "missing")),
         Some(v) => T::deserialize(v).map_err(|e| DataError::field(loc, key, e.to_string())),
     }
 }
 
-fn optional<T: DeserializeOwned>(
+pub(super) fn optional<T: DeserializeOwned>(
     obj: &Object,
     key: &str,
     loc: &Location,
@@ -258,72 +263,4 @@ fn turns(
             "expected a string or a list of messages",
         )),
     }
-}
-
-#[derive(Deserialize)]
-struct ShareGptMessage {
-    from: String,
-    value: String,
-}
-
-impl ShareGptMessage {
-    fn into_message(self, field: &str, loc: &Location) -> Result<Message, DataError> {
-        let role = match self.from.as_str() {
-            "system" => Role::System,
-            "human" | "user" => Role::User,
-            "gpt" | "assistant" => Role::Assistant,
-            other => {
-                let msg = format!("unknown role {other:?} (expected system, human or gpt)");
-                return Err(DataError::field(loc, format!("{field}.from"), msg));
-            }
-        };
-        Ok(Message {
-            role,
-            content: self.value,
-        })
-    }
-}
-
-/// ShareGPT `conversations`, with an optional top-level `system` prompt (LLaMA-Factory's layout).
-fn sharegpt_messages(obj: &Object, loc: &Location) -> Result<Vec<Message>, DataError> {
-    let items: Vec<Value> = required(obj, "conversations", loc)?;
-    let mut out: Vec<Message> = optional::<String>(obj, "system", loc)?
-        .map(|s| Message::new(Role::System, s))
-        .into_iter()
-        .collect();
-    for (i, v) in items.into_iter().enumerate() {
-        let name = format!("conversations[{i}]");
-        let m = ShareGptMessage::deserialize(&v)
-            .map_err(|e| DataError::field(loc, &name, e.to_string()))?;
-        out.push(m.into_message(&name, loc)?);
-    }
-    Ok(out)
-}
-
-/// Alpaca: the user turn is `instruction`, then `input` on a new line when not empty (as
-/// LLaMA-Factory joins them); `history` holds earlier `[instruction, answer]` pairs.
-fn alpaca(obj: &Object, loc: &Location) -> Result<Vec<Message>, DataError> {
-    let instruction: String = required(obj, "instruction", loc)?;
-    let input: String = optional(obj, "input", loc)?.unwrap_or_default();
-    let output: String = required(obj, "output", loc)?;
-    let mut out = Vec::new();
-    if let Some(system) = optional::<String>(obj, "system", loc)? {
-        out.push(Message::new(Role::System, system));
-    }
-    for (q, a) in optional::<Vec<(String, String)>>(obj, "history", loc)?.unwrap_or_default() {
-        out.extend([
-            Message::new(Role::User, q),
-            Message::new(Role::Assistant, a),
-        ]);
-    }
-    let user = if input.is_empty() {
-        instruction
-    } else {
-        format!("{instruction}\n{input}")
-    };
-    out.extend([
-        Message::new(Role::User, user),
-        Message::new(Role::Assistant, output),
-    ]);
-    Ok(out)
 }
