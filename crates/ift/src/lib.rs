@@ -1,1 +1,3 @@
 //! `ift`: Intuitive Fine-Tuning and its baselines for Llama-family decoders.
+
+pub mod loss;
