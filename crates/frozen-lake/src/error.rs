@@ -1,0 +1,18 @@
+//! The crate's error type.
+
+/// What can go wrong setting up or running the experiment.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// A map's text is malformed or unusable.
+    #[error("bad map: {0}")]
+    Map(String),
+    /// The map has no route of the kind the experiment needs.
+    #[error("no {0} route to the goal on this map")]
+    NoRoute(&'static str),
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("writing {path}: {source}")]
+    Io { path: std::path::PathBuf, #[source] source: std::io::Error },
+    #[error("encoding PNG: {0}")]
+    Png(#[from] png::EncodingError),
+}
