@@ -3,6 +3,8 @@
 pub mod env;
 pub mod error;
 pub mod map;
+pub mod methods;
+pub mod policy;
 pub mod trajectory;
 pub mod value_iteration;
 
