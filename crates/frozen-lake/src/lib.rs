@@ -2,9 +2,12 @@
 
 pub mod env;
 pub mod error;
+pub mod eval;
+pub mod experiment;
 pub mod map;
 pub mod methods;
 pub mod policy;
+pub mod train;
 pub mod trajectory;
 pub mod value_iteration;
 
