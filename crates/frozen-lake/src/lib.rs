@@ -5,6 +5,7 @@ pub mod error;
 pub mod eval;
 pub mod experiment;
 pub mod map;
+pub mod picture;
 pub mod methods;
 pub mod policy;
 pub mod train;

@@ -1,0 +1,59 @@
+//! `ift frozen-lake`: runs the experiment, prints the table, writes the pictures.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use frozen_lake::experiment::{format_table, run as run_experiment, ExperimentConfig};
+use frozen_lake::map::{Map, MAP_4X4, MAP_8X8, MAP_ROUTE};
+
+#[derive(Debug, Args)]
+pub struct FrozenLakeArgs {
+    /// `route` (one optimal and one sub-optimal route), `4x4`, `8x8`, or a text file of S/F/H/G rows.
+    #[arg(long, default_value = "route")]
+    pub map: String,
+    /// Number of training seeds (0..N); results are mean ± std over them.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Optimiser steps per run (the same for every method).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Folder for the PNG pictures, `results.json` and `config.json`.
+    #[arg(long, default_value = "frozen-lake-out")]
+    pub out: PathBuf,
+}
+
+fn load_map(name: &str) -> anyhow::Result<Map> {
+    let text = match name {
+        "route" => MAP_ROUTE.to_string(),
+        "4x4" => MAP_4X4.to_string(),
+        "8x8" => MAP_8X8.to_string(),
+        path => std::fs::read_to_string(path).with_context(|| format!("reading map file {path}"))?,
+    };
+    Map::parse(&text).with_context(|| format!("map {name}"))
+}
+
+pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
+    let map = load_map(&args.map)?;
+    let mut cfg = ExperimentConfig { seeds: args.seeds.max(1), ..ExperimentConfig::default() };
+    if let Some(steps) = args.steps {
+        cfg.train.steps = steps;
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let write = |name: &str, text: String| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("config.json", serde_json::to_string_pretty(&cfg)?)?;
+    let result = run_experiment(&map, &cfg)?;
+    println!("map {} ({}×{}), {} seeds, {} steps", args.map, map.nrow, map.ncol, cfg.seeds, cfg.train.steps);
+    println!("chosen (optimal) states:     {:?}", result.chosen.states);
+    println!("rejected (sub-optimal) states: {:?}", result.rejected.states);
+    println!();
+    print!("{}", format_table(&result));
+    write("results.json", serde_json::to_string_pretty(&result)?)?;
+    for path in frozen_lake::picture::write_pictures(&result, &args.out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
