@@ -6,7 +6,7 @@ use ift::loss::{dpo_loss, orpo_loss, propagation_weights, weighted_loss, DpoPara
 use serde::{Deserialize, Serialize};
 
 use crate::map::Map;
-use crate::policy::{action_logps, encode, Policy};
+use crate::policy::{action_logps, Policy};
 use crate::trajectory::Trajectory;
 
 /// The objective, chosen once.
@@ -63,8 +63,8 @@ impl PairData {
     /// `reference` is the policy at initialisation: there is no SFT stage to start
     /// DPO from, so the starting network plays `π_ref`, as in DPO without SFT.
     pub fn new(map: &Map, chosen: Trajectory, rejected: Trajectory, reference: &Policy) -> Result<Self> {
-        let x_chosen = encode(map, &chosen.states)?;
-        let x_rejected = encode(map, &rejected.states)?;
+        let x_chosen = reference.encode(map, &chosen.states)?;
+        let x_rejected = reference.encode(map, &rejected.states)?;
         let rc = action_logps(reference, &x_chosen, &chosen.actions)?.sum_keepdim(0)?.detach();
         let rr = action_logps(reference, &x_rejected, &rejected.actions)?.sum_keepdim(0)?.detach();
         Ok(Self { chosen, rejected, x_chosen, x_rejected, ref_logps: (rc, rr) })
@@ -75,14 +75,14 @@ impl PairData {
 /// `ŝ_0 = s_0`, `ŝ_t = move(s_{t−1}, argmax π(·|s_{t−1}))` from a no-gradient pass on
 /// the true states, and `x_t = (1 − λ) E[s_t] + λ E[ŝ_t]`.
 pub fn ift_inputs(policy: &Policy, map: &Map, traj: &Trajectory, lambda: f64) -> Result<Tensor> {
-    let truth = encode(map, &traj.states)?;
+    let truth = policy.encode(map, &traj.states)?;
     let logp = policy.log_probs(&truth)?.detach().to_vec2::<f32>()?;
     let greedy = |row: &[f32]| (0..row.len()).fold(0, |best, a| if row[a] > row[best] { a } else { best });
     let mut predicted = vec![traj.states[0]];
     for t in 1..traj.states.len() {
         predicted.push(map.intended_move(traj.states[t - 1], greedy(&logp[t - 1])));
     }
-    (truth * (1.0 - lambda))? + (encode(map, &predicted)? * lambda)?
+    (truth * (1.0 - lambda))? + (policy.encode(map, &predicted)? * lambda)?
 }
 
 /// The method's loss on the pair (SFT and IFT read only `chosen`).

@@ -1,10 +1,11 @@
 use super::*;
 use crate::map::MAP_ROUTE;
+use crate::policy::{encode, Encoding};
 use rand::{rngs::StdRng, SeedableRng};
 
 fn setup() -> (Map, Policy, PairData) {
     let map = Map::parse(MAP_ROUTE).unwrap();
-    let policy = Policy::new(map.nrow + map.ncol, 8, &mut StdRng::seed_from_u64(3)).unwrap();
+    let policy = Policy::new(&map, Encoding::Rowcol, 8, &mut StdRng::seed_from_u64(3)).unwrap();
     let chosen = Trajectory { states: vec![2, 1, 0, 5, 10, 15, 20], actions: vec![0, 0, 1, 1, 1, 1, 2] };
     let rejected = Trajectory { states: vec![2, 3, 4, 9, 14, 19, 24, 23, 22], actions: vec![2, 2, 1, 1, 1, 1, 0, 0, 0] };
     let data = PairData::new(&map, chosen, rejected, &policy).unwrap();
@@ -35,10 +36,10 @@ fn ift_inputs_mix_the_truth_with_the_greedy_next_cell() -> Result<()> {
     let x = ift_inputs(&policy, &map, &data.chosen, 1.0)?.to_vec2::<f32>()?;
     let table = policy.probs_table(&map)?;
     let greedy = |s: usize| (0..4).fold(0, |b, a| if table[s][a] > table[s][b] { a } else { b });
-    assert_eq!(x[0], encode(&map, &[2])?.to_vec2::<f32>()?[0]);
+    assert_eq!(x[0], encode(&map, Encoding::Rowcol, &[2])?.to_vec2::<f32>()?[0]);
     for t in 1..data.chosen.states.len() {
         let want = map.intended_move(data.chosen.states[t - 1], greedy(data.chosen.states[t - 1]));
-        assert_eq!(x[t], encode(&map, &[want])?.to_vec2::<f32>()?[0], "step {t}");
+        assert_eq!(x[t], encode(&map, Encoding::Rowcol, &[want])?.to_vec2::<f32>()?[0], "step {t}");
     }
     Ok(())
 }

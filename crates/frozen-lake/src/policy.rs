@@ -2,21 +2,47 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use rand::{rngs::StdRng, Rng};
+use serde::{Deserialize, Serialize};
 
 use crate::env::N_ACTIONS;
 use crate::map::Map;
 
-/// The state encoding `E[s]`: one-hot of the row followed by one-hot of the column,
-/// `nrow + ncol` features. Cells in the same row or column share features, so what
-/// the network learns on the trained route spreads to the rest of the grid the way
-/// a language model's embeddings spread it to unseen contexts. Fixed, never trained:
-/// IFT's reference also mixes with a frozen embedding copy.
-pub fn encode(map: &Map, states: &[usize]) -> Result<Tensor> {
-    let dim = map.nrow + map.ncol;
+/// The state encoding `E[s]`, fixed, never trained (IFT's reference also mixes with a
+/// frozen embedding copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// One-hot of the row followed by one-hot of the column, `nrow + ncol` features (the
+    /// default). Cells in the same row or column share features, so what the network
+    /// learns on the trained routes spreads to the rest of the grid, the way a language
+    /// model's shared embeddings spread it to contexts it never saw.
+    Rowcol,
+    /// One-hot of the state, `nrow · ncol` features: no sharing between cells except
+    /// through the biases (a sensitivity check).
+    Onehot,
+}
+
+impl Encoding {
+    pub fn dim(self, map: &Map) -> usize {
+        match self {
+            Encoding::Rowcol => map.nrow + map.ncol,
+            Encoding::Onehot => map.n_states(),
+        }
+    }
+}
+
+/// `(len(states), dim)` encodings of `states`.
+pub fn encode(map: &Map, encoding: Encoding, states: &[usize]) -> Result<Tensor> {
+    let dim = encoding.dim(map);
     let mut x = vec![0f32; states.len() * dim];
     for (i, &s) in states.iter().enumerate() {
-        x[i * dim + s / map.ncol] = 1.0;
-        x[i * dim + map.nrow + s % map.ncol] = 1.0;
+        match encoding {
+            Encoding::Rowcol => {
+                x[i * dim + s / map.ncol] = 1.0;
+                x[i * dim + map.nrow + s % map.ncol] = 1.0;
+            }
+            Encoding::Onehot => x[i * dim + s] = 1.0,
+        }
     }
     Tensor::from_vec(x, (states.len(), dim), &Device::Cpu)
 }
@@ -35,6 +61,7 @@ pub struct Policy {
     pub b1: Var,
     pub w2: Var,
     pub b2: Var,
+    pub encoding: Encoding,
 }
 
 /// PyTorch `nn.Linear`'s default: uniform in `±1/√fan_in`, from the seeded RNG.
@@ -47,10 +74,15 @@ fn linear(rng: &mut StdRng, fan_in: usize, fan_out: usize) -> Result<(Var, Var)>
 }
 
 impl Policy {
-    pub fn new(in_dim: usize, hidden: usize, rng: &mut StdRng) -> Result<Self> {
-        let (w1, b1) = linear(rng, in_dim, hidden)?;
+    pub fn new(map: &Map, encoding: Encoding, hidden: usize, rng: &mut StdRng) -> Result<Self> {
+        let (w1, b1) = linear(rng, encoding.dim(map), hidden)?;
         let (w2, b2) = linear(rng, hidden, N_ACTIONS)?;
-        Ok(Self { w1, b1, w2, b2 })
+        Ok(Self { w1, b1, w2, b2, encoding })
+    }
+
+    /// `states` in this policy's encoding.
+    pub fn encode(&self, map: &Map, states: &[usize]) -> Result<Tensor> {
+        encode(map, self.encoding, states)
     }
 
     pub fn vars(&self) -> Vec<Var> {
@@ -58,7 +90,7 @@ impl Policy {
     }
 
     /// # Shapes
-    /// `x`: `(n, nrow + ncol)` → `(n, 4)` action log-probabilities.
+    /// `x`: `(n, encoding dim)` → `(n, 4)` action log-probabilities.
     pub fn log_probs(&self, x: &Tensor) -> Result<Tensor> {
         let h = x.matmul(self.w1.as_tensor())?.broadcast_add(self.b1.as_tensor())?.tanh()?;
         log_softmax(&h.matmul(self.w2.as_tensor())?.broadcast_add(self.b2.as_tensor())?)
@@ -67,7 +99,7 @@ impl Policy {
     /// `π(·|s)` for every state of `map` (terminal states included), as plain numbers.
     pub fn probs_table(&self, map: &Map) -> Result<Vec<[f64; N_ACTIONS]>> {
         let states: Vec<usize> = (0..map.n_states()).collect();
-        let p = self.log_probs(&encode(map, &states)?)?.exp()?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let p = self.log_probs(&self.encode(map, &states)?)?.exp()?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
         Ok(p.into_iter().map(|r| [r[0], r[1], r[2], r[3]]).collect())
     }
 }
@@ -98,8 +130,10 @@ mod tests {
     #[test]
     fn encoding_is_row_then_column_one_hot() -> Result<()> {
         let map = Map::parse("SF\nFG\nFF").unwrap(); // 3 rows, 2 columns
-        let x = encode(&map, &[3])?.to_vec2::<f32>()?; // row 1, column 1
+        let x = encode(&map, Encoding::Rowcol, &[3])?.to_vec2::<f32>()?; // row 1, column 1
         assert_eq!(x, vec![vec![0.0, 1.0, 0.0, 0.0, 1.0]]);
+        let x = encode(&map, Encoding::Onehot, &[3])?.to_vec2::<f32>()?;
+        assert_eq!(x, vec![vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0]]);
         Ok(())
     }
 }

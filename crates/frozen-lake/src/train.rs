@@ -9,13 +9,15 @@ use crate::env::N_ACTIONS;
 use crate::eval::mse;
 use crate::map::Map;
 use crate::methods::{loss, Method, MethodParams, PairData};
-use crate::policy::Policy;
+use crate::policy::{Encoding, Policy};
 use crate::trajectory::Trajectory;
 
 /// Optimisation settings, the same for every method (none is tuned per method).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// The network's view of a state; row/column one-hot by default.
+    pub encoding: Encoding,
     /// Hidden width of the two-layer network.
     pub hidden: usize,
     /// Optimiser steps; each step sees the whole (one-pair) data set.
@@ -28,7 +30,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { hidden: 32, steps: 200, lr: 1e-2, eval_every: 5 }
+        Self { encoding: Encoding::Rowcol, hidden: 32, steps: 200, lr: 1e-2, eval_every: 5 }
     }
 }
 
@@ -50,7 +52,7 @@ pub fn train(
     cfg: &TrainConfig,
     seed: u64,
 ) -> Result<TrainRun> {
-    let policy = Policy::new(map.nrow + map.ncol, cfg.hidden, &mut StdRng::seed_from_u64(seed))?;
+    let policy = Policy::new(map, cfg.encoding, cfg.hidden, &mut StdRng::seed_from_u64(seed))?;
     let data = PairData::new(map, pair.0.clone(), pair.1.clone(), &policy)?;
     let adam = ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..ParamsAdamW::default() };
     let mut opt = AdamW::new(policy.vars(), adam)?;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use frozen_lake::experiment::{format_table, run as run_experiment, ExperimentConfig};
 use frozen_lake::map::{Map, MAP_4X4, MAP_8X8, MAP_ROUTE};
+use frozen_lake::policy::Encoding;
 
 #[derive(Debug, Args)]
 pub struct FrozenLakeArgs {
@@ -18,9 +19,16 @@ pub struct FrozenLakeArgs {
     /// Optimiser steps per run (the same for every method).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// State encoding fed to the network: `rowcol` (row one-hot + column one-hot) or `onehot`.
+    #[arg(long, default_value = "rowcol", value_parser = parse_encoding)]
+    pub encoding: Encoding,
     /// Folder for the PNG pictures, `results.json` and `config.json`.
     #[arg(long, default_value = "frozen-lake-out")]
     pub out: PathBuf,
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown encoding {s:?}; use rowcol or onehot"))
 }
 
 fn load_map(name: &str) -> anyhow::Result<Map> {
@@ -36,6 +44,7 @@ fn load_map(name: &str) -> anyhow::Result<Map> {
 pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     let map = load_map(&args.map)?;
     let mut cfg = ExperimentConfig { seeds: args.seeds.max(1), ..ExperimentConfig::default() };
+    cfg.train.encoding = args.encoding;
     if let Some(steps) = args.steps {
         cfg.train.steps = steps;
     }
@@ -46,7 +55,7 @@ pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     };
     write("config.json", serde_json::to_string_pretty(&cfg)?)?;
     let result = run_experiment(&map, &cfg)?;
-    println!("map {} ({}×{}), {} seeds, {} steps", args.map, map.nrow, map.ncol, cfg.seeds, cfg.train.steps);
+    println!("map {} ({}×{}), {:?} encoding, {} seeds, {} steps", args.map, map.nrow, map.ncol, args.encoding, cfg.seeds, cfg.train.steps);
     println!("chosen (optimal) states:     {:?}", result.chosen.states);
     println!("rejected (sub-optimal) states: {:?}", result.rejected.states);
     println!();
