@@ -6,8 +6,9 @@ pub enum LakeError {
     /// A map's text is malformed or unusable.
     #[error("bad map: {0}")]
     Map(String),
-    /// The map has no route of the kind the experiment needs.
-    #[error("no {0} route to the goal on this map")]
+    /// The map has no route of the kind the experiment needs (e.g. Gymnasium's 4×4:
+    /// every loop-free way to its goal is a shortest one, so none is sub-optimal).
+    #[error("no {0} route to the goal on this map; the experiment needs a strictly worse second route (try --map route)")]
     NoRoute(&'static str),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

@@ -66,3 +66,30 @@ pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_table_files_and_pictures() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = FrozenLakeArgs { map: "route".into(), seeds: 1, steps: Some(5), encoding: Encoding::Rowcol, out: dir.path().into() };
+        run(&args).unwrap();
+        for name in ["config.json", "results.json", "policies.png", "visits.png", "mse_curves.png"] {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            assert!(!bytes.is_empty(), "{name}");
+            if name.ends_with(".png") {
+                assert_eq!(&bytes[1..4], b"PNG", "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn maps_without_a_worse_route_are_refused_not_faked() {
+        let args = FrozenLakeArgs { map: "4x4".into(), seeds: 1, steps: Some(1), encoding: Encoding::Rowcol, out: tempfile::tempdir().unwrap().path().into() };
+        // Gymnasium's 4×4 has two shortest routes and no strictly worse loop-free one.
+        let err = format!("{:#}", run(&args).unwrap_err());
+        assert!(err.contains("no sub-optimal route"), "{err}");
+    }
+}
