@@ -22,6 +22,12 @@ pub struct FrozenLakeArgs {
     /// State encoding fed to the network: `rowcol` (row one-hot + column one-hot) or `onehot`.
     #[arg(long, default_value = "rowcol", value_parser = parse_encoding)]
     pub encoding: Encoding,
+    /// IFT's temporal-residual weight λ (default 0.2; 0 turns mixing off).
+    #[arg(long)]
+    pub ift_lambda: Option<f64>,
+    /// IFT's relation-propagation discount γ (default 0.95; 0 turns propagation off).
+    #[arg(long)]
+    pub ift_gamma: Option<f64>,
     /// Folder for the PNG pictures, `results.json` and `config.json`.
     #[arg(long, default_value = "frozen-lake-out")]
     pub out: PathBuf,
@@ -45,6 +51,8 @@ pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     let map = load_map(&args.map)?;
     let mut cfg = ExperimentConfig { seeds: args.seeds.max(1), ..ExperimentConfig::default() };
     cfg.train.encoding = args.encoding;
+    cfg.methods.ift_lambda = args.ift_lambda.unwrap_or(cfg.methods.ift_lambda);
+    cfg.methods.propagation.gamma = args.ift_gamma.unwrap_or(cfg.methods.propagation.gamma);
     if let Some(steps) = args.steps {
         cfg.train.steps = steps;
     }
@@ -74,7 +82,7 @@ mod tests {
     #[test]
     fn writes_the_table_files_and_pictures() {
         let dir = tempfile::tempdir().unwrap();
-        let args = FrozenLakeArgs { map: "route".into(), seeds: 1, steps: Some(5), encoding: Encoding::Rowcol, out: dir.path().into() };
+        let args = FrozenLakeArgs { map: "route".into(), seeds: 1, steps: Some(5), encoding: Encoding::Rowcol, ift_lambda: None, ift_gamma: None, out: dir.path().into() };
         run(&args).unwrap();
         for name in ["config.json", "results.json", "policies.png", "visits.png", "mse_curves.png"] {
             let bytes = std::fs::read(dir.path().join(name)).unwrap();
@@ -87,7 +95,7 @@ mod tests {
 
     #[test]
     fn maps_without_a_worse_route_are_refused_not_faked() {
-        let args = FrozenLakeArgs { map: "4x4".into(), seeds: 1, steps: Some(1), encoding: Encoding::Rowcol, out: tempfile::tempdir().unwrap().path().into() };
+        let args = FrozenLakeArgs { map: "4x4".into(), seeds: 1, steps: Some(1), encoding: Encoding::Rowcol, ift_lambda: None, ift_gamma: None, out: tempfile::tempdir().unwrap().path().into() };
         // Gymnasium's 4×4 has two shortest routes and no strictly worse loop-free one.
         let err = format!("{:#}", run(&args).unwrap_err());
         assert!(err.contains("no sub-optimal route"), "{err}");
