@@ -77,6 +77,7 @@ impl Canvas {
         let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), self.width as u32, self.height as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_compression(png::Compression::Best);
         let mut writer = encoder.write_header()?;
         writer.write_image_data(&self.pixels.concat())?;
         writer.finish()?;
