@@ -39,7 +39,13 @@ pub struct FrozenLake {
 impl FrozenLake {
     pub fn new(map: Map, is_slippery: bool, max_episode_steps: usize) -> Self {
         let state = map.start();
-        Self { map, is_slippery, max_episode_steps, state, elapsed: 0 }
+        Self {
+            map,
+            is_slippery,
+            max_episode_steps,
+            state,
+            elapsed: 0,
+        }
     }
 
     /// Every outcome of `action` in `state`. Terminal states loop on themselves with
@@ -51,10 +57,18 @@ impl FrozenLake {
         let outcome = |a: usize, p: f64| {
             let next = self.map.intended_move(state, a);
             let tile = self.map.tiles[next];
-            (p, next, if tile == Tile::Goal { 1.0 } else { 0.0 }, tile.is_terminal())
+            (
+                p,
+                next,
+                if tile == Tile::Goal { 1.0 } else { 0.0 },
+                tile.is_terminal(),
+            )
         };
         if self.is_slippery {
-            [(action + 3) % 4, action, (action + 1) % 4].iter().map(|&a| outcome(a, 1.0 / 3.0)).collect()
+            [(action + 3) % 4, action, (action + 1) % 4]
+                .iter()
+                .map(|&a| outcome(a, 1.0 / 3.0))
+                .collect()
         } else {
             vec![outcome(action, 1.0)]
         }
@@ -83,7 +97,12 @@ impl FrozenLake {
         self.state = next;
         self.elapsed += 1;
         let truncated = !terminated && self.elapsed >= self.max_episode_steps;
-        StepResult { observation: next, reward, terminated, truncated }
+        StepResult {
+            observation: next,
+            reward,
+            terminated,
+            truncated,
+        }
     }
 }
 
@@ -111,7 +130,10 @@ mod tests {
             assert_eq!((r.observation, r.reward, r.terminated), (want, 0.0, false));
         }
         let r = env.step(RIGHT, &mut rng);
-        assert_eq!((r.observation, r.reward, r.terminated, r.truncated), (15, 1.0, true, false));
+        assert_eq!(
+            (r.observation, r.reward, r.terminated, r.truncated),
+            (15, 1.0, true, false)
+        );
         // Falling in the hole at (1, 1) terminates with no reward.
         env.reset();
         let r = env.step(DOWN, &mut rng);
@@ -146,6 +168,10 @@ mod tests {
             let f = counts[s] as f64 / n as f64;
             assert!((f - 1.0 / 3.0).abs() < 0.015, "state {s}: {f}");
         }
-        assert_eq!(counts[13] + counts[8] + counts[10], n, "never the opposite way");
+        assert_eq!(
+            counts[13] + counts[8] + counts[10],
+            n,
+            "never the opposite way"
+        );
     }
 }

@@ -13,7 +13,11 @@ pub enum LakeError {
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("writing {path}: {source}")]
-    Io { path: std::path::PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("encoding PNG: {0}")]
     Png(#[from] png::EncodingError),
 }

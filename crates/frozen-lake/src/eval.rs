@@ -6,7 +6,10 @@ use crate::env::{FrozenLake, N_ACTIONS};
 
 /// Mean over `states` and the four actions of `(π(a|s) − π*(a|s))²`.
 pub fn mse(probs: &[[f64; N_ACTIONS]], optimal: &[[f64; N_ACTIONS]], states: &[usize]) -> f64 {
-    let total: f64 = states.iter().flat_map(|&s| (0..N_ACTIONS).map(move |a| (probs[s][a] - optimal[s][a]).powi(2))).sum();
+    let total: f64 = states
+        .iter()
+        .flat_map(|&s| (0..N_ACTIONS).map(move |a| (probs[s][a] - optimal[s][a]).powi(2)))
+        .sum();
     total / (states.len() * N_ACTIONS) as f64
 }
 
@@ -24,7 +27,12 @@ pub struct Rollouts {
 /// Runs `episodes` episodes *sampling* actions from `probs`: a greedy policy on
 /// deterministic ice would walk one path, so sampling is what shows how widely each
 /// method spreads its probability (the paper's "exploration").
-pub fn rollouts(env: &mut FrozenLake, probs: &[[f64; N_ACTIONS]], episodes: usize, rng: &mut StdRng) -> Rollouts {
+pub fn rollouts(
+    env: &mut FrozenLake,
+    probs: &[[f64; N_ACTIONS]],
+    episodes: usize,
+    rng: &mut StdRng,
+) -> Rollouts {
     let mut visits = vec![0; env.map.n_states()];
     let mut successes = 0;
     for _ in 0..episodes {
@@ -48,9 +56,15 @@ pub fn rollouts(env: &mut FrozenLake, probs: &[[f64; N_ACTIONS]], episodes: usiz
             }
         }
     }
-    let safe: Vec<usize> = (0..visits.len()).filter(|&s| env.map.tiles[s] != crate::map::Tile::Hole).collect();
+    let safe: Vec<usize> = (0..visits.len())
+        .filter(|&s| env.map.tiles[s] != crate::map::Tile::Hole)
+        .collect();
     let coverage = safe.iter().filter(|&&s| visits[s] > 0).count() as f64 / safe.len() as f64;
-    Rollouts { success_rate: successes as f64 / episodes as f64, visits, coverage }
+    Rollouts {
+        success_rate: successes as f64 / episodes as f64,
+        visits,
+        coverage,
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +93,9 @@ mod tests {
         assert_eq!(r.visits[2], 10);
         assert_eq!(r.visits[21], 10);
         assert_eq!(r.visits[3], 0);
-        assert!((r.coverage - 8.0 / 16.0).abs() < 1e-12, "8 of 16 safe cells");
+        assert!(
+            (r.coverage - 8.0 / 16.0).abs() < 1e-12,
+            "8 of 16 safe cells"
+        );
     }
 }

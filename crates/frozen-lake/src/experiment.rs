@@ -34,7 +34,14 @@ pub struct ExperimentConfig {
 
 impl Default for ExperimentConfig {
     fn default() -> Self {
-        Self { seeds: 5, value_gamma: 0.99, episodes: 200, max_episode_steps: 100, train: TrainConfig::default(), methods: MethodParams::default() }
+        Self {
+            seeds: 5,
+            value_gamma: 0.99,
+            episodes: 200,
+            max_episode_steps: 100,
+            train: TrainConfig::default(),
+            methods: MethodParams::default(),
+        }
     }
 }
 
@@ -49,8 +56,15 @@ impl Stat {
     pub fn of(xs: &[f64]) -> Self {
         let n = xs.len() as f64;
         let mean = xs.iter().sum::<f64>() / n;
-        let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-        Self { mean, std: var.sqrt() }
+        let var = if xs.len() > 1 {
+            xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        Self {
+            mean,
+            std: var.sqrt(),
+        }
     }
 }
 
@@ -93,9 +107,27 @@ pub fn run(map: &Map, cfg: &ExperimentConfig) -> Result<ExperimentResult, LakeEr
         let mut mean_probs = vec![[0.0; N_ACTIONS]; map.n_states()];
         let mut visits = vec![0; map.n_states()];
         for seed in 0..cfg.seeds {
-            let run = train(method, map, (&chosen, &rejected), &optimal, &cfg.methods, &cfg.train, seed)?;
-            let r = rollouts(&mut env, &run.probs, cfg.episodes, &mut StdRng::seed_from_u64(10_000 + seed));
-            scores.push([mse(&run.probs, &optimal, &all), mse(&run.probs, &optimal, &route), r.success_rate, r.coverage]);
+            let run = train(
+                method,
+                map,
+                (&chosen, &rejected),
+                &optimal,
+                &cfg.methods,
+                &cfg.train,
+                seed,
+            )?;
+            let r = rollouts(
+                &mut env,
+                &run.probs,
+                cfg.episodes,
+                &mut StdRng::seed_from_u64(10_000 + seed),
+            );
+            scores.push([
+                mse(&run.probs, &optimal, &all),
+                mse(&run.probs, &optimal, &route),
+                r.success_rate,
+                r.coverage,
+            ]);
             for (s, p) in run.probs.iter().enumerate() {
                 (0..N_ACTIONS).for_each(|a| mean_probs[s][a] += p[a] / cfg.seeds as f64);
                 visits[s] += r.visits[s];
@@ -109,19 +141,46 @@ pub fn run(map: &Map, cfg: &ExperimentConfig) -> Result<ExperimentResult, LakeEr
                 (curves[0][k].0, st.mean, st.std)
             })
             .collect();
-        methods.push(MethodResult { method, mse_all: col(0), mse_route: col(1), success: col(2), coverage: col(3), mean_probs, visits, curve });
+        methods.push(MethodResult {
+            method,
+            mse_all: col(0),
+            mse_route: col(1),
+            success: col(2),
+            coverage: col(3),
+            mean_probs,
+            visits,
+            curve,
+        });
     }
-    Ok(ExperimentResult { config: *cfg, map: map.clone(), optimal, chosen, rejected, methods })
+    Ok(ExperimentResult {
+        config: *cfg,
+        map: map.clone(),
+        optimal,
+        chosen,
+        rejected,
+        methods,
+    })
 }
 
 /// The results as a Markdown table, methods in a fixed order, `mean ± std` over seeds.
 pub fn format_table(result: &ExperimentResult) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| method | MSE (all states) | MSE (optimal route) | success rate | coverage |");
+    let _ = writeln!(
+        out,
+        "| method | MSE (all states) | MSE (optimal route) | success rate | coverage |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|");
     for m in &result.methods {
         let f = |s: Stat, d: usize| format!("{:.d$} ± {:.d$}", s.mean, s.std);
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} |", m.method.name(), f(m.mse_all, 4), f(m.mse_route, 4), f(m.success, 3), f(m.coverage, 3));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            m.method.name(),
+            f(m.mse_all, 4),
+            f(m.mse_route, 4),
+            f(m.success, 3),
+            f(m.coverage, 3)
+        );
     }
     out
 }
@@ -134,10 +193,21 @@ mod tests {
     #[test]
     fn the_experiment_is_deterministic_for_a_given_seed() {
         let map = Map::parse(MAP_ROUTE).unwrap();
-        let cfg = ExperimentConfig { seeds: 2, episodes: 20, train: TrainConfig { steps: 30, ..TrainConfig::default() }, ..ExperimentConfig::default() };
+        let cfg = ExperimentConfig {
+            seeds: 2,
+            episodes: 20,
+            train: TrainConfig {
+                steps: 30,
+                ..TrainConfig::default()
+            },
+            ..ExperimentConfig::default()
+        };
         let (a, b) = (run(&map, &cfg).unwrap(), run(&map, &cfg).unwrap());
         assert_eq!(format_table(&a), format_table(&b));
-        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
         // And the seeds matter: a different seed count changes the table.
         let c = run(&map, &ExperimentConfig { seeds: 3, ..cfg }).unwrap();
         assert_ne!(format_table(&a), format_table(&c));

@@ -51,7 +51,11 @@ impl Map {
     /// Parses rows of `S`, `F`, `H`, `G`, one row per line (blank lines and
     /// surrounding spaces ignored). Exactly one `S` and at least one `G`.
     pub fn parse(text: &str) -> Result<Self, LakeError> {
-        let rows: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let rows: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let ncol = rows.first().map_or(0, |r| r.chars().count());
         if rows.is_empty() || ncol == 0 {
             return Err(LakeError::Map("the map is empty".into()));
@@ -59,7 +63,11 @@ impl Map {
         let mut tiles = Vec::with_capacity(rows.len() * ncol);
         for (i, row) in rows.iter().enumerate() {
             if row.chars().count() != ncol {
-                return Err(LakeError::Map(format!("row {} has {} cells, expected {ncol}", i + 1, row.chars().count())));
+                return Err(LakeError::Map(format!(
+                    "row {} has {} cells, expected {ncol}",
+                    i + 1,
+                    row.chars().count()
+                )));
             }
             for c in row.chars() {
                 tiles.push(match c {
@@ -67,15 +75,26 @@ impl Map {
                     'F' => Tile::Frozen,
                     'H' => Tile::Hole,
                     'G' => Tile::Goal,
-                    other => return Err(LakeError::Map(format!("row {}: unknown cell {other:?}", i + 1))),
+                    other => {
+                        return Err(LakeError::Map(format!(
+                            "row {}: unknown cell {other:?}",
+                            i + 1
+                        )))
+                    }
                 });
             }
         }
         let starts = tiles.iter().filter(|t| **t == Tile::Start).count();
         if starts != 1 || !tiles.contains(&Tile::Goal) {
-            return Err(LakeError::Map(format!("need exactly one S and at least one G, found {starts} S")));
+            return Err(LakeError::Map(format!(
+                "need exactly one S and at least one G, found {starts} S"
+            )));
         }
-        Ok(Self { nrow: rows.len(), ncol, tiles })
+        Ok(Self {
+            nrow: rows.len(),
+            ncol,
+            tiles,
+        })
     }
 
     pub fn n_states(&self) -> usize {
@@ -84,12 +103,17 @@ impl Map {
 
     /// The observation of the start cell.
     pub fn start(&self) -> usize {
-        self.tiles.iter().position(|t| *t == Tile::Start).expect("parse checked one S")
+        self.tiles
+            .iter()
+            .position(|t| *t == Tile::Start)
+            .expect("parse checked one S")
     }
 
     /// States where the agent can act: not a hole, not a goal.
     pub fn non_terminal_states(&self) -> Vec<usize> {
-        (0..self.n_states()).filter(|&s| !self.tiles[s].is_terminal()).collect()
+        (0..self.n_states())
+            .filter(|&s| !self.tiles[s].is_terminal())
+            .collect()
     }
 
     /// Gymnasium's move: action 0 left, 1 down, 2 right, 3 up; walls keep the agent in place.

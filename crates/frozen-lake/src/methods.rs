@@ -2,7 +2,10 @@
 //! its states are the tokens read, its actions the tokens predicted.
 
 use candle_core::{Result, Tensor};
-use ift::loss::{dpo_loss, orpo_loss, propagation_weights, weighted_loss, DpoParams, OrpoParams, PropagationParams};
+use ift::loss::{
+    dpo_loss, orpo_loss, propagation_weights, weighted_loss, DpoParams, OrpoParams,
+    PropagationParams,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::map::Map;
@@ -46,7 +49,12 @@ pub struct MethodParams {
 
 impl Default for MethodParams {
     fn default() -> Self {
-        Self { ift_lambda: 0.2, propagation: PropagationParams::default(), dpo: DpoParams::default(), orpo: OrpoParams::default() }
+        Self {
+            ift_lambda: 0.2,
+            propagation: PropagationParams::default(),
+            dpo: DpoParams::default(),
+            orpo: OrpoParams::default(),
+        }
     }
 }
 
@@ -62,12 +70,27 @@ pub struct PairData {
 impl PairData {
     /// `reference` is the policy at initialisation: there is no SFT stage to start
     /// DPO from, so the starting network plays `π_ref`, as in DPO without SFT.
-    pub fn new(map: &Map, chosen: Trajectory, rejected: Trajectory, reference: &Policy) -> Result<Self> {
+    pub fn new(
+        map: &Map,
+        chosen: Trajectory,
+        rejected: Trajectory,
+        reference: &Policy,
+    ) -> Result<Self> {
         let x_chosen = reference.encode(map, &chosen.states)?;
         let x_rejected = reference.encode(map, &rejected.states)?;
-        let rc = action_logps(reference, &x_chosen, &chosen.actions)?.sum_keepdim(0)?.detach();
-        let rr = action_logps(reference, &x_rejected, &rejected.actions)?.sum_keepdim(0)?.detach();
-        Ok(Self { chosen, rejected, x_chosen, x_rejected, ref_logps: (rc, rr) })
+        let rc = action_logps(reference, &x_chosen, &chosen.actions)?
+            .sum_keepdim(0)?
+            .detach();
+        let rr = action_logps(reference, &x_rejected, &rejected.actions)?
+            .sum_keepdim(0)?
+            .detach();
+        Ok(Self {
+            chosen,
+            rejected,
+            x_chosen,
+            x_rejected,
+            ref_logps: (rc, rr),
+        })
     }
 }
 
@@ -77,7 +100,8 @@ impl PairData {
 pub fn ift_inputs(policy: &Policy, map: &Map, traj: &Trajectory, lambda: f64) -> Result<Tensor> {
     let truth = policy.encode(map, &traj.states)?;
     let logp = policy.log_probs(&truth)?.detach().to_vec2::<f32>()?;
-    let greedy = |row: &[f32]| (0..row.len()).fold(0, |best, a| if row[a] > row[best] { a } else { best });
+    let greedy =
+        |row: &[f32]| (0..row.len()).fold(0, |best, a| if row[a] > row[best] { a } else { best });
     let mut predicted = vec![traj.states[0]];
     for t in 1..traj.states.len() {
         predicted.push(map.intended_move(traj.states[t - 1], greedy(&logp[t - 1])));
@@ -86,13 +110,21 @@ pub fn ift_inputs(policy: &Policy, map: &Map, traj: &Trajectory, lambda: f64) ->
 }
 
 /// The method's loss on the pair (SFT and IFT read only `chosen`).
-pub fn loss(method: Method, policy: &Policy, map: &Map, data: &PairData, params: &MethodParams) -> Result<Tensor> {
+pub fn loss(
+    method: Method,
+    policy: &Policy,
+    map: &Map,
+    data: &PairData,
+    params: &MethodParams,
+) -> Result<Tensor> {
     let chosen = action_logps(policy, &data.x_chosen, &data.chosen.actions)?;
     match method {
         Method::Sft => chosen.neg()?.mean_all(),
         Method::Ift => {
             let x = ift_inputs(policy, map, &data.chosen, params.ift_lambda)?;
-            let nll = action_logps(policy, &x, &data.chosen.actions)?.neg()?.unsqueeze(0)?; // (1, T)
+            let nll = action_logps(policy, &x, &data.chosen.actions)?
+                .neg()?
+                .unsqueeze(0)?; // (1, T)
             let mask = nll.ones_like()?.detach();
             let w = propagation_weights(&nll, &mask, &params.propagation)?;
             weighted_loss(&nll, &mask, &w)
@@ -100,7 +132,14 @@ pub fn loss(method: Method, policy: &Policy, map: &Map, data: &PairData, params:
         Method::Dpo => {
             let rejected = action_logps(policy, &data.x_rejected, &data.rejected.actions)?;
             let (rc, rr) = &data.ref_logps;
-            Ok(dpo_loss(&chosen.sum_keepdim(0)?, &rejected.sum_keepdim(0)?, rc, rr, &params.dpo)?.loss)
+            Ok(dpo_loss(
+                &chosen.sum_keepdim(0)?,
+                &rejected.sum_keepdim(0)?,
+                rc,
+                rr,
+                &params.dpo,
+            )?
+            .loss)
         }
         Method::Orpo => {
             let rejected = action_logps(policy, &data.x_rejected, &data.rejected.actions)?;

@@ -67,8 +67,16 @@ pub struct Policy {
 /// PyTorch `nn.Linear`'s default: uniform in `±1/√fan_in`, from the seeded RNG.
 fn linear(rng: &mut StdRng, fan_in: usize, fan_out: usize) -> Result<(Var, Var)> {
     let bound = 1.0 / (fan_in as f32).sqrt();
-    let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-bound..bound)).collect::<Vec<f32>>();
-    let w = Var::from_tensor(&Tensor::from_vec(draw(fan_in * fan_out), (fan_in, fan_out), &Device::Cpu)?)?;
+    let mut draw = |n: usize| {
+        (0..n)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect::<Vec<f32>>()
+    };
+    let w = Var::from_tensor(&Tensor::from_vec(
+        draw(fan_in * fan_out),
+        (fan_in, fan_out),
+        &Device::Cpu,
+    )?)?;
     let b = Var::from_tensor(&Tensor::from_vec(draw(fan_out), fan_out, &Device::Cpu)?)?;
     Ok((w, b))
 }
@@ -77,7 +85,13 @@ impl Policy {
     pub fn new(map: &Map, encoding: Encoding, hidden: usize, rng: &mut StdRng) -> Result<Self> {
         let (w1, b1) = linear(rng, encoding.dim(map), hidden)?;
         let (w2, b2) = linear(rng, hidden, N_ACTIONS)?;
-        Ok(Self { w1, b1, w2, b2, encoding })
+        Ok(Self {
+            w1,
+            b1,
+            w2,
+            b2,
+            encoding,
+        })
     }
 
     /// `states` in this policy's encoding.
@@ -86,27 +100,46 @@ impl Policy {
     }
 
     pub fn vars(&self) -> Vec<Var> {
-        vec![self.w1.clone(), self.b1.clone(), self.w2.clone(), self.b2.clone()]
+        vec![
+            self.w1.clone(),
+            self.b1.clone(),
+            self.w2.clone(),
+            self.b2.clone(),
+        ]
     }
 
     /// # Shapes
     /// `x`: `(n, encoding dim)` → `(n, 4)` action log-probabilities.
     pub fn log_probs(&self, x: &Tensor) -> Result<Tensor> {
-        let h = x.matmul(self.w1.as_tensor())?.broadcast_add(self.b1.as_tensor())?.tanh()?;
-        log_softmax(&h.matmul(self.w2.as_tensor())?.broadcast_add(self.b2.as_tensor())?)
+        let h = x
+            .matmul(self.w1.as_tensor())?
+            .broadcast_add(self.b1.as_tensor())?
+            .tanh()?;
+        log_softmax(
+            &h.matmul(self.w2.as_tensor())?
+                .broadcast_add(self.b2.as_tensor())?,
+        )
     }
 
     /// `π(·|s)` for every state of `map` (terminal states included), as plain numbers.
     pub fn probs_table(&self, map: &Map) -> Result<Vec<[f64; N_ACTIONS]>> {
         let states: Vec<usize> = (0..map.n_states()).collect();
-        let p = self.log_probs(&self.encode(map, &states)?)?.exp()?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let p = self
+            .log_probs(&self.encode(map, &states)?)?
+            .exp()?
+            .to_dtype(DType::F64)?
+            .to_vec2::<f64>()?;
         Ok(p.into_iter().map(|r| [r[0], r[1], r[2], r[3]]).collect())
     }
 }
 
 /// `log π(a_t | x_t)` for each step. `x`: `(T, d)`, `actions`: `T` → `(T,)`.
 pub fn action_logps(policy: &Policy, x: &Tensor, actions: &[usize]) -> Result<Tensor> {
-    let idx = Tensor::from_vec(actions.iter().map(|&a| a as u32).collect::<Vec<_>>(), (actions.len(), 1), &Device::Cpu)?;
+    let idx = Tensor::from_vec(
+        actions.iter().map(|&a| a as u32).collect::<Vec<_>>(),
+        (actions.len(), 1),
+        &Device::Cpu,
+    )?;
     policy.log_probs(x)?.gather(&idx, 1)?.squeeze(1)
 }
 

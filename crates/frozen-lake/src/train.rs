@@ -30,7 +30,13 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { encoding: Encoding::Rowcol, hidden: 32, steps: 200, lr: 1e-2, eval_every: 5 }
+        Self {
+            encoding: Encoding::Rowcol,
+            hidden: 32,
+            steps: 200,
+            lr: 1e-2,
+            eval_every: 5,
+        }
     }
 }
 
@@ -52,9 +58,18 @@ pub fn train(
     cfg: &TrainConfig,
     seed: u64,
 ) -> Result<TrainRun> {
-    let policy = Policy::new(map, cfg.encoding, cfg.hidden, &mut StdRng::seed_from_u64(seed))?;
+    let policy = Policy::new(
+        map,
+        cfg.encoding,
+        cfg.hidden,
+        &mut StdRng::seed_from_u64(seed),
+    )?;
     let data = PairData::new(map, pair.0.clone(), pair.1.clone(), &policy)?;
-    let adam = ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..ParamsAdamW::default() };
+    let adam = ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: 0.0,
+        ..ParamsAdamW::default()
+    };
     let mut opt = AdamW::new(policy.vars(), adam)?;
     let states = map.non_terminal_states();
     let mut curve = vec![(0, mse(&policy.probs_table(map)?, optimal, &states))];
@@ -64,5 +79,8 @@ pub fn train(
             curve.push((step, mse(&policy.probs_table(map)?, optimal, &states)));
         }
     }
-    Ok(TrainRun { probs: policy.probs_table(map)?, curve })
+    Ok(TrainRun {
+        probs: policy.probs_table(map)?,
+        curve,
+    })
 }

@@ -15,11 +15,16 @@ pub struct Trajectory {
 
 /// Greedy rollout of the optimal table under intended (non-slip) moves, taking the
 /// lowest-numbered optimal action on ties, as `argmax` would.
-pub fn optimal_trajectory(env: &FrozenLake, probs: &[[f64; N_ACTIONS]]) -> Result<Trajectory, LakeError> {
+pub fn optimal_trajectory(
+    env: &FrozenLake,
+    probs: &[[f64; N_ACTIONS]],
+) -> Result<Trajectory, LakeError> {
     let (mut states, mut actions) = (vec![], vec![]);
     let mut s = env.map.start();
     while env.map.tiles[s] != Tile::Goal {
-        let a = (0..N_ACTIONS).find(|&a| probs[s][a] > 0.0).ok_or(LakeError::NoRoute("optimal"))?;
+        let a = (0..N_ACTIONS)
+            .find(|&a| probs[s][a] > 0.0)
+            .ok_or(LakeError::NoRoute("optimal"))?;
         if states.contains(&s) || env.map.tiles[s] == Tile::Hole {
             return Err(LakeError::NoRoute("optimal"));
         }
@@ -39,7 +44,10 @@ fn shortest_path(env: &FrozenLake, from: usize, avoid: &[usize]) -> Option<Traje
     let mut queue = VecDeque::from([from]);
     while let Some(s) = queue.pop_front() {
         if env.map.tiles[s] == Tile::Goal {
-            let mut tr = Trajectory { states: vec![], actions: vec![] };
+            let mut tr = Trajectory {
+                states: vec![],
+                actions: vec![],
+            };
             let mut cur = s;
             while let Some((prev, a)) = parent[cur] {
                 tr.states.insert(0, prev);
@@ -64,7 +72,11 @@ fn shortest_path(env: &FrozenLake, from: usize, avoid: &[usize]) -> Option<Traje
 /// *non-optimal* action leads to a new safe cell from which the goal can still be
 /// reached without going back, take it, then the shortest way on. On the route map
 /// this is the right-hand branch.
-pub fn suboptimal_trajectory(env: &FrozenLake, probs: &[[f64; N_ACTIONS]], optimal: &Trajectory) -> Result<Trajectory, LakeError> {
+pub fn suboptimal_trajectory(
+    env: &FrozenLake,
+    probs: &[[f64; N_ACTIONS]],
+    optimal: &Trajectory,
+) -> Result<Trajectory, LakeError> {
     for (i, &s) in optimal.states.iter().enumerate() {
         let prefix = &optimal.states[..=i];
         for a in (0..N_ACTIONS).filter(|&a| probs[s][a] == 0.0) {

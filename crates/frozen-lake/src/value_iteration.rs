@@ -17,8 +17,8 @@ pub fn q_values(env: &FrozenLake, gamma: f64, tol: f64) -> QTable {
             if env.map.tiles[s].is_terminal() {
                 continue;
             }
-            for a in 0..N_ACTIONS {
-                q[s][a] = env
+            for (a, q_sa) in q[s].iter_mut().enumerate() {
+                *q_sa = env
                     .transitions(s, a)
                     .iter()
                     .map(|&(p, next, r, done)| p * (r + if done { 0.0 } else { gamma * v[next] }))
@@ -83,9 +83,25 @@ mod tests {
         let env = FrozenLake::new(Map::parse(MAP_4X4).unwrap(), true, 100);
         let q = q_values(&env, 1.0, 1e-12);
         let v = |s: usize| q[s].iter().cloned().fold(f64::MIN, f64::max);
-        let known = [(0, 14), (1, 14), (2, 14), (3, 14), (4, 14), (6, 9), (8, 14), (9, 14), (10, 13), (13, 15), (14, 16)];
+        let known = [
+            (0, 14),
+            (1, 14),
+            (2, 14),
+            (3, 14),
+            (4, 14),
+            (6, 9),
+            (8, 14),
+            (9, 14),
+            (10, 13),
+            (13, 15),
+            (14, 16),
+        ];
         for (s, num) in known {
-            assert!((v(s) - num as f64 / 17.0).abs() < 1e-6, "state {s}: {}", v(s));
+            assert!(
+                (v(s) - num as f64 / 17.0).abs() < 1e-6,
+                "state {s}: {}",
+                v(s)
+            );
         }
         // With γ = 0.99 the tie at γ = 1 breaks into the widely published policy
         // (LEFT, UP, UP, UP / LEFT, -, LEFT, - / UP, DOWN, LEFT, - / -, RIGHT, DOWN, -):
@@ -95,7 +111,12 @@ mod tests {
         let p = optimal_probs(&env, &q_values(&env, 0.99, 1e-12));
         let want = [0, 3, 3, 3, 0, 9, 0, 9, 3, 1, 0, 9, 9, 2, 1, 9];
         for (s, &a) in want.iter().enumerate().filter(|(_, &a)| a != 9) {
-            assert_eq!((0..4).find(|&b| p[s][b] > 0.0), Some(a), "state {s}: {:?}", p[s]);
+            assert_eq!(
+                (0..4).find(|&b| p[s][b] > 0.0),
+                Some(a),
+                "state {s}: {:?}",
+                p[s]
+            );
         }
         assert_eq!(p[6], [0.5, 0.0, 0.5, 0.0]);
     }

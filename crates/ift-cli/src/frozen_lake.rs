@@ -34,7 +34,8 @@ pub struct FrozenLakeArgs {
 }
 
 fn parse_encoding(s: &str) -> Result<Encoding, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown encoding {s:?}; use rowcol or onehot"))
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown encoding {s:?}; use rowcol or onehot"))
 }
 
 fn load_map(name: &str) -> anyhow::Result<Map> {
@@ -42,30 +43,42 @@ fn load_map(name: &str) -> anyhow::Result<Map> {
         "route" => MAP_ROUTE.to_string(),
         "4x4" => MAP_4X4.to_string(),
         "8x8" => MAP_8X8.to_string(),
-        path => std::fs::read_to_string(path).with_context(|| format!("reading map file {path}"))?,
+        path => {
+            std::fs::read_to_string(path).with_context(|| format!("reading map file {path}"))?
+        }
     };
     Map::parse(&text).with_context(|| format!("map {name}"))
 }
 
 pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     let map = load_map(&args.map)?;
-    let mut cfg = ExperimentConfig { seeds: args.seeds.max(1), ..ExperimentConfig::default() };
+    let mut cfg = ExperimentConfig {
+        seeds: args.seeds.max(1),
+        ..ExperimentConfig::default()
+    };
     cfg.train.encoding = args.encoding;
     cfg.methods.ift_lambda = args.ift_lambda.unwrap_or(cfg.methods.ift_lambda);
     cfg.methods.propagation.gamma = args.ift_gamma.unwrap_or(cfg.methods.propagation.gamma);
     if let Some(steps) = args.steps {
         cfg.train.steps = steps;
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let write = |name: &str, text: String| {
         let path = args.out.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
     write("config.json", serde_json::to_string_pretty(&cfg)?)?;
     let result = run_experiment(&map, &cfg)?;
-    println!("map {} ({}×{}), {:?} encoding, {} seeds, {} steps", args.map, map.nrow, map.ncol, args.encoding, cfg.seeds, cfg.train.steps);
+    println!(
+        "map {} ({}×{}), {:?} encoding, {} seeds, {} steps",
+        args.map, map.nrow, map.ncol, args.encoding, cfg.seeds, cfg.train.steps
+    );
     println!("chosen (optimal) states:     {:?}", result.chosen.states);
-    println!("rejected (sub-optimal) states: {:?}", result.rejected.states);
+    println!(
+        "rejected (sub-optimal) states: {:?}",
+        result.rejected.states
+    );
     println!();
     print!("{}", format_table(&result));
     write("results.json", serde_json::to_string_pretty(&result)?)?;
@@ -82,9 +95,23 @@ mod tests {
     #[test]
     fn writes_the_table_files_and_pictures() {
         let dir = tempfile::tempdir().unwrap();
-        let args = FrozenLakeArgs { map: "route".into(), seeds: 1, steps: Some(5), encoding: Encoding::Rowcol, ift_lambda: None, ift_gamma: None, out: dir.path().into() };
+        let args = FrozenLakeArgs {
+            map: "route".into(),
+            seeds: 1,
+            steps: Some(5),
+            encoding: Encoding::Rowcol,
+            ift_lambda: None,
+            ift_gamma: None,
+            out: dir.path().into(),
+        };
         run(&args).unwrap();
-        for name in ["config.json", "results.json", "policies.png", "visits.png", "mse_curves.png"] {
+        for name in [
+            "config.json",
+            "results.json",
+            "policies.png",
+            "visits.png",
+            "mse_curves.png",
+        ] {
             let bytes = std::fs::read(dir.path().join(name)).unwrap();
             assert!(!bytes.is_empty(), "{name}");
             if name.ends_with(".png") {
@@ -95,7 +122,15 @@ mod tests {
 
     #[test]
     fn maps_without_a_worse_route_are_refused_not_faked() {
-        let args = FrozenLakeArgs { map: "4x4".into(), seeds: 1, steps: Some(1), encoding: Encoding::Rowcol, ift_lambda: None, ift_gamma: None, out: tempfile::tempdir().unwrap().path().into() };
+        let args = FrozenLakeArgs {
+            map: "4x4".into(),
+            seeds: 1,
+            steps: Some(1),
+            encoding: Encoding::Rowcol,
+            ift_lambda: None,
+            ift_gamma: None,
+            out: tempfile::tempdir().unwrap().path().into(),
+        };
         // Gymnasium's 4×4 has two shortest routes and no strictly worse loop-free one.
         let err = format!("{:#}", run(&args).unwrap_err());
         assert!(err.contains("no sub-optimal route"), "{err}");

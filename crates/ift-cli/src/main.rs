@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod frozen_lake;
 
 #[derive(Parser)]
-#[command(name = "ift", version, about = "Intuitive Fine-Tuning and its baselines")]
+#[command(
+    name = "ift",
+    version,
+    about = "Intuitive Fine-Tuning and its baselines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,

@@ -15,7 +15,11 @@ pub struct Canvas {
 
 impl Canvas {
     pub fn new(width: usize, height: usize, background: Rgb) -> Self {
-        Self { width, height, pixels: vec![background; width * height] }
+        Self {
+            width,
+            height,
+            pixels: vec![background; width * height],
+        }
     }
 
     pub fn pixel(&self, x: usize, y: usize) -> Rgb {
@@ -50,7 +54,10 @@ impl Canvas {
         let n = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
         for i in 0..=n {
             let t = i as f64 / n as f64;
-            let (x, y) = ((x0 + t * (x1 - x0)).round() as i64, (y0 + t * (y1 - y0)).round() as i64);
+            let (x, y) = (
+                (x0 + t * (x1 - x0)).round() as i64,
+                (y0 + t * (y1 - y0)).round() as i64,
+            );
             self.fill_rect(x - width / 2, y - width / 2, width, width, color);
         }
     }
@@ -63,7 +70,13 @@ impl Canvas {
             for (row, bits) in glyph(c).iter().enumerate() {
                 for (col, b) in bits.chars().enumerate() {
                     if b == '#' {
-                        self.fill_rect(left + col as i64 * scale, y + row as i64 * scale, scale, scale, color);
+                        self.fill_rect(
+                            left + col as i64 * scale,
+                            y + row as i64 * scale,
+                            scale,
+                            scale,
+                            color,
+                        );
                     }
                 }
             }
@@ -72,9 +85,16 @@ impl Canvas {
     }
 
     pub fn save_png(&self, path: &Path) -> Result<(), LakeError> {
-        let io = |source| LakeError::Io { path: path.to_path_buf(), source };
+        let io = |source| LakeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::create(path).map_err(io)?;
-        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), self.width as u32, self.height as u32);
+        let mut encoder = png::Encoder::new(
+            std::io::BufWriter::new(file),
+            self.width as u32,
+            self.height as u32,
+        );
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         encoder.set_compression(png::Compression::Best);
@@ -100,6 +120,9 @@ mod tests {
         c.fill_rect(8, 8, 5, 5, [0; 3]);
         assert_eq!((c.pixel(9, 9), c.pixel(7, 7)), ([0; 3], [255; 3]));
         c.text(0, 0, 1, [1, 2, 3], "I"); // top row of I is ###
-        assert_eq!((c.pixel(0, 0), c.pixel(2, 0), c.pixel(0, 1)), ([1, 2, 3], [1, 2, 3], [255; 3]));
+        assert_eq!(
+            (c.pixel(0, 0), c.pixel(2, 0), c.pixel(0, 1)),
+            ([1, 2, 3], [1, 2, 3], [255; 3])
+        );
     }
 }

@@ -45,8 +45,14 @@ const GAP: i64 = 30;
 
 fn grid_canvas(map: &Map, n: usize, footer: &str) -> (Canvas, Grid) {
     let cell = (480 / map.nrow.max(map.ncol) as i64).clamp(36, 96);
-    let g = Grid { cell, font: if cell >= 60 { 2 } else { 1 }, panel_w: cell * map.ncol as i64, top: MARGIN + 40 };
-    let width = (2 * MARGIN + n as i64 * g.panel_w + (n as i64 - 1) * GAP).max(text_width(footer, 2) + 2 * MARGIN);
+    let g = Grid {
+        cell,
+        font: if cell >= 60 { 2 } else { 1 },
+        panel_w: cell * map.ncol as i64,
+        top: MARGIN + 40,
+    };
+    let width = (2 * MARGIN + n as i64 * g.panel_w + (n as i64 - 1) * GAP)
+        .max(text_width(footer, 2) + 2 * MARGIN);
     let height = g.top + cell * map.nrow as i64 + 50;
     let mut c = Canvas::new(width as usize, height as usize, WHITE);
     c.text(MARGIN, height - 30, 2, INK, footer);
@@ -56,7 +62,10 @@ fn grid_canvas(map: &Map, n: usize, footer: &str) -> (Canvas, Grid) {
 /// Cell `s` of panel `k`: top-left corner.
 fn cell_xy(map: &Map, g: &Grid, k: usize, s: usize) -> (i64, i64) {
     let left = MARGIN + k as i64 * (g.panel_w + GAP);
-    (left + (s % map.ncol) as i64 * g.cell, g.top + (s / map.ncol) as i64 * g.cell)
+    (
+        left + (s % map.ncol) as i64 * g.cell,
+        g.top + (s / map.ncol) as i64 * g.cell,
+    )
 }
 
 fn draw_tiles(c: &mut Canvas, map: &Map, g: &Grid, k: usize, title: &str) {
@@ -74,25 +83,48 @@ pub fn policies(r: &ExperimentResult) -> Canvas {
     let footer = format!("ARROW LENGTH = P(ACTION), RED = GREEDY (NUMBER = ITS %), MEAN OF {} SEEDS. GREEN/ORANGE = OPTIMAL/SUB-OPTIMAL ROUTE", r.config.seeds);
     let (mut c, g) = grid_canvas(&r.map, r.methods.len() + 1, &footer);
     let mut tables = vec![("OPTIMAL".to_string(), &r.optimal)];
-    tables.extend(r.methods.iter().map(|m| (format!("{} MSE {:.4}", m.method.name(), m.mse_all.mean), &m.mean_probs)));
+    tables.extend(r.methods.iter().map(|m| {
+        (
+            format!("{} MSE {:.4}", m.method.name(), m.mse_all.mean),
+            &m.mean_probs,
+        )
+    }));
     for (k, (title, probs)) in tables.into_iter().enumerate() {
         draw_tiles(&mut c, &r.map, &g, k, &title);
         for s in r.map.non_terminal_states() {
             let (x, y) = cell_xy(&r.map, &g, k, s);
             let centre = ((x + g.cell / 2) as f64, (y + g.cell / 2) as f64);
-            let greedy = (0..N_ACTIONS).fold(0, |b, a| if probs[s][a] > probs[s][b] { a } else { b });
+            let greedy =
+                (0..N_ACTIONS).fold(0, |b, a| if probs[s][a] > probs[s][b] { a } else { b });
             for (a, (dx, dy)) in DIRS.iter().enumerate() {
                 let len = probs[s][a] * (g.cell / 2 - 4) as f64;
-                let (color, w) = if a == greedy { (GREEDY, 4) } else { ([90, 90, 90], 2) };
+                let (color, w) = if a == greedy {
+                    (GREEDY, 4)
+                } else {
+                    ([90, 90, 90], 2)
+                };
                 c.line(centre, (centre.0 + dx * len, centre.1 + dy * len), w, color);
             }
-            c.text(x + 3, y + 3, g.font, INK, &format!("{:.0}", 100.0 * probs[s][greedy]));
+            c.text(
+                x + 3,
+                y + 3,
+                g.font,
+                INK,
+                &format!("{:.0}", 100.0 * probs[s][greedy]),
+            );
         }
         if k == 0 {
             for (traj, color, inset) in [(&r.chosen, CHOSEN, 2), (&r.rejected, REJECTED, 6)] {
                 for &s in &traj.states {
                     let (x, y) = cell_xy(&r.map, &g, 0, s);
-                    c.outline(x + inset, y + inset, g.cell - 2 * inset, g.cell - 2 * inset, 3, color);
+                    c.outline(
+                        x + inset,
+                        y + inset,
+                        g.cell - 2 * inset,
+                        g.cell - 2 * inset,
+                        3,
+                        color,
+                    );
                 }
             }
         }
@@ -102,10 +134,18 @@ pub fn policies(r: &ExperimentResult) -> Canvas {
 
 /// Visits per cell over all seeds' sampled episodes, shaded by √(visits / most visits).
 pub fn visits(r: &ExperimentResult) -> Canvas {
-    let footer = format!("CELL = TIMES OCCUPIED IN {} SAMPLED EPISODES x {} SEEDS, DARKER = MORE", r.config.episodes, r.config.seeds);
+    let footer = format!(
+        "CELL = TIMES OCCUPIED IN {} SAMPLED EPISODES x {} SEEDS, DARKER = MORE",
+        r.config.episodes, r.config.seeds
+    );
     let (mut c, g) = grid_canvas(&r.map, r.methods.len(), &footer);
     for (k, m) in r.methods.iter().enumerate() {
-        let title = format!("{} COVERAGE {:.2} SUCCESS {:.2}", m.method.name(), m.coverage.mean, m.success.mean);
+        let title = format!(
+            "{} COVERAGE {:.2} SUCCESS {:.2}",
+            m.method.name(),
+            m.coverage.mean,
+            m.success.mean
+        );
         draw_tiles(&mut c, &r.map, &g, k, &title);
         let most = *m.visits.iter().max().unwrap_or(&1) as f64;
         for s in 0..r.map.n_states() {
@@ -113,9 +153,19 @@ pub fn visits(r: &ExperimentResult) -> Canvas {
             let t = (m.visits[s] as f64 / most.max(1.0)).sqrt();
             if r.map.tiles[s] != Tile::Hole {
                 let shade = |from: u8, to: u8| (from as f64 + t * (to as f64 - from as f64)) as u8;
-                c.fill_rect(x + 1, y + 1, g.cell - 2, g.cell - 2, [shade(255, 180), shade(255, 20), shade(255, 20)]);
+                c.fill_rect(
+                    x + 1,
+                    y + 1,
+                    g.cell - 2,
+                    g.cell - 2,
+                    [shade(255, 180), shade(255, 20), shade(255, 20)],
+                );
             }
-            let ink = if t > 0.6 || r.map.tiles[s] == Tile::Hole { WHITE } else { INK };
+            let ink = if t > 0.6 || r.map.tiles[s] == Tile::Hole {
+                WHITE
+            } else {
+                INK
+            };
             c.text(x + 3, y + 3, g.font, ink, &m.visits[s].to_string());
         }
     }

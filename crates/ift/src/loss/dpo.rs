@@ -20,7 +20,11 @@ pub struct DpoParams {
 
 impl Default for DpoParams {
     fn default() -> Self {
-        Self { beta: 0.1, label_smoothing: 0.0, ipo: false }
+        Self {
+            beta: 0.1,
+            label_smoothing: 0.0,
+            ipo: false,
+        }
     }
 }
 
@@ -49,7 +53,12 @@ pub fn dpo_loss(
     params: &DpoParams,
 ) -> Result<DpoOutput> {
     let f = |t: &Tensor| t.to_dtype(DType::F32);
-    let (pc, pr, rc, rr) = (f(policy_chosen_logps)?, f(policy_rejected_logps)?, f(ref_chosen_logps)?, f(ref_rejected_logps)?);
+    let (pc, pr, rc, rr) = (
+        f(policy_chosen_logps)?,
+        f(policy_rejected_logps)?,
+        f(ref_chosen_logps)?,
+        f(ref_rejected_logps)?,
+    );
     let h = ((&pc - &pr)? - (&rc - &rr)?)?;
     let beta = params.beta;
     let losses = if params.ipo {
@@ -80,8 +89,17 @@ mod tests {
     fn dpo_loss_matches_hand_computed_values() -> Result<()> {
         // h = (−1 − −3) − (−2 − −2) = 2 and h = 0; β = 0.5 ⇒ β h = 1 and 0.
         // L = mean(ln(1 + e^{−1}), ln 2) = (0.313262 + 0.693147) / 2 = 0.503204.
-        let p = DpoParams { beta: 0.5, ..DpoParams::default() };
-        let out = dpo_loss(&t(&[-1.0, -4.0]), &t(&[-3.0, -4.0]), &t(&[-2.0, -5.0]), &t(&[-2.0, -5.0]), &p)?;
+        let p = DpoParams {
+            beta: 0.5,
+            ..DpoParams::default()
+        };
+        let out = dpo_loss(
+            &t(&[-1.0, -4.0]),
+            &t(&[-3.0, -4.0]),
+            &t(&[-2.0, -5.0]),
+            &t(&[-2.0, -5.0]),
+            &p,
+        )?;
         assert!((out.loss.to_scalar::<f32>()? - 0.503204).abs() < 1e-5);
         assert_eq!(out.chosen_rewards.to_vec1::<f32>()?, vec![0.5, 0.5]);
         assert_eq!(out.rejected_rewards.to_vec1::<f32>()?, vec![-0.5, 0.5]);
@@ -91,12 +109,20 @@ mod tests {
     #[test]
     fn label_smoothing_and_ipo_match_hand_computed_values() -> Result<()> {
         // h = 2, β = 0.5, ε = 0.25: 0.75·ln(1 + e^{−1}) + 0.25·ln(1 + e^{1}) = 0.234947 + 0.328315.
-        let p = DpoParams { beta: 0.5, label_smoothing: 0.25, ipo: false };
+        let p = DpoParams {
+            beta: 0.5,
+            label_smoothing: 0.25,
+            ipo: false,
+        };
         let (c, r, z) = (t(&[-1.0]), t(&[-3.0]), t(&[0.0]));
         let l = dpo_loss(&c, &r, &z, &z, &p)?.loss.to_scalar::<f32>()?;
         assert!((l - 0.563262).abs() < 1e-5, "{l}");
         // IPO: (h − 1/(2β))² = (2 − 1)² = 1.
-        let p = DpoParams { beta: 0.5, label_smoothing: 0.0, ipo: true };
+        let p = DpoParams {
+            beta: 0.5,
+            label_smoothing: 0.0,
+            ipo: true,
+        };
         assert!((dpo_loss(&c, &r, &z, &z, &p)?.loss.to_scalar::<f32>()? - 1.0).abs() < 1e-6);
         Ok(())
     }
@@ -104,7 +130,10 @@ mod tests {
     #[test]
     fn gradient_pushes_chosen_up_and_rejected_down() -> Result<()> {
         // ∂L/∂logπ(y_w) = −β σ(−β h); at h = 0, β = 0.1: −0.05, and +0.05 for y_l.
-        let (c, r) = (Var::new(&[-1.0f32], &Device::Cpu)?, Var::new(&[-1.0f32], &Device::Cpu)?);
+        let (c, r) = (
+            Var::new(&[-1.0f32], &Device::Cpu)?,
+            Var::new(&[-1.0f32], &Device::Cpu)?,
+        );
         let z = t(&[-1.0]);
         let out = dpo_loss(c.as_tensor(), r.as_tensor(), &z, &z, &DpoParams::default())?;
         let g = out.loss.backward()?;

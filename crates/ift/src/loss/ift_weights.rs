@@ -52,13 +52,23 @@ pub struct PropagationParams {
 
 impl Default for PropagationParams {
     fn default() -> Self {
-        Self { item: PropagationItem::Loss, side: PropagationSide::Left, norm: PropagationNorm::L1, gamma: 0.95 }
+        Self {
+            item: PropagationItem::Loss,
+            side: PropagationSide::Left,
+            norm: PropagationNorm::L1,
+            gamma: 0.95,
+        }
     }
 }
 
 /// `(seq, seq)` matrix `M` with `(c M)_t = G_t`: `M[k,t] = γ^{k−t}` for `k ≥ t` (left)
 /// or `γ^{t−k}` for `k ≤ t` (right), else 0.
-fn discount_matrix(seq: usize, gamma: f64, side: PropagationSide, dev: &candle_core::Device) -> Result<Tensor> {
+fn discount_matrix(
+    seq: usize,
+    gamma: f64,
+    side: PropagationSide,
+    dev: &candle_core::Device,
+) -> Result<Tensor> {
     let mut m = vec![0f32; seq * seq];
     for k in 0..seq {
         for t in 0..seq {
@@ -74,7 +84,9 @@ fn discount_matrix(seq: usize, gamma: f64, side: PropagationSide, dev: &candle_c
 }
 
 fn softmax_rows(x: &Tensor) -> Result<Tensor> {
-    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?.exp()?;
+    let e = x
+        .broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?
+        .exp()?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
@@ -83,8 +95,15 @@ fn softmax_rows(x: &Tensor) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `token_losses` and `mask` (f32 0/1) are `(batch, seq)`; returns `(batch, seq)` f32.
-pub fn propagation_weights(token_losses: &Tensor, mask: &Tensor, params: &PropagationParams) -> Result<Tensor> {
-    let (losses, mask) = (token_losses.to_dtype(DType::F32)?, mask.to_dtype(DType::F32)?);
+pub fn propagation_weights(
+    token_losses: &Tensor,
+    mask: &Tensor,
+    params: &PropagationParams,
+) -> Result<Tensor> {
+    let (losses, mask) = (
+        token_losses.to_dtype(DType::F32)?,
+        mask.to_dtype(DType::F32)?,
+    );
     let n = mask.sum_keepdim(D::Minus1)?; // (b, 1)
     let raw = if params.gamma == 0.0 {
         mask.ones_like()?
@@ -109,7 +128,10 @@ pub fn propagation_weights(token_losses: &Tensor, mask: &Tensor, params: &Propag
             PropagationSide::Right => {
                 let big = mask.affine(-1e6, 1e6)?; // 1e6 where masked out
                 let g = ((g * &mask)? + big)?;
-                let nonzero_min = g.eq(0f32)?.where_cond(&g.ones_like()?.affine(0.0, 1e6)?, &g)?.min_all()?;
+                let nonzero_min = g
+                    .eq(0f32)?
+                    .where_cond(&g.ones_like()?.affine(0.0, 1e6)?, &g)?
+                    .min_all()?;
                 let g = g.broadcast_add(&nonzero_min)?;
                 match params.norm {
                     PropagationNorm::L1 => g.recip()?,
@@ -132,7 +154,8 @@ pub fn propagation_weights(token_losses: &Tensor, mask: &Tensor, params: &Propag
 pub fn weighted_loss(token_losses: &Tensor, mask: &Tensor, weights: &Tensor) -> Result<Tensor> {
     let mask = mask.to_dtype(DType::F32)?;
     let n = mask.sum_keepdim(D::Minus1)?.maximum(1f32)?;
-    let per_seq = ((token_losses.to_dtype(DType::F32)? * weights)? * &mask)?.sum_keepdim(D::Minus1)?;
+    let per_seq =
+        ((token_losses.to_dtype(DType::F32)? * weights)? * &mask)?.sum_keepdim(D::Minus1)?;
     per_seq.broadcast_div(&n)?.mean_all()
 }
 

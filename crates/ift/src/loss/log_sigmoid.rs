@@ -37,7 +37,13 @@ mod tests {
         let x = Tensor::new(&[0.0f32, 2.0, -2.0, -200.0, 200.0], &Device::Cpu)?;
         let got = log_sigmoid(&x)?.to_vec1::<f32>()?;
         // log σ(0) = −ln 2; log σ(±2) = −ln(1 + e^{∓2}); log σ(−200) ≈ −200.
-        let want = [-std::f32::consts::LN_2, -(1.0 + (-2f32).exp()).ln(), -(1.0 + 2f32.exp()).ln(), -200.0, 0.0];
+        let want = [
+            -std::f32::consts::LN_2,
+            -(1.0 + (-2f32).exp()).ln(),
+            -(1.0 + 2f32.exp()).ln(),
+            -200.0,
+            0.0,
+        ];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-5, "{g} vs {w}");
         }

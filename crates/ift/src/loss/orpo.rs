@@ -46,9 +46,15 @@ pub fn orpo_loss(
     let c = chosen_mean_logps.to_dtype(DType::F32)?;
     let r = rejected_mean_logps.to_dtype(DType::F32)?;
     let log_odds = ((&c - &r)? - (log1m_exp(&c)? - log1m_exp(&r)?)?)?;
-    let ratio_term = log_sigmoid(&log_odds)?.mean_all()?.affine(params.beta, 0.0)?;
+    let ratio_term = log_sigmoid(&log_odds)?
+        .mean_all()?
+        .affine(params.beta, 0.0)?;
     let nll = chosen_nll.to_dtype(DType::F32)?.mean_all()?;
-    Ok(OrpoOutput { loss: (&nll - ratio_term)?, nll, log_odds_ratio: log_odds.detach() })
+    Ok(OrpoOutput {
+        loss: (&nll - ratio_term)?,
+        nll,
+        log_odds_ratio: log_odds.detach(),
+    })
 }
 
 #[cfg(test)]
@@ -63,7 +69,12 @@ mod tests {
         let dev = Device::Cpu;
         let c = Tensor::new(&[0.5f32.ln()], &dev)?;
         let r = Tensor::new(&[0.25f32.ln()], &dev)?;
-        let out = orpo_loss(&c, &r, &Tensor::new(&[0.7f32], &dev)?, &OrpoParams::default())?;
+        let out = orpo_loss(
+            &c,
+            &r,
+            &Tensor::new(&[0.7f32], &dev)?,
+            &OrpoParams::default(),
+        )?;
         assert!((out.log_odds_ratio.to_vec1::<f32>()?[0] - 3f32.ln()).abs() < 1e-5);
         assert!((out.loss.to_scalar::<f32>()? - 0.771921).abs() < 1e-5);
         Ok(())
