@@ -160,3 +160,23 @@ fn options_deserialise_from_lowercase_names() {
         )
     );
 }
+
+#[test]
+fn undetached_weights_can_give_negative_effective_weights() {
+    // Spec §3: with gradient through w, ∂L/∂ℓ_t can be negative. For ℓ = 5, 0.1, 0.1
+    // (γ = 0.95) raising a late loss lowers L: the closed form's finite differences are
+    // about −0.765 and −1.588 at t = 1, 2, and autograd must agree.
+    let l0 = [5.0f64, 0.1, 0.1];
+    let var = Var::new(&[[5.0f32, 0.1, 0.1]], &Device::Cpu).unwrap();
+    let m = row(&[1.0, 1.0, 1.0]);
+    let w = propagation_weights(var.as_tensor(), &m, &PropagationParams::default()).unwrap();
+    let g = weighted_loss(var.as_tensor(), &m, &w).unwrap().backward().unwrap();
+    let g = g.get(var.as_tensor()).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    for t in 1..3 {
+        let (mut up, mut down) = (l0, l0);
+        up[t] += 1e-5;
+        down[t] -= 1e-5;
+        let fd = (closed_form(&up, 0.95) - closed_form(&down, 0.95)) / 2e-5;
+        assert!(fd < -0.5 && (g[t] as f64 - fd).abs() < 1e-3, "t={t}: {} vs {fd}", g[t]);
+    }
+}
