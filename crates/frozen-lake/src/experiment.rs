@@ -76,6 +76,9 @@ pub struct MethodResult {
     pub mse_route: Stat,
     pub success: Stat,
     pub coverage: Stat,
+    /// MSE over all non-terminal states for each seed, in seed order (for paired comparisons:
+    /// every method starts from the same network at a given seed).
+    pub mse_all_per_seed: Vec<f64>,
     /// `π(·|s)` averaged over seeds (what the arrow picture shows).
     pub mean_probs: Vec<[f64; N_ACTIONS]>,
     /// State visits summed over seeds' evaluation episodes.
@@ -141,8 +144,10 @@ pub fn run(map: &Map, cfg: &ExperimentConfig) -> Result<ExperimentResult, LakeEr
                 (curves[0][k].0, st.mean, st.std)
             })
             .collect();
+        let mse_all_per_seed = scores.iter().map(|s| s[0]).collect();
         methods.push(MethodResult {
             method,
+            mse_all_per_seed,
             mse_all: col(0),
             mse_route: col(1),
             success: col(2),
