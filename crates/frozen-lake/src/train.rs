@@ -26,6 +26,10 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Record the MSE curve every this many steps.
     pub eval_every: usize,
+    /// SFT steps on the chosen trajectory before DPO; the result is both DPO's start and
+    /// its `π_ref`, as in the language-model recipe. 0 (default): DPO starts from, and
+    /// refers to, the untrained network like every other method.
+    pub dpo_sft_warmup: usize,
 }
 
 impl Default for TrainConfig {
@@ -36,6 +40,7 @@ impl Default for TrainConfig {
             steps: 200,
             lr: 1e-2,
             eval_every: 5,
+            dpo_sft_warmup: 0,
         }
     }
 }
@@ -64,12 +69,20 @@ pub fn train(
         cfg.hidden,
         &mut StdRng::seed_from_u64(seed),
     )?;
-    let data = PairData::new(map, pair.0.clone(), pair.1.clone(), &policy)?;
     let adam = ParamsAdamW {
         lr: cfg.lr,
         weight_decay: 0.0,
         ..ParamsAdamW::default()
     };
+    if method == Method::Dpo && cfg.dpo_sft_warmup > 0 {
+        let data = PairData::new(map, pair.0.clone(), pair.1.clone(), &policy)?;
+        let mut opt = AdamW::new(policy.vars(), adam.clone())?;
+        for _ in 0..cfg.dpo_sft_warmup {
+            opt.backward_step(&loss(Method::Sft, &policy, map, &data, params)?)?;
+        }
+    }
+    // The reference log-probs are taken here, from the network DPO starts from.
+    let data = PairData::new(map, pair.0.clone(), pair.1.clone(), &policy)?;
     let mut opt = AdamW::new(policy.vars(), adam)?;
     let states = map.non_terminal_states();
     let mut curve = vec![(0, mse(&policy.probs_table(map)?, optimal, &states))];

@@ -28,6 +28,10 @@ pub struct FrozenLakeArgs {
     /// IFT's relation-propagation discount γ (default 0.95; 0 turns propagation off).
     #[arg(long)]
     pub ift_gamma: Option<f64>,
+    /// Run this many SFT steps before DPO and use the result as DPO's start and reference
+    /// (default 0: DPO starts from the untrained network, like every other method).
+    #[arg(long, default_value_t = 0)]
+    pub dpo_sft_warmup: usize,
     /// Folder for the PNG pictures, `results.json` and `config.json`.
     #[arg(long, default_value = "frozen-lake-out")]
     pub out: PathBuf,
@@ -59,6 +63,7 @@ pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     cfg.train.encoding = args.encoding;
     cfg.methods.ift_lambda = args.ift_lambda.unwrap_or(cfg.methods.ift_lambda);
     cfg.methods.propagation.gamma = args.ift_gamma.unwrap_or(cfg.methods.propagation.gamma);
+    cfg.train.dpo_sft_warmup = args.dpo_sft_warmup;
     if let Some(steps) = args.steps {
         cfg.train.steps = steps;
     }
@@ -102,6 +107,7 @@ mod tests {
             encoding: Encoding::Rowcol,
             ift_lambda: None,
             ift_gamma: None,
+            dpo_sft_warmup: 0,
             out: dir.path().into(),
         };
         run(&args).unwrap();
@@ -129,6 +135,7 @@ mod tests {
             encoding: Encoding::Rowcol,
             ift_lambda: None,
             ift_gamma: None,
+            dpo_sft_warmup: 0,
             out: tempfile::tempdir().unwrap().path().into(),
         };
         // Gymnasium's 4×4 has two shortest routes and no strictly worse loop-free one.
