@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod convert;
 mod data_inspect;
+mod frozen_lake;
 mod observer;
 mod progress;
 mod score;
@@ -28,6 +29,8 @@ enum Commands {
     /// Look at training data as the trainer will see it.
     #[command(subcommand)]
     Data(data_inspect::DataCommand),
+    /// The explainable Frozen Lake experiment: SFT, IFT, DPO and ORPO against the exact optimal policy.
+    FrozenLake(frozen_lake::FrozenLakeArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
 }
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Commands::Convert(args) => convert::run(args),
         Commands::Train(args) => train::run(args),
         Commands::Data(command) => data_inspect::run(command),
+        Commands::FrozenLake(args) => frozen_lake::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
