@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod convert;
 mod data_inspect;
+mod demo;
 mod frozen_lake;
 mod observer;
 mod progress;
@@ -24,6 +25,8 @@ struct Cli {
 enum Commands {
     /// Sum the log-probabilities a model gives to each record of a JSONL file.
     Score(score::ScoreArgs),
+    /// The main job on the embedded default: a tiny model learns a task with SFT, nothing downloaded.
+    Demo(demo::DemoArgs),
     /// Fine-tune a model as a TOML run configuration says.
     Train(train::TrainArgs),
     /// Look at training data as the trainer will see it.
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
         Commands::Train(args) => train::run(args),
+        Commands::Demo(args) => demo::run(args),
         Commands::Data(command) => data_inspect::run(command),
         Commands::FrozenLake(args) => frozen_lake::run(&args),
     };

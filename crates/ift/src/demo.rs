@@ -126,3 +126,92 @@ pub fn problems(n: usize, seed: u64) -> Vec<Problem> {
         })
         .collect()
 }
+
+/// `n_train` training and `n_eval` held-out problems with no held-out
+/// question among the training ones.
+pub fn split(n_train: usize, n_eval: usize, seed: u64) -> (Vec<Problem>, Vec<Problem>) {
+    let eval = problems(n_eval, seed.wrapping_add(1));
+    let held: std::collections::HashSet<&str> = eval.iter().map(|p| p.question.as_str()).collect();
+    let mut train = Vec::with_capacity(n_train);
+    let mut round = 2;
+    while train.len() < n_train {
+        let batch = problems(n_train, seed.wrapping_add(round));
+        train.extend(
+            batch
+                .into_iter()
+                .filter(|p| !held.contains(p.question.as_str()))
+                .take(n_train - train.len()),
+        );
+        round += 1;
+    }
+    (train, eval)
+}
+
+/// Share of `problems` whose greedy answer (rendered with the model's chat
+/// template, generation stopped at the end-of-turn token) equals the
+/// expected answer exactly.
+pub fn exact_match(
+    model: &LlamaForCausalLM,
+    tokenizer: &crate::tokenizer::HfTokenizer,
+    problems: &[Problem],
+) -> Result<f64> {
+    use crate::data::{ChatTemplate, Message, Role, TemplateOptions};
+    let template = ChatTemplate::for_tokenizer(tokenizer, &TemplateOptions::default())?
+        .ok_or_else(|| Error::Tokenizer {
+            dir: tokenizer.path().to_path_buf(),
+            message: "the demo model has no chat template".into(),
+        })?;
+    let stop: Vec<u32> = tokenizer.eos_token_id().into_iter().collect();
+    let mut correct = 0;
+    for p in problems {
+        let prompt = template
+            .render(&[Message::new(Role::User, p.question.clone())], true)
+            .map_err(|e| Error::Train(format!("rendering the demo prompt: {e}")))?;
+        let ids = tokenizer.encode(&prompt, false)?.ids;
+        let out = crate::eval::greedy_generate(
+            model,
+            &ids,
+            p.answer.chars().count() + 4,
+            &stop,
+            &candle_core::Device::Cpu,
+        )?;
+        if tokenizer.decode(&out, true)?.trim() == p.answer {
+            correct += 1;
+        }
+    }
+    Ok(correct as f64 / problems.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_out_questions_never_appear_in_training() {
+        let (train, eval) = split(500, 100, 3);
+        assert_eq!((train.len(), eval.len()), (500, 100));
+        assert!(eval
+            .iter()
+            .all(|e| train.iter().all(|t| t.question != e.question)));
+        assert!(train
+            .iter()
+            .all(|p| p.answer.chars().rev().collect::<String>() == p.question["reverse ".len()..]));
+    }
+
+    #[test]
+    fn demo_tokenizer_is_character_level_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        write_base_model(dir.path(), 0).unwrap();
+        let pre =
+            crate::model::Pretrained::load(dir.path(), &Trainable::None, &candle_core::Device::Cpu)
+                .unwrap();
+        let enc = pre.tokenizer.encode("reverse abc", false).unwrap();
+        assert_eq!(enc.ids.len(), "reverse abc".len());
+        assert_eq!(
+            pre.tokenizer.decode(&enc.ids, false).unwrap(),
+            "reverse abc"
+        );
+        let im_end = pre.tokenizer.encode("<|im_end|>", false).unwrap().ids;
+        assert_eq!(im_end, vec![2]);
+    }
+}

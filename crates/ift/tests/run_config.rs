@@ -79,3 +79,31 @@ fn resolved_toml_parses_back_to_the_same_config() {
     let again = parse(&c.to_toml(), &[]).unwrap();
     assert_eq!(c, again);
 }
+
+/// The annotated example in docs/config.md is a valid configuration whose
+/// values are the defaults (so the page cannot drift from the code).
+#[test]
+fn documented_example_parses_and_shows_the_defaults() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
+            .unwrap();
+    let block = page
+        .split("```toml")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let c = parse(block, &[]).unwrap();
+    let defaults = RunConfig::default();
+    assert_eq!(
+        c.train,
+        ift::train::TrainConfig {
+            output_dir: "runs/ift".into(),
+            ..defaults.train
+        }
+    );
+    assert_eq!(c.objective, defaults.objective);
+    assert_eq!(c.data.max_length, defaults.data.max_length);
+    assert_eq!(c.data.train_on, defaults.data.train_on);
+}

@@ -170,13 +170,26 @@ fn undetached_weights_can_give_negative_effective_weights() {
     let var = Var::new(&[[5.0f32, 0.1, 0.1]], &Device::Cpu).unwrap();
     let m = row(&[1.0, 1.0, 1.0]);
     let w = propagation_weights(var.as_tensor(), &m, &PropagationParams::default()).unwrap();
-    let g = weighted_loss(var.as_tensor(), &m, &w).unwrap().backward().unwrap();
-    let g = g.get(var.as_tensor()).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    let g = weighted_loss(var.as_tensor(), &m, &w)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = g
+        .get(var.as_tensor())
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     for t in 1..3 {
         let (mut up, mut down) = (l0, l0);
         up[t] += 1e-5;
         down[t] -= 1e-5;
         let fd = (closed_form(&up, 0.95) - closed_form(&down, 0.95)) / 2e-5;
-        assert!(fd < -0.5 && (g[t] as f64 - fd).abs() < 1e-3, "t={t}: {} vs {fd}", g[t]);
+        assert!(
+            fd < -0.5 && (g[t] as f64 - fd).abs() < 1e-3,
+            "t={t}: {} vs {fd}",
+            g[t]
+        );
     }
 }

@@ -1,0 +1,163 @@
+//! `ift train` end to end through the real binary: SFT on the real Alpaca
+//! demo file with a tiny model, then the checkpoint scored back; and the
+//! failures that must happen before any training starts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ift(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn config(out: &Path) -> String {
+    let model = root().join("crates/ift/tests/fixtures/models/llama_gqa");
+    let data = root().join("../shared/data/llamafactory/alpaca_en_demo.json");
+    format!(
+        "[model]\npath = {:?}\n[data]\ntrain = {:?}\nmax_length = 96\n[train]\noutput_dir = {:?}\nmax_steps = 30\nbatch_size = 8\nmicro_batch_size = 4\nlr = 3e-3\noptimizer = \"adamw\"\nwarmup_steps = 3\nsave_every = 10\n",
+        model, data, out
+    )
+}
+
+fn rows(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sft_on_alpaca_learns_and_the_checkpoint_scores_back() {
+    if !root()
+        .join("../shared/data/llamafactory/alpaca_en_demo.json")
+        .is_file()
+    {
+        eprintln!("skipped: ../shared/data is not present");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = tmp.path().join("sft.toml");
+    std::fs::write(&cfg, config(&out)).unwrap();
+    let res = ift(&["train", "--config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("999 records"),
+        "the load summary is reported: {stderr}"
+    );
+
+    let metrics = rows(&out.join("metrics.jsonl"));
+    assert_eq!(metrics.len(), 30);
+    for (i, row) in metrics.iter().enumerate() {
+        assert_eq!(row["step"], i as u64 + 1);
+        for key in [
+            "loss",
+            "grad_norm",
+            "lr",
+            "tokens",
+            "tokens_per_s",
+            "elapsed_s",
+        ] {
+            assert!(
+                row[key].is_number(),
+                "step {}: {key} missing in {row}",
+                i + 1
+            );
+        }
+    }
+    let mean = |r: &[serde_json::Value]| {
+        r.iter().map(|v| v["loss"].as_f64().unwrap()).sum::<f64>() / r.len() as f64
+    };
+    let (first, last) = (mean(&metrics[..5]), mean(&metrics[25..]));
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+    assert!(out.join("config.toml").is_file());
+    assert!(out.join("checkpoint-20/trainer_state.json").is_file());
+
+    // final/ is an HF directory: it scores, and a re-saved copy scores identically.
+    let final_dir = out.join("final");
+    let copy = tmp.path().join("copy");
+    assert!(ift(&[
+        "convert",
+        "--model",
+        final_dir.to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let data = tmp.path().join("texts.jsonl");
+    std::fs::write(&data, "{\"text\": \"Give three tips for staying healthy.\"}\n{\"instruction\": \"Name a color.\", \"input\": \"\", \"output\": \"Blue.\"}\n").unwrap();
+    let score = |model: &Path, name: &str| {
+        let o = tmp.path().join(name);
+        let r = ift(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            o.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        std::fs::read_to_string(o).unwrap()
+    };
+    let (a, b) = (score(&final_dir, "a.jsonl"), score(&copy, "b.jsonl"));
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 2);
+
+    // A second run into the same directory is refused: earlier output is kept.
+    let again = ift(&["train", "--config", cfg.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a run"));
+    assert_eq!(rows(&out.join("metrics.jsonl")).len(), 30);
+}
+
+#[test]
+fn bad_key_and_unwritable_output_fail_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = tmp.path().join("sft.toml");
+    std::fs::write(&cfg, config(&out)).unwrap();
+
+    let res = ift(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "train.learning_rate=1e-4",
+    ]);
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("unknown field `learning_rate`") && err.contains("sft.toml"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing may be written for a bad config");
+
+    // An output directory that cannot be created (its parent is a file).
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let bad_out = format!("train.output_dir=\"{}\"", blocker.join("run").display());
+    let res = ift(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        &bad_out,
+    ]);
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("cannot create train.output_dir"), "{err}");
+    assert!(
+        !err.contains("records"),
+        "data must not be loaded before the output check: {err}"
+    );
+}
