@@ -77,7 +77,7 @@ fn sft_on_alpaca_learns_and_the_checkpoint_scores_back() {
         r.iter().map(|v| v["loss"].as_f64().unwrap()).sum::<f64>() / r.len() as f64
     };
     let (first, last) = (mean(&metrics[..5]), mean(&metrics[25..]));
-    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+    assert!(last < 0.9 * first, "loss did not fall: {first} -> {last}");
     assert!(out.join("config.toml").is_file());
     assert!(out.join("checkpoint-20/trainer_state.json").is_file());
 
