@@ -54,8 +54,9 @@ fn accumulation_1x8_equals_8x1() {
             normalize,
             ..ObjectiveConfig::default()
         };
-        let whole = forward_backward(&model, &batch, 8, &objective, &Device::Cpu).unwrap();
-        let split = forward_backward(&model, &batch, 1, &objective, &Device::Cpu).unwrap();
+        let ctx = ift::train::StepContext { step: 0, seed: 0 };
+        let whole = forward_backward(&model, &batch, 8, &objective, ctx, &Device::Cpu).unwrap();
+        let split = forward_backward(&model, &batch, 1, &objective, ctx, &Device::Cpu).unwrap();
         assert!(
             (whole.loss - split.loss).abs() < 1e-5 * whole.loss.abs(),
             "{normalize:?}: {} vs {}",

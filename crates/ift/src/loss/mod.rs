@@ -4,6 +4,8 @@
 //! can `backward()` through the result. Only `token_logprobs.rs` shifts labels.
 
 mod dpo;
+pub mod ift;
+pub mod ift_predict;
 mod ift_weights;
 mod log_sigmoid;
 pub mod normalize;
@@ -12,6 +14,10 @@ pub mod sft;
 pub mod token_logprobs;
 
 pub use dpo::{dpo_loss, DpoOutput, DpoParams};
+pub use ift::{
+    ift_loss, ift_weights, mixed_embeddings, replace_responses, shift_predictions, Propagation,
+};
+pub use ift_predict::{predict_tokens, PredictionMode, PredictionParams};
 pub use ift_weights::{
     propagation_weights, weighted_loss, PropagationItem, PropagationNorm, PropagationParams,
     PropagationSide,

@@ -27,6 +27,10 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
     /// Seconds since the run started (across resumes).
     pub elapsed_s: f64,
+    /// The objective's own figures (IFT: `loss_sft`, `loss_mixed`, `lambda`,
+    /// `pred_accuracy`, `neg_weight_frac`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 /// Appends rows to `metrics.jsonl`.

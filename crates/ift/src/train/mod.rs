@@ -16,10 +16,12 @@ pub use checkpoint::{
     latest_checkpoint, read_checkpoint, save_checkpoint, TrainerState, CONFIG_FILE,
 };
 pub use clip::{clip_grad_norm, global_grad_norm, ClipOutcome};
-pub use config::{ObjectiveConfig, ObjectiveKind, TrainConfig};
+pub use config::{
+    EmbeddingGrad, LambdaDisturb, LambdaSchedule, ObjectiveConfig, ObjectiveKind, TrainConfig,
+};
 pub use metrics::{MetricsWriter, StepMetrics, METRICS_FILE};
 pub use optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
 pub use order::BatchPlan;
 pub use schedule::{LrSchedule, ScheduleConfig, ScheduleKind};
-pub use step::{forward_backward, target_mask, StepPasses, PAD_ID};
+pub use step::{forward_backward, target_mask, StepContext, StepPasses, PAD_ID};
 pub use trainer::{train, Observer, Run, RunEnd};

@@ -14,7 +14,7 @@ use super::metrics::{MetricsWriter, StepMetrics};
 use super::optim::Optimizer;
 use super::order::BatchPlan;
 use super::schedule::LrSchedule;
-use super::step::forward_backward;
+use super::step::{forward_backward, StepContext};
 use crate::data::EncodedExample;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate_loss, EvalLoss};
@@ -113,13 +113,12 @@ pub fn train(
             .map(|i| &run.train[i])
             .collect();
         let lr = schedule.lr(state.step);
-        let mut passes = forward_backward(
-            model,
-            &batch,
-            cfg.micro_batch_size,
-            run.objective,
-            run.device,
-        )?;
+        let ctx = StepContext {
+            step: state.step,
+            seed: cfg.seed,
+        };
+        let micro = cfg.micro_batch_size;
+        let mut passes = forward_backward(model, &batch, micro, run.objective, ctx, run.device)?;
         let clip = clip_grad_norm(&mut passes.grads, optimizer.vars(), cfg.max_grad_norm)
             .map_err(train_err)?;
         state.step += 1;
@@ -150,6 +149,7 @@ pub fn train(
             trained_tokens: passes.trained_tokens,
             tokens_per_s: passes.tokens as f64 / seconds.max(1e-9),
             elapsed_s: state.elapsed_s,
+            extra: std::mem::take(&mut passes.extra),
         };
         metrics.write(&row)?;
         obs.on_step(&row);
