@@ -1,6 +1,7 @@
 //! `ift demo`: the main job on the embedded default, nothing downloaded. A
-//! tiny random Llama learns to reverse words with SFT in a couple of
-//! minutes; the report shows the loss curve and held-out exact match.
+//! tiny random Llama learns to reverse words with SFT and with IFT, side by
+//! side (same steps, same seed); the report shows loss curves, held-out exact
+//! match and loss, and IFT's step cost relative to SFT's.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use candle_core::Device;
 use ift::config::RunConfig;
 use ift::demo::{exact_match, split, write_base_model, Problem};
 use ift::model::{Pretrained, Trainable};
-use ift::train::{OptimizerKind, RunEnd, ScheduleKind};
+use ift::train::{ObjectiveKind, OptimizerKind, RunEnd, ScheduleKind};
 
 use crate::train::run_training;
 
@@ -20,7 +21,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs")]
     out: PathBuf,
     /// Optimiser steps (16 sequences each).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 300)]
     steps: u64,
     /// Seed of the model, the task and the data order.
     #[arg(long, default_value_t = 0)]
@@ -44,64 +45,116 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     let before = score(&base, &eval)?;
 
+    let mut outcomes = Vec::new();
+    for kind in [ObjectiveKind::Sft, ObjectiveKind::Ift] {
+        let config = demo_config(&dir, &base, kind, &args);
+        let name = config
+            .train
+            .output_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::write(dir.join(format!("{name}.toml")), config.to_toml())?;
+        eprintln!("-- {name} --");
+        let RunEnd::Finished {
+            final_dir,
+            last_eval,
+        } = run_training(&config, None)?
+        else {
+            eprintln!(
+                "stopped early; resume with `ift train --resume {}`",
+                config.train.output_dir.display()
+            );
+            return Ok(());
+        };
+        let metrics = std::fs::read_to_string(config.train.output_dir.join("metrics.jsonl"))?;
+        outcomes.push(Outcome {
+            name,
+            exact_match: score(&final_dir, &eval)?,
+            eval_loss: last_eval.map_or(f64::NAN, |e| e.eval_loss),
+            seconds_per_step: mean_step_seconds(&metrics),
+            curve: sparkline(&metrics),
+            final_dir,
+        });
+    }
+    println!(
+        "\n== ift demo: word reversal, {} steps each, same seed ==",
+        args.steps
+    );
+    println!(
+        "exact match on {} held-out words before training: {:.1}%",
+        eval.len(),
+        100.0 * before
+    );
+    println!(
+        "{:<5} {:>12} {:>10} {:>10}  training loss",
+        "", "exact match", "eval loss", "s/step"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<5} {:>11.1}% {:>10.4} {:>10.3}  {}",
+            o.name,
+            100.0 * o.exact_match,
+            o.eval_loss,
+            o.seconds_per_step,
+            o.curve
+        );
+    }
+    if let [sft, ift] = &outcomes[..] {
+        println!(
+            "IFT step cost relative to SFT: {:.2}x (the extra no-gradient forward)",
+            ift.seconds_per_step / sft.seconds_per_step
+        );
+        println!(
+            "checkpoints: {} and {} (Hugging Face model directories)",
+            sft.final_dir.display(),
+            ift.final_dir.display()
+        );
+    }
+    println!("runs, metrics.jsonl and configs: {}", dir.display());
+    Ok(())
+}
+
+struct Outcome {
+    name: String,
+    exact_match: f64,
+    eval_loss: f64,
+    seconds_per_step: f64,
+    curve: String,
+    final_dir: PathBuf,
+}
+
+/// The demo's run configuration for one objective (IFT at the paper's λ, γ).
+fn demo_config(dir: &Path, base: &Path, kind: ObjectiveKind, args: &DemoArgs) -> RunConfig {
     let mut config = RunConfig::default();
-    config.model.path = base.clone();
+    config.model.path = base.to_path_buf();
     config.data.train = dir.join("train.jsonl");
     config.data.eval = Some(dir.join("eval.jsonl"));
     config.data.max_length = Some(64);
+    config.objective.kind = kind;
+    let name = match kind {
+        ObjectiveKind::Sft => "sft",
+        ObjectiveKind::Ift => "ift",
+    };
     let t = &mut config.train;
-    (t.output_dir, t.seed, t.max_steps, t.epochs) = (dir.join("sft"), args.seed, args.steps, 0);
+    (t.output_dir, t.seed, t.max_steps, t.epochs) = (dir.join(name), args.seed, args.steps, 0);
     (t.batch_size, t.micro_batch_size, t.lr, t.optimizer) = (16, 16, 3e-3, OptimizerKind::AdamW);
     (t.schedule, t.warmup_ratio, t.max_grad_norm) = (ScheduleKind::Cosine, 0.05, 1.0);
     (t.eval_every, t.save_every, t.keep_last) = ((args.steps / 4).max(1), 0, 1);
-    std::fs::write(dir.join("sft.toml"), config.to_toml())?;
+    config
+}
 
-    let started = std::time::Instant::now();
-    let RunEnd::Finished {
-        final_dir,
-        last_eval,
-    } = run_training(&config, None)?
-    else {
-        eprintln!(
-            "stopped early; resume with `ift train --resume {}`",
-            config.train.output_dir.display()
-        );
-        return Ok(());
-    };
-    let after = score(&final_dir, &eval)?;
-    let metrics = std::fs::read_to_string(config.train.output_dir.join("metrics.jsonl"))?;
-    println!(
-        "\n== ift demo: SFT on word reversal ({} steps, {:.0} s) ==",
-        args.steps,
-        started.elapsed().as_secs_f64()
-    );
-    println!("training loss  {}", sparkline(&metrics));
-    if let Some(e) = last_eval {
-        println!(
-            "held-out loss  {:.4} (perplexity {:.2})",
-            e.eval_loss, e.eval_ppl
-        );
-    }
-    println!(
-        "exact match on {} held-out words: before {:.1}%, after {:.1}%",
-        eval.len(),
-        100.0 * before,
-        100.0 * after
-    );
-    println!(
-        "checkpoint     {}  (a Hugging Face model directory)",
-        final_dir.display()
-    );
-    println!(
-        "metrics        {}",
-        config.train.output_dir.join("metrics.jsonl").display()
-    );
-    println!(
-        "config         {}  (rerun: ift train --config {} --set train.output_dir=...)",
-        dir.join("sft.toml").display(),
-        dir.join("sft.toml").display()
-    );
-    Ok(())
+/// Median seconds per optimiser step (robust to a slow first step).
+fn mean_step_seconds(metrics: &str) -> f64 {
+    let mut elapsed: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("loss").is_some())
+        .filter_map(|v| Some(v.get("tokens")?.as_f64()? / v.get("tokens_per_s")?.as_f64()?))
+        .collect();
+    elapsed.sort_by(f64::total_cmp);
+    elapsed.get(elapsed.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn score(model_dir: &Path, problems: &[Problem]) -> Result<f64> {

@@ -161,3 +161,67 @@ fn bad_key_and_unwritable_output_fail_before_training() {
         "data must not be loaded before the output check: {err}"
     );
 }
+
+/// Ctrl-C (SIGINT) writes a checkpoint and exits cleanly; `--resume` then
+/// finishes the run.
+#[test]
+fn ctrl_c_checkpoints_and_resume_finishes() {
+    if !root()
+        .join("../shared/data/llamafactory/alpaca_en_demo.json")
+        .is_file()
+    {
+        eprintln!("skipped: ../shared/data is not present");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = tmp.path().join("sft.toml");
+    std::fs::write(
+        &cfg,
+        config(&out).replace("max_steps = 30", "max_steps = 400"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let res = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{err}");
+    assert!(err.contains("stopped: checkpoint in"), "{err}");
+    let done = rows(&metrics).len() as u64;
+    assert!(done < 400, "the run must stop early");
+    assert!(out
+        .join(format!("checkpoint-{done}/trainer_state.json"))
+        .is_file());
+
+    let res = ift(&["train", "--resume", out.to_str().unwrap()]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(
+        rows(&metrics)
+            .iter()
+            .filter(|r| r.get("loss").is_some())
+            .count(),
+        400
+    );
+    assert!(out.join("final/model.safetensors").is_file());
+}

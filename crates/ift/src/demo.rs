@@ -17,7 +17,7 @@ const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 /// ChatML, as SmolLM2 and Qwen2 write it (without a default system prompt).
 const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-/// The demo model: about 2.4 M parameters, small enough to train for a
+/// The demo model: about 1.6 M parameters, small enough to train for a
 /// couple of minutes on 2 CPU cores and still learn the task.
 pub fn model_config() -> LlamaConfig {
     LlamaConfig {

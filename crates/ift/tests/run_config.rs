@@ -107,3 +107,21 @@ fn documented_example_parses_and_shows_the_defaults() {
     assert_eq!(c.data.max_length, defaults.data.max_length);
     assert_eq!(c.data.train_on, defaults.data.train_on);
 }
+
+/// The paper's settings in docs/ift.md are a valid configuration.
+#[test]
+fn ift_page_example_parses() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ift.md")).unwrap();
+    let block = page
+        .split("```toml")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let c = parse(block, &["model.path=m", "data.train=t.jsonl"]).unwrap();
+    assert_eq!(c.objective.kind, ift::train::ObjectiveKind::Ift);
+    assert_eq!((c.objective.lambda, c.objective.gamma), (0.2, 0.95));
+    assert_eq!(c.train.batch_size / c.train.micro_batch_size, 64);
+}

@@ -84,6 +84,10 @@ pub fn train(
     if let Some(dir) = resume {
         let (saved, tensors) = read_checkpoint(dir)?;
         optimizer.load_state(&tensors).map_err(train_err)?;
+        if saved.step > total {
+            let msg = format!("{}: the checkpoint is at step {} but the run has only {total} steps (train.max_steps / train.epochs)", dir.display(), saved.step);
+            return Err(Error::Train(msg));
+        }
         state = saved;
     }
     let mut metrics = MetricsWriter::open(out, resume.map(|_| state.step))?;
