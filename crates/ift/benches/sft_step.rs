@@ -7,7 +7,8 @@
 //! (untimed steps, default 2), `SFT_BENCH_ITERS` (timed steps, default 10),
 //! `SFT_BENCH_ONLY` (run just the measurement of that name, e.g. under
 //! `perf record`), `SFT_BENCH_SPLIT=1` (also time forward+loss and backward
-//! separately inside step (b)).
+//! separately inside step (b)), `SFT_BENCH_PARTS=1` (time the pieces of
+//! step (b) in isolation: see `support/parts.rs`).
 
 use std::time::Instant;
 
@@ -15,6 +16,11 @@ use candle_core::{DType, Device, Result, Tensor};
 use ift::loss::token_logprobs;
 use ift::model::{Family, LlamaConfig, LlamaForCausalLM, ModelInput, RopeScaling, Trainable};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+#[path = "support/fused.rs"]
+mod fused;
+#[path = "support/parts.rs"]
+mod parts;
 
 const BATCH: usize = 4;
 const SEQ: usize = 256;
@@ -141,6 +147,9 @@ fn main() -> Result<()> {
         })?);
         let loss = loss.expect("measured at least once");
         figures.push(measure("  backward", &opts, || loss.backward().map(drop))?);
+    }
+    if std::env::var("SFT_BENCH_PARTS").is_ok_and(|v| v == "1") {
+        figures.extend(parts::run(&opts, &ids)?);
     }
     report(&figures, &opts);
     Ok(())
