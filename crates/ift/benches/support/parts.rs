@@ -39,6 +39,14 @@ pub fn run(opts: &Opts, ids: &Tensor) -> Result<Vec<Figure>> {
         logp.neg()?.mean_all()?.backward().map(drop)
     })?);
 
+    check_fused_loss(&logits, ids)?;
+    out.push(measure("part: loss, FUSED op", opts, || {
+        let logp = logits
+            .as_tensor()
+            .apply_op2(ids, super::fused::TokenLogprobs)?;
+        logp.neg()?.mean_all()?.backward().map(drop)
+    })?);
+
     let x = var(&[rows, hid], &dev)?;
     let head = var(&[v, hid], &dev)?;
     out.push(measure("part: lm_head matmul", opts, || {
@@ -128,6 +136,22 @@ fn check_fused(scores: &Var, bias: &Tensor) -> Result<()> {
     let max = |x: Tensor| x.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>();
     eprintln!(
         "fused softmax vs model: max |dp| = {:e}, max |dgrad| = {:e}",
+        max((a - b)?)?,
+        max((ga - gb)?)?
+    );
+    Ok(())
+}
+
+fn check_fused_loss(logits: &Var, ids: &Tensor) -> Result<()> {
+    let a = token_logprobs(logits.as_tensor(), ids)?;
+    let b = logits
+        .as_tensor()
+        .apply_op2(ids, super::fused::TokenLogprobs)?;
+    let (ga, gb) = (a.mean_all()?.backward()?, b.mean_all()?.backward()?);
+    let (ga, gb) = (ga.get(logits).unwrap(), gb.get(logits).unwrap());
+    let max = |x: Tensor| x.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>();
+    eprintln!(
+        "fused token_logprobs vs model: max |dlogp| = {:e}, max |dgrad| = {:e}",
         max((a - b)?)?,
         max((ga - gb)?)?
     );
