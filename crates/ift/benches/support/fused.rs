@@ -1,0 +1,170 @@
+//! Prototypes for the profile only (the model does not use them): softmax
+//! and next-token log-probabilities as single custom ops whose backward is
+//! also a single pass, to measure what fusing would save against the
+//! primitive-op versions in `model::layers` and `loss::token_logprobs`.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Error, Layout, Result, Shape};
+use candle_core::{Tensor, WithDType};
+
+/// Fills `out` row by row (`f(row_index, row)`, rows of length `d`), split
+/// over candle's thread count.
+fn par_rows(out: &mut [f32], d: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let per_thread = (out.len() / d).div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (c, chunk) in out.chunks_mut(per_thread * d).enumerate() {
+            let f = &f;
+            s.spawn(move || {
+                for (r, row) in chunk.chunks_mut(d).enumerate() {
+                    f(c * per_thread + r, row)
+                }
+            });
+        }
+    });
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| Error::Msg("fused op needs contiguous inputs".into()))?;
+    Ok(&s.as_slice::<T>()?[a..b])
+}
+
+fn max_and_lse(x: &[f32]) -> (f32, f32) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = x.iter().map(|&v| (v - max).exp()).sum();
+    (max, max + sum.ln())
+}
+
+/// Softmax over the last dimension.
+pub struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "fused-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, d) = (slice::<f32>(s, l)?, *l.dims().last().expect("≥ 1-d"));
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, d, |r, o| {
+            let (_, lse) = max_and_lse(&x[r * d..(r + 1) * d]);
+            for (o, &v) in o.iter_mut().zip(&x[r * d..]) {
+                *o = (v - lse).exp();
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2(&grad.contiguous()?, SoftmaxGrad)?))
+    }
+}
+
+/// `dx = p ⊙ (g − Σ g ⊙ p)` per row.
+struct SoftmaxGrad;
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "fused-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ps: &CpuStorage,
+        pl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (p, g) = (slice::<f32>(ps, pl)?, slice::<f32>(gs, gl)?);
+        let d = *pl.dims().last().expect("≥ 1-d");
+        let mut dx = vec![0f32; p.len()];
+        par_rows(&mut dx, d, |r, o| {
+            let (p, g) = (&p[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
+            let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+            for ((o, p), g) in o.iter_mut().zip(p).zip(g) {
+                *o = p * (g - dot);
+            }
+        });
+        Ok((CpuStorage::F32(dx), pl.shape().clone()))
+    }
+}
+
+/// `token_logprobs(logits (b, t, v), ids (b, t) u32) → (b, t - 1)` in one pass.
+pub struct TokenLogprobs;
+
+impl CustomOp2 for TokenLogprobs {
+    fn name(&self) -> &'static str {
+        "fused-token-logprobs"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ls: &CpuStorage,
+        ll: &Layout,
+        is: &CpuStorage,
+        il: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, ids) = (slice::<f32>(ls, ll)?, slice::<u32>(is, il)?);
+        let (b, t, v) = ll.shape().dims3()?;
+        let mut out = vec![0f32; b * (t - 1)];
+        par_rows(&mut out, 1, |r, o| {
+            let (bi, i) = (r / (t - 1), r % (t - 1));
+            let row = &x[(bi * t + i) * v..(bi * t + i + 1) * v];
+            o[0] = row[ids[bi * t + i + 1] as usize] - max_and_lse(row).1;
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, t - 1))))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        ids: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = logits.apply_op3(ids, &grad.contiguous()?, TokenLogprobsGrad)?;
+        Ok((Some(d), None))
+    }
+}
+
+/// `dlogits[b, i] = g[b, i] · (onehot(ids[b, i + 1]) − softmax(logits[b, i]))`,
+/// zero at the last position.
+struct TokenLogprobsGrad;
+
+impl CustomOp3 for TokenLogprobsGrad {
+    fn name(&self) -> &'static str {
+        "fused-token-logprobs-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ls: &CpuStorage,
+        ll: &Layout,
+        is: &CpuStorage,
+        il: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, ids, g) = (
+            slice::<f32>(ls, ll)?,
+            slice::<u32>(is, il)?,
+            slice::<f32>(gs, gl)?,
+        );
+        let (_, t, v) = ll.shape().dims3()?;
+        let mut dx = vec![0f32; x.len()];
+        par_rows(&mut dx, v, |r, o| {
+            let (bi, i) = (r / t, r % t);
+            if i + 1 == t {
+                return;
+            }
+            let row = &x[r * v..(r + 1) * v];
+            let (gr, lse) = (g[bi * (t - 1) + i], max_and_lse(row).1);
+            for (o, &l) in o.iter_mut().zip(row) {
+                *o = -gr * (l - lse).exp();
+            }
+            o[ids[bi * t + i + 1] as usize] += gr;
+        });
+        Ok((CpuStorage::F32(dx), ll.shape().clone()))
+    }
+}
