@@ -3,12 +3,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ift_cli::plot;
 
 mod convert;
 mod data_inspect;
 mod demo;
 mod frozen_lake;
 mod observer;
+
 mod progress;
 mod score;
 mod train;
@@ -34,6 +36,8 @@ enum Commands {
     Data(data_inspect::DataCommand),
     /// The explainable Frozen Lake experiment: SFT, IFT, DPO and ORPO against the exact optimal policy.
     FrozenLake(frozen_lake::FrozenLakeArgs),
+    /// Draw loss and learning-rate curves (PNG) from a run's metrics.jsonl.
+    Plot(plot::PlotArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
 }
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
+        Commands::Plot(args) => plot::run(args),
         Commands::Train(args) => train::run(args),
         Commands::Demo(args) => demo::run(args),
         Commands::Data(command) => data_inspect::run(command),
