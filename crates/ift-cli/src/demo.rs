@@ -69,6 +69,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
             return Ok(());
         };
         let metrics = std::fs::read_to_string(config.train.output_dir.join("metrics.jsonl"))?;
+        ift_cli::plot::run(ift_cli::plot::PlotArgs {
+            run_dir: config.train.output_dir.clone(),
+            out: None,
+        })?;
         outcomes.push(Outcome {
             name,
             exact_match: score(&final_dir, &eval)?,
@@ -112,7 +116,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
             ift.final_dir.display()
         );
     }
-    println!("runs, metrics.jsonl and configs: {}", dir.display());
+    println!(
+        "runs, metrics.jsonl, loss.png / lr.png and configs: {}",
+        dir.display()
+    );
     Ok(())
 }
 
