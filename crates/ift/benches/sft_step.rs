@@ -13,8 +13,13 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
+use ift::data::EncodedExample;
 use ift::loss::token_logprobs;
 use ift::model::{Family, LlamaConfig, LlamaForCausalLM, ModelInput, RopeScaling, Trainable};
+use ift::train::{
+    clip_grad_norm, forward_backward, ObjectiveConfig, ObjectiveKind, Optimizer, OptimizerConfig,
+    OptimizerKind, StepContext,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[path = "support/fused.rs"]
@@ -147,6 +152,52 @@ fn main() -> Result<()> {
         })?);
         let loss = loss.expect("measured at least once");
         figures.push(measure("  backward", &opts, || loss.backward().map(drop))?);
+    }
+    // (c) the trainer's real step: forward/backward through the objective,
+    // clipping, AdamW. SFT, then IFT (one more graph-free forward).
+    let steps: Vec<(&str, ObjectiveKind)> = vec![
+        ("train_step_sft", ObjectiveKind::Sft),
+        ("train_step_ift", ObjectiveKind::Ift),
+    ];
+    for (name, kind) in steps {
+        if !wanted(name) && !wanted("train_step") {
+            continue;
+        }
+        let ids_rows: Vec<Vec<u32>> = ids.to_vec2()?;
+        let data: Vec<EncodedExample> = ids_rows
+            .into_iter()
+            .map(|row| EncodedExample {
+                loss_mask: (0..row.len()).map(|i| i > 0).collect(),
+                input_ids: row,
+            })
+            .collect();
+        let refs: Vec<&EncodedExample> = data.iter().collect();
+        let objective = ObjectiveConfig {
+            kind,
+            ..ObjectiveConfig::default()
+        };
+        let opt_config = OptimizerConfig {
+            kind: OptimizerKind::AdamW,
+            ..OptimizerConfig::default()
+        };
+        let mut optimizer = Optimizer::new(opt_config, model.parameters().vars().to_vec())
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut step = 0;
+        figures.push(measure(name, &opts, || {
+            let ctx = StepContext { step, seed: SEED };
+            step += 1;
+            let mut passes = forward_backward(&model, &refs, BATCH, &objective, ctx, &dev)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            clip_grad_norm(&mut passes.grads, optimizer.vars(), 1.0)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            optimizer
+                .step(&passes.grads, 1e-5)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?);
+    }
+    let ms = |n: &str| figures.iter().find(|f| f.name == n).map(|f| f.median_s);
+    if let (Some(sft), Some(ift)) = (ms("train_step_sft"), ms("train_step_ift")) {
+        println!("IFT step / SFT step = {:.3} (target <= 1.35; the extra forward is the floor, about 4/3)", ift / sft);
     }
     if std::env::var("SFT_BENCH_PARTS").is_ok_and(|v| v == "1") {
         figures.extend(parts::run(&opts, &ids)?);
