@@ -125,3 +125,56 @@ fn convert_round_trips_through_the_cli() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
 }
+
+/// Chat-style records score exactly their answer tokens (with the model's
+/// template): the same exchange written as Alpaca, chat messages, ShareGPT
+/// or prompt/completion gives the same score.
+#[test]
+fn equivalent_record_formats_score_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data.jsonl");
+    let lines = [
+        r#"{"instruction": "Name a color.", "input": "", "output": "Blue is a color."}"#,
+        r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue is a color."}]}"#,
+        r#"{"conversations": [{"from": "human", "value": "Name a color."}, {"from": "gpt", "value": "Blue is a color."}]}"#,
+        r#"{"prompt": [{"role": "user", "content": "Name a color."}], "completion": [{"role": "assistant", "content": "Blue is a color."}]}"#,
+        r#"{"text": "Name a color. Blue is a color."}"#,
+    ];
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let out = tmp.path().join("scores.jsonl");
+    let model = fixtures().join("qwen2_tied");
+    let res = ift(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for g in &got[1..4] {
+        assert_eq!(
+            g, &got[0],
+            "every chat form of the exchange scores the same"
+        );
+    }
+    let (answer, text) = (
+        got[0]["tokens"].as_u64().unwrap(),
+        got[4]["tokens"].as_u64().unwrap(),
+    );
+    assert!(
+        answer > 0 && answer < text + 10,
+        "answer tokens {answer}, whole text {text}"
+    );
+    assert_ne!(got[0]["logprob_sum"], got[4]["logprob_sum"]);
+}

@@ -21,12 +21,16 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const CONFIG_FILE: &str = "config.toml";
 
 /// Where a run stands. The data position is a pure function of `step` and
-/// the seed (see `order.rs`); `epoch` is recorded for people.
+/// the seed (see `order.rs`); `epoch` and `batch_in_epoch` (the position of
+/// the next batch) are recorded for people.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
     /// Optimiser steps completed.
     pub step: u64,
     pub epoch: u64,
+    /// Batches of the current epoch already consumed (the data position).
+    #[serde(default)]
+    pub batch_in_epoch: u64,
     pub seed: u64,
     /// Real tokens processed so far.
     pub tokens_seen: u64,

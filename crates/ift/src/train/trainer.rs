@@ -126,7 +126,8 @@ pub fn train(
         let clip = clip_grad_norm(&mut passes.grads, optimizer.vars(), cfg.max_grad_norm)
             .map_err(train_err)?;
         state.step += 1;
-        state.epoch = (state.step - 1) / plan.steps_per_epoch().max(1);
+        let per_epoch = plan.steps_per_epoch().max(1);
+        (state.epoch, state.batch_in_epoch) = (state.step / per_epoch, state.step % per_epoch);
         if !passes.loss.is_finite() || !clip.is_finite() {
             bad_steps += 1;
             obs.on_notice(&format!(
@@ -145,7 +146,7 @@ pub fn train(
         state.elapsed_s += seconds;
         let row = StepMetrics {
             step: state.step,
-            epoch: state.epoch,
+            epoch: (state.step - 1) / plan.steps_per_epoch().max(1),
             loss: passes.loss,
             grad_norm: clip.norm as f64,
             lr,
