@@ -42,7 +42,7 @@ impl Observer for ProgressObserver {
             None => {
                 // Plain lines: about 50 per run, plus the last step.
                 let every = (self.total / 50).max(1);
-                if m.step % every == 0 || m.step == self.total {
+                if m.step.is_multiple_of(every) || m.step == self.total {
                     eprintln!(
                         "step {}/{} loss {:.4} grad_norm {:.3} lr {:.3e} {:.0} tok/s",
                         m.step, self.total, m.loss, m.grad_norm, m.lr, m.tokens_per_s

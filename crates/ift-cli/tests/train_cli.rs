@@ -181,7 +181,7 @@ fn ctrl_c_checkpoints_and_resume_finishes() {
         config(&out).replace("max_steps = 30", "max_steps = 400"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ift"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ift"))
         .args(["train", "--config", cfg.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -154,7 +154,8 @@ fn edit_config(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
 
 #[test]
 fn config_errors_name_the_field() {
-    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|v| {
                 v["hidden_size"] = 65.into();

@@ -57,7 +57,7 @@ fn tick_label(v: f64, step: f64, lo: f64, hi: f64) -> String {
         return "0".into();
     }
     let big = lo.abs().max(hi.abs());
-    if big < 1e-2 || big >= 1e6 {
+    if !(1e-2..1e6).contains(&big) {
         return format!("{v:.1e}");
     }
     let decimals = (-step.log10()).ceil().max(0.0) as usize;

@@ -290,7 +290,7 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(("train.batch_size", "must be at least 1".into()));
         }
-        if self.micro_batch_size == 0 || self.batch_size % self.micro_batch_size != 0 {
+        if self.micro_batch_size == 0 || !self.batch_size.is_multiple_of(self.micro_batch_size) {
             return Err((
                 "train.micro_batch_size",
                 format!(

@@ -160,14 +160,14 @@ pub fn train(
         obs.on_step(&row);
         let last = state.step == total;
         if !run.eval.is_empty()
-            && (last || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0))
+            && (last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)))
         {
             let e = evaluate_loss(model, run.eval, cfg.micro_batch_size, run.device)?;
             metrics.write(&serde_json::json!({"step": state.step, "eval_loss": e.eval_loss, "eval_ppl": e.eval_ppl, "eval_tokens": e.eval_tokens}))?;
             obs.on_eval(state.step, &e);
             last_eval = Some(e);
         }
-        if cfg.save_every > 0 && state.step % cfg.save_every == 0 && !last {
+        if cfg.save_every > 0 && state.step.is_multiple_of(cfg.save_every) && !last {
             save(&optimizer, &state)?;
         }
     }
