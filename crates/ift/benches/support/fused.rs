@@ -1,9 +1,9 @@
-//! Prototypes for the profile only (the model does not use them): softmax
-//! and next-token log-probabilities as single custom ops whose backward is
-//! also a single pass, to measure what fusing would save against the
-//! primitive-op versions in `model::layers` and `loss::token_logprobs`.
+//! Prototype for the profile only (the model does not use it): softmax as a
+//! single custom op whose backward is also a single pass, to measure what
+//! fusing would save against `model::layers::softmax_last_dim`. (The fused
+//! token log-probabilities graduated into `ift::loss::token_logprobs`.)
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Error, Layout, Result, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Error, Layout, Result, Shape};
 use candle_core::{Tensor, WithDType};
 
 /// Fills `out` row by row (`f(row_index, row)`, rows of length `d`), split
@@ -87,84 +87,5 @@ impl CustomOp2 for SoftmaxGrad {
             }
         });
         Ok((CpuStorage::F32(dx), pl.shape().clone()))
-    }
-}
-
-/// `token_logprobs(logits (b, t, v), ids (b, t) u32) → (b, t - 1)` in one pass.
-pub struct TokenLogprobs;
-
-impl CustomOp2 for TokenLogprobs {
-    fn name(&self) -> &'static str {
-        "fused-token-logprobs"
-    }
-
-    fn cpu_fwd(
-        &self,
-        ls: &CpuStorage,
-        ll: &Layout,
-        is: &CpuStorage,
-        il: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, ids) = (slice::<f32>(ls, ll)?, slice::<u32>(is, il)?);
-        let (b, t, v) = ll.shape().dims3()?;
-        let mut out = vec![0f32; b * (t - 1)];
-        par_rows(&mut out, 1, |r, o| {
-            let (bi, i) = (r / (t - 1), r % (t - 1));
-            let row = &x[(bi * t + i) * v..(bi * t + i + 1) * v];
-            o[0] = row[ids[bi * t + i + 1] as usize] - max_and_lse(row).1;
-        });
-        Ok((CpuStorage::F32(out), Shape::from((b, t - 1))))
-    }
-
-    fn bwd(
-        &self,
-        logits: &Tensor,
-        ids: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = logits.apply_op3(ids, &grad.contiguous()?, TokenLogprobsGrad)?;
-        Ok((Some(d), None))
-    }
-}
-
-/// `dlogits[b, i] = g[b, i] · (onehot(ids[b, i + 1]) − softmax(logits[b, i]))`,
-/// zero at the last position.
-struct TokenLogprobsGrad;
-
-impl CustomOp3 for TokenLogprobsGrad {
-    fn name(&self) -> &'static str {
-        "fused-token-logprobs-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        ls: &CpuStorage,
-        ll: &Layout,
-        is: &CpuStorage,
-        il: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, ids, g) = (
-            slice::<f32>(ls, ll)?,
-            slice::<u32>(is, il)?,
-            slice::<f32>(gs, gl)?,
-        );
-        let (_, t, v) = ll.shape().dims3()?;
-        let mut dx = vec![0f32; x.len()];
-        par_rows(&mut dx, v, |r, o| {
-            let (bi, i) = (r / t, r % t);
-            if i + 1 == t {
-                return;
-            }
-            let row = &x[r * v..(r + 1) * v];
-            let (gr, lse) = (g[bi * (t - 1) + i], max_and_lse(row).1);
-            for (o, &l) in o.iter_mut().zip(row) {
-                *o = -gr * (l - lse).exp();
-            }
-            o[ids[bi * t + i + 1] as usize] += gr;
-        });
-        Ok((CpuStorage::F32(dx), ll.shape().clone()))
     }
 }

@@ -4,7 +4,7 @@
 //! its backward covers exactly that piece; "× 8" parts run once per layer.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use ift::loss::{log_softmax, token_logprobs};
+use ift::loss::{log_softmax, token_logprobs_primitive};
 use ift::model::{attention_bias, softmax_last_dim};
 
 use super::{measure, Figure, Opts, BATCH, SEQ};
@@ -26,7 +26,7 @@ pub fn run(opts: &Opts, ids: &Tensor) -> Result<Vec<Figure>> {
 
     let logits = var(&[b, t, v], &dev)?;
     out.push(measure("part: loss over vocab", opts, || {
-        let logp = token_logprobs(logits.as_tensor(), ids)?;
+        let logp = token_logprobs_primitive(logits.as_tensor(), ids)?;
         logp.neg()?.mean_all()?.backward().map(drop)
     })?);
     // Candidate: log-softmax over the contiguous (b, t, vocab) logits, one
@@ -41,9 +41,7 @@ pub fn run(opts: &Opts, ids: &Tensor) -> Result<Vec<Figure>> {
 
     check_fused_loss(&logits, ids)?;
     out.push(measure("part: loss, FUSED op", opts, || {
-        let logp = logits
-            .as_tensor()
-            .apply_op2(ids, super::fused::TokenLogprobs)?;
+        let logp = ift::loss::token_logprobs(logits.as_tensor(), ids)?;
         logp.neg()?.mean_all()?.backward().map(drop)
     })?);
 
@@ -143,10 +141,8 @@ fn check_fused(scores: &Var, bias: &Tensor) -> Result<()> {
 }
 
 fn check_fused_loss(logits: &Var, ids: &Tensor) -> Result<()> {
-    let a = token_logprobs(logits.as_tensor(), ids)?;
-    let b = logits
-        .as_tensor()
-        .apply_op2(ids, super::fused::TokenLogprobs)?;
+    let a = token_logprobs_primitive(logits.as_tensor(), ids)?;
+    let b = ift::loss::token_logprobs(logits.as_tensor(), ids)?;
     let (ga, gb) = (a.mean_all()?.backward()?, b.mean_all()?.backward()?);
     let (ga, gb) = (ga.get(logits).unwrap(), gb.get(logits).unwrap());
     let max = |x: Tensor| x.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>();

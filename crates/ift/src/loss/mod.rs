@@ -4,6 +4,7 @@
 //! can `backward()` through the result. Only `token_logprobs.rs` shifts labels.
 
 mod dpo;
+mod fused_logprobs;
 pub mod ift;
 pub mod ift_predict;
 mod ift_weights;
@@ -26,4 +27,6 @@ pub use log_sigmoid::{log1m_exp, log_sigmoid};
 pub use normalize::{token_coefficients, Normalize, StepTotals};
 pub use orpo::{orpo_loss, OrpoOutput, OrpoParams};
 pub use sft::{sft_loss, SftOutput};
-pub use token_logprobs::{log_softmax, logsumexp_keepdim, masked_mean, token_logprobs};
+pub use token_logprobs::{
+    log_softmax, logsumexp_keepdim, masked_mean, token_logprobs, token_logprobs_primitive,
+};
