@@ -81,7 +81,9 @@ impl Attention {
         let n_rep = h / kvh;
         let q = q.reshape((b, kvh, n_rep * t, d))?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?; // (b, kvh, n_rep*t, tk)
-        let scores = scores.reshape((b, kvh, n_rep, t, tk))?.broadcast_add(bias)?;
+        let scores = scores
+            .reshape((b, kvh, n_rep, t, tk))?
+            .broadcast_add(bias)?;
         let probs = softmax_last_dim(&scores)?.reshape((b, kvh, n_rep * t, tk))?;
         let out = probs.matmul(&v.contiguous()?)?; // (b, kvh, n_rep*t, d)
         let out = out
@@ -130,6 +132,6 @@ pub fn attention_bias_new_rows(
         .to_dtype(DType::F32)?
         .reshape((b, 1, t))?;
     let allowed = allowed.broadcast_mul(&keys)?; // (b, t_new, t)
-    // allowed (1) → 0, masked (0) → MASKED
+                                                 // allowed (1) → 0, masked (0) → MASKED
     ((allowed - 1.0)? * -MASKED)?.reshape((b, 1, 1, t_new, t))
 }
