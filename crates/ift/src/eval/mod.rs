@@ -4,8 +4,10 @@ pub mod generate;
 pub mod loss;
 pub mod sampling;
 pub mod score;
+pub mod stream;
 
 pub use generate::{generate, greedy_generate};
 pub use loss::{evaluate_loss, EvalLoss};
 pub use sampling::GenerateOptions;
 pub use score::{score_sequences, Score};
+pub use stream::{default_stop_ids, TextStream};
