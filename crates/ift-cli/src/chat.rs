@@ -29,7 +29,10 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let opts = args.sampling.options(&args.model, &pre)?;
     let template = args.sampling.template(&pre)?;
     let fresh = || -> Vec<Message> {
-        args.system.iter().map(|s| Message::new(Role::System, s.clone())).collect()
+        args.system
+            .iter()
+            .map(|s| Message::new(Role::System, s.clone()))
+            .collect()
     };
     let mut history = fresh();
     // The prompt marker goes to stderr so stdout holds only the answers.

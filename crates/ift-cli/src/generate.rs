@@ -72,16 +72,24 @@ impl SamplingArgs {
             name: None,
             fallback: self.template_fallback,
         };
-        ChatTemplate::for_tokenizer(&pre.tokenizer, &options)?.context(
-            "the model has no chat template (give --template-fallback chatml or zephyr)",
-        )
+        ChatTemplate::for_tokenizer(&pre.tokenizer, &options)?
+            .context("the model has no chat template (give --template-fallback chatml or zephyr)")
     }
 }
 
 /// Token ids of `messages` rendered with the generation prompt appended.
-pub fn chat_prompt(pre: &Pretrained, template: &ChatTemplate, messages: &[Message]) -> Result<Vec<u32>> {
-    let text = template.render(messages, true).context("rendering the chat template")?;
-    Ok(pre.tokenizer.encode(&text, template.adds_special_tokens())?.ids)
+pub fn chat_prompt(
+    pre: &Pretrained,
+    template: &ChatTemplate,
+    messages: &[Message],
+) -> Result<Vec<u32>> {
+    let text = template
+        .render(messages, true)
+        .context("rendering the chat template")?;
+    Ok(pre
+        .tokenizer
+        .encode(&text, template.adds_special_tokens())?
+        .ids)
 }
 
 /// Generates from one prompt, printing text as it arrives; returns the new ids.
@@ -89,15 +97,22 @@ pub fn stream(pre: &Pretrained, prompt: Vec<u32>, opts: &GenerateOptions) -> Res
     let mut text = TextStream::new();
     let mut out = std::io::stdout().lock();
     let mut failed = None;
-    let ids = generate(&pre.model, &pre.tokenizer, &[prompt], opts, &Device::Cpu, |_, id| {
-        match text.push(&pre.tokenizer, id) {
-            Ok(piece) => {
-                // A closed stdout (e.g. `| head`) must not abort generation mid-step.
-                let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+    let ids = generate(
+        &pre.model,
+        &pre.tokenizer,
+        &[prompt],
+        opts,
+        &Device::Cpu,
+        |_, id| {
+            match text.push(&pre.tokenizer, id) {
+                Ok(piece) => {
+                    // A closed stdout (e.g. `| head`) must not abort generation mid-step.
+                    let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+                }
+                Err(e) => failed = Some(e),
             }
-            Err(e) => failed = Some(e),
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = failed {
         return Err(e.into());
     }
@@ -112,7 +127,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let opts = args.sampling.options(&args.model, &pre)?;
     let prompt = if args.chat {
         let template = args.sampling.template(&pre)?;
-        chat_prompt(&pre, &template, &[Message::new(ift::data::Role::User, args.prompt)])?
+        chat_prompt(
+            &pre,
+            &template,
+            &[Message::new(ift::data::Role::User, args.prompt)],
+        )?
     } else {
         pre.tokenizer.encode(&args.prompt, true)?.ids
     };

@@ -14,10 +14,11 @@ pub fn default_stop_ids(dir: &Path, tokenizer: &HfTokenizer) -> Result<Vec<u32>>
     let path = dir.join("generation_config.json");
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })?;
         let listed = match &json["eos_token_id"] {
             serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_u64()).collect(),
             v => v.as_u64().into_iter().collect::<Vec<_>>(),
