@@ -53,7 +53,7 @@ fn greedy_matches_transformers_single_and_left_padded_batch() {
             let got = generate(
                 &pre.model,
                 &pre.tokenizer,
-                &[p.clone()],
+                std::slice::from_ref(p),
                 &greedy(max),
                 &Device::Cpu,
                 |_, _| {},
