@@ -242,3 +242,62 @@ fn stop_tokens_and_stop_strings_cut_each_row() {
     }
     assert!(got[1].len() < 12, "row 1 stopped early");
 }
+
+/// The logits processors on hand-made cases, with transformers' semantics.
+#[test]
+fn penalty_top_k_top_p_on_hand_made_logits() {
+    use ift::eval::sampling::{apply_repetition_penalty, argmax, choose_token};
+    use rand::SeedableRng;
+    // RepetitionPenaltyLogitsProcessor: positive / p, negative * p, each id once.
+    let mut l = vec![2.0, -1.0, 0.5, 3.0];
+    apply_repetition_penalty(&mut l, &[0, 1, 1], 2.0);
+    assert_eq!(l, vec![1.0, -2.0, 0.5, 3.0]);
+    assert_eq!(
+        argmax(&[1.0, 3.0, 3.0]),
+        1,
+        "first maximum, as torch.argmax"
+    );
+    // probabilities 0.5, 0.3, 0.2 (logits are their logs).
+    let logits: Vec<f32> = [0.5f32, 0.3, 0.2].iter().map(|p| p.ln()).collect();
+    let draws = |opts: GenerateOptions| -> std::collections::BTreeSet<u32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        (0..400)
+            .map(|_| choose_token(&logits, &opts, &mut rng))
+            .collect()
+    };
+    let base = GenerateOptions {
+        temperature: 1.0,
+        ..GenerateOptions::default()
+    };
+    assert_eq!(draws(base.clone()).len(), 3);
+    assert_eq!(
+        draws(GenerateOptions {
+            top_k: 2,
+            ..base.clone()
+        }),
+        [0, 1].into()
+    );
+    // top_p 0.7: {0.5} is not enough, {0.5, 0.3} reaches it.
+    assert_eq!(
+        draws(GenerateOptions {
+            top_p: 0.7,
+            ..base.clone()
+        }),
+        [0, 1].into()
+    );
+    assert_eq!(
+        draws(GenerateOptions {
+            top_p: 0.4,
+            ..base.clone()
+        }),
+        [0].into()
+    );
+    // A tiny temperature concentrates on the argmax.
+    assert_eq!(
+        draws(GenerateOptions {
+            temperature: 1e-3,
+            ..base
+        }),
+        [0].into()
+    );
+}
