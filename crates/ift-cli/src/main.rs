@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ift_cli::plot;
 
+mod chat;
 mod convert;
 mod data_inspect;
 mod demo;
 mod frozen_lake;
+mod generate;
 mod observer;
 
 mod progress;
@@ -40,6 +42,10 @@ enum Commands {
     Plot(plot::PlotArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
+    /// Continue a prompt (or answer it with --chat), streaming the text.
+    Generate(generate::GenerateArgs),
+    /// Talk to a model in the terminal with its chat template.
+    Chat(chat::ChatArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
         Commands::Demo(args) => demo::run(args),
         Commands::Data(command) => data_inspect::run(command),
         Commands::FrozenLake(args) => frozen_lake::run(&args),
+        Commands::Generate(args) => generate::run(args),
+        Commands::Chat(args) => chat::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,6 +61,9 @@ pub enum Error {
     /// Training could not go on (optimiser errors, too many bad steps, ...).
     #[error("{0}")]
     Train(String),
+    /// Generation was asked for something impossible (an empty prompt, ...).
+    #[error("generate: {0}")]
+    Generate(String),
     /// Loading or encoding the data failed.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),

@@ -2,6 +2,7 @@
 
 mod attention;
 mod build;
+mod cache;
 pub mod config;
 mod layers;
 mod llama;
@@ -11,7 +12,8 @@ pub mod rope;
 mod save;
 pub mod weights;
 
-pub use attention::attention_bias;
+pub use attention::{attention_bias, attention_bias_new_rows};
+pub use cache::{position_ids_from_mask, KvCache};
 pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};
 pub use layers::softmax_last_dim;
 pub use llama::{LlamaForCausalLM, ModelInput};

@@ -70,3 +70,16 @@ pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Resu
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     x.broadcast_mul(cos)?.add(&rotated.broadcast_mul(sin)?)
 }
+
+/// `cos` and `sin` tables for arbitrary per-row positions: `positions` is
+/// `(b, t)` (any numeric dtype, e.g. from a left-padded mask's cumulative
+/// sum); each table is `(b, 1, t, head_dim)`, broadcasting over heads.
+pub fn cos_sin_at(inv_freq: &[f32], positions: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let (b, t) = positions.dims2()?;
+    let half = inv_freq.len();
+    let inv = Tensor::from_slice(inv_freq, (1, 1, half), positions.device())?;
+    let pos = positions.to_dtype(DType::F32)?.reshape((b, t, 1))?;
+    let freqs = pos.broadcast_mul(&inv)?; // (b, t, d/2)
+    let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?; // (b, 1, t, d)
+    Ok((emb.cos()?, emb.sin()?))
+}

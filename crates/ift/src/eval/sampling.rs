@@ -1,0 +1,121 @@
+//! Choosing the next token from one row's logits: repetition penalty, then
+//! greedy or temperature / top-k / top-p sampling, in the order transformers'
+//! logits processors apply them.
+
+use rand::{rngs::StdRng, Rng};
+use serde::{Deserialize, Serialize};
+
+/// How [`super::generate`] decodes. Defaults are greedy decoding of at most
+/// 256 tokens with no penalty, which is what exact-match evaluation wants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateOptions {
+    /// Most new tokens per row (default 256); the stop token is not counted.
+    pub max_new_tokens: usize,
+    /// Softmax temperature; 0 (default) means greedy argmax, and the
+    /// top-k / top-p / seed options are then unused.
+    pub temperature: f64,
+    /// Keep only the k most likely tokens before sampling; 0 (default) keeps all.
+    pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set of most likely tokens whose
+    /// probability reaches `top_p`; 1.0 (default) keeps all.
+    pub top_p: f64,
+    /// CTRL-style penalty on every token already in the row (prompt included):
+    /// positive logits divided by it, negative ones multiplied; 1.0 (default) is off.
+    pub repetition_penalty: f64,
+    /// A row stops when it produces one of these ids (not returned). Default none:
+    /// callers add the tokenizer's EOS / end-of-turn ids.
+    pub stop_token_ids: Vec<u32>,
+    /// A row stops once the decoding of its new tokens contains one of these;
+    /// the tokens through the one that completed the string are returned.
+    pub stop_strings: Vec<String>,
+    /// Seed of the sampler (default 0): same seed, same prompts, same output.
+    pub seed: u64,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            stop_token_ids: Vec::new(),
+            stop_strings: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// Applies the repetition penalty to `logits` in place for each id in `seen`.
+pub fn apply_repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f64) {
+    if penalty == 1.0 {
+        return;
+    }
+    let p = penalty as f32;
+    let mut done = vec![false; logits.len()];
+    for &id in seen {
+        let i = id as usize;
+        if i < logits.len() && !done[i] {
+            done[i] = true;
+            logits[i] = if logits[i] < 0.0 {
+                logits[i] * p
+            } else {
+                logits[i] / p
+            };
+        }
+    }
+}
+
+/// The next token of one row (after any penalty has been applied).
+pub fn choose_token(logits: &[f32], opts: &GenerateOptions, rng: &mut StdRng) -> u32 {
+    if opts.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    // Most likely first; ties keep the lower id first, as a stable sort does.
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if opts.top_k > 0 {
+        order.truncate(opts.top_k.max(1));
+    }
+    let t = opts.temperature as f32;
+    let max = logits[order[0]] / t;
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] / t - max) as f64).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    // Nucleus: keep tokens until their probability mass reaches top_p (at least one).
+    let mut keep = weights.len();
+    if opts.top_p < 1.0 {
+        let mut mass = 0.0;
+        for (n, w) in weights.iter().enumerate() {
+            mass += w / total;
+            if mass >= opts.top_p {
+                keep = n + 1;
+                break;
+            }
+        }
+    }
+    let kept_total: f64 = weights[..keep].iter().sum();
+    let mut draw = rng.random::<f64>() * kept_total;
+    for (n, w) in weights[..keep].iter().enumerate() {
+        draw -= w;
+        if draw < 0.0 {
+            return order[n] as u32;
+        }
+    }
+    order[keep - 1] as u32
+}
+
+/// Index of the largest logit; the first one on ties, as `torch.argmax`.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

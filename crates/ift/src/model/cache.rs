@@ -1,0 +1,105 @@
+//! The key/value cache for incremental decoding, and the cached forward pass.
+//!
+//! The cache is a value the caller owns and passes in, never state inside
+//! the model: `forward` stays pure, and one model can serve several
+//! generations at once.
+
+use candle_core::{Result, Tensor};
+
+use super::attention::attention_bias_new_rows;
+use super::layers::Linear;
+use super::llama::LlamaForCausalLM;
+use super::rope;
+
+/// Per-layer keys and values of every position seen so far, each
+/// `(b, kv_heads, t_past, head_dim)`, already rotated.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// An empty cache for `model`.
+    pub fn new(model: &LlamaForCausalLM) -> Self {
+        Self {
+            layers: vec![None; model.layers.len()],
+        }
+    }
+
+    /// Positions cached so far (0 when empty).
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl LlamaForCausalLM {
+    /// Forward over `t_new` new positions, attending to the cached ones too;
+    /// appends this step's keys and values to `cache`. Uses the same
+    /// projections, rotation and softmax as [`LlamaForCausalLM::forward`], so
+    /// prefill + steps equals the full-sequence logits.
+    ///
+    /// # Shapes
+    /// `ids`: `(b, t_new)` u32; `attention_mask`: `(b, t_past + t_new)`,
+    /// non-zero for real tokens (past and new); `position_ids`: `(b, t_new)`,
+    /// the rotary position of each new token (with left padding, the count of
+    /// real tokens before it). Returns logits `(b, t_new, vocab)`.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        attention_mask: &Tensor,
+        position_ids: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (_, t_new) = ids.dims2()?;
+        let t_all = attention_mask.dim(1)?;
+        if t_all != cache.len() + t_new || cache.layers.len() != self.layers.len() {
+            candle_core::bail!(
+                "forward_cached: mask covers {t_all} positions, cache {} + new {t_new}",
+                cache.len()
+            );
+        }
+        let mut x = self.embed(ids)?;
+        let (cos, sin) = rope::cos_sin_at(&self.inv_freq, position_ids)?;
+        let bias = attention_bias_new_rows(attention_mask, t_new, self.config.sliding_window)?;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = layer.input_layernorm.forward(&x)?;
+            x = (x + layer.self_attn.forward_cached(&h, &cos, &sin, &bias, kv)?)?;
+            let h = layer.post_attention_layernorm.forward(&x)?;
+            x = (x + layer.mlp.forward(&h)?)?;
+        }
+        let x = self.norm.forward(&x)?;
+        Linear {
+            weight: self.lm_head().clone(),
+            bias: None,
+        }
+        .forward(&x)
+    }
+}
+
+/// Rotary positions `(b, t)` as transformers' `generate` derives them from a
+/// left-padded mask: the number of real tokens before each position (its
+/// cumulative sum minus one), padding positions set to 1 (they are never seen).
+pub fn position_ids_from_mask(mask: &[Vec<u32>]) -> Vec<Vec<u32>> {
+    mask.iter()
+        .map(|row| {
+            let mut seen = 0u32;
+            row.iter()
+                .map(|&m| {
+                    if m == 0 {
+                        1
+                    } else {
+                        seen += 1;
+                        seen - 1
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
