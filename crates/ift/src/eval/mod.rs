@@ -3,6 +3,7 @@
 pub mod generate;
 pub mod loss;
 pub mod score;
+pub mod tasks;
 
 pub use generate::greedy_generate;
 pub use loss::{evaluate_loss, EvalLoss};
