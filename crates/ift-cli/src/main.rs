@@ -8,6 +8,7 @@ use ift_cli::plot;
 mod convert;
 mod data_inspect;
 mod demo;
+mod eval;
 mod frozen_lake;
 mod observer;
 
@@ -38,6 +39,8 @@ enum Commands {
     FrozenLake(frozen_lake::FrozenLakeArgs),
     /// Draw loss and learning-rate curves (PNG) from a run's metrics.jsonl.
     Plot(plot::PlotArgs),
+    /// Benchmark tasks (multiple choice, schema, generation, perplexity) from JSONL files.
+    Eval(eval::EvalArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
+        Commands::Eval(args) => eval::run(args),
         Commands::Plot(args) => plot::run(args),
         Commands::Train(args) => train::run(args),
         Commands::Demo(args) => demo::run(args),
