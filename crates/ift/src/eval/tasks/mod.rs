@@ -1,12 +1,14 @@
 //! Benchmarks: multiple choice, schema, generation and perplexity tasks read
 //! from JSONL, scored the way lm-eval scores them.
 
+mod benchmarks;
 mod loglik;
 mod prompt;
 mod records;
 mod rules;
 mod run;
 
+pub use benchmarks::Benchmarks;
 pub use loglik::{encode_request, loglikelihoods, Request};
 pub use prompt::{choice_requests, fewshot_indices, schema_requests, Prompting};
 pub use records::{
