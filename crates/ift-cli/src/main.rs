@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ift_cli::plot;
+use ift_cli::{compare, plot};
 
 mod convert;
 mod data_inspect;
@@ -41,6 +41,8 @@ enum Commands {
     Plot(plot::PlotArgs),
     /// Benchmark tasks (multiple choice, schema, generation, perplexity) from JSONL files.
     Eval(eval::EvalArgs),
+    /// The final evaluation figures of several runs side by side, as Markdown.
+    Compare(compare::CompareArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
 }
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
         Commands::Eval(args) => eval::run(args),
+        Commands::Compare(args) => compare::run(args),
         Commands::Plot(args) => plot::run(args),
         Commands::Train(args) => train::run(args),
         Commands::Demo(args) => demo::run(args),
