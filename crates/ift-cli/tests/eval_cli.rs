@@ -77,4 +77,33 @@ fn eval_runs_on_the_real_files() {
         }
     }
     assert_eq!(results[4]["kind"], "schema");
+
+    // Training-style files: perplexity and preference accuracy.
+    let lf = data.join("../llamafactory");
+    let res = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args([
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--limit",
+            "3",
+            "--task",
+        ])
+        .arg(lf.join("alpaca_en_demo.json"))
+        .arg("--task")
+        .arg(lf.join("dpo_en_demo.json"))
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let table = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        table.contains("| alpaca_en_demo | perplexity | 3 | ppl |"),
+        "{table}"
+    );
+    assert!(table.contains("| dpo_en_demo | preference |"), "{table}");
+    assert!(table.contains("| margin |"), "{table}");
 }

@@ -100,3 +100,46 @@ fn kinds_are_detected_and_bad_records_name_their_line() {
     let err = load_task(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.jsonl:2:"), "{err}");
 }
+
+#[test]
+fn preference_ties_count_as_wrong_and_the_margin_is_chosen_minus_rejected() {
+    let device = Device::Cpu;
+    let p = Pretrained::load(
+        &fixtures().join("models/llama_gqa"),
+        &Trainable::None,
+        &device,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prefs.jsonl");
+    std::fs::write(
+        &file,
+        "{\"prompt\": \"Say hi\", \"chosen\": \"hi there\", \"rejected\": \"hi there\"}\n\
+         {\"prompt\": \"Say hi\", \"chosen\": \"hello\", \"rejected\": \"zzzz qqq\"}\n",
+    )
+    .unwrap();
+    let task = load_task(file.to_str().unwrap()).unwrap();
+    assert_eq!(task.kind, TaskKind::Preference);
+    let ev = Evaluator {
+        model: &p.model,
+        tokenizer: &p.tokenizer,
+        template: None,
+        device: &device,
+    };
+    let one = |limit| {
+        let o = EvalOptions {
+            limit: Some(limit),
+            ..EvalOptions::default()
+        };
+        ev.run(&task, &o, |_, _| {}).unwrap().metrics
+    };
+    let tie = one(1);
+    assert_eq!(
+        (tie["acc"], tie["acc_mean"], tie["margin"]),
+        (0.0, 0.0, 0.0)
+    );
+    let both = one(2);
+    // The tie still counts as wrong; the other pair moves the margin off zero.
+    assert!([0.0, 0.5].contains(&both["acc"]), "{both:?}");
+    assert!(both["margin"] != 0.0);
+}

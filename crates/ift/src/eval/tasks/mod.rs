@@ -2,6 +2,7 @@
 //! from JSONL, scored the way lm-eval scores them.
 
 mod benchmarks;
+mod corpus;
 mod loglik;
 mod prompt;
 mod records;

@@ -19,6 +19,8 @@ pub enum TaskKind {
     Generation,
     /// Chat, prompt-completion or text records: mean loss on the trained tokens.
     Perplexity,
+    /// Preference records (chosen / rejected): which answer the model prefers.
+    Preference,
 }
 
 impl TaskKind {
@@ -59,6 +61,7 @@ pub enum TaskItems {
     Schema(Vec<SchemaRecord>),
     Generation(Vec<GenerationRecord>),
     Perplexity,
+    Preference,
 }
 
 /// A task file and how to score it.
@@ -85,12 +88,23 @@ pub fn parse_task_spec(spec: &str) -> (PathBuf, Option<TaskKind>) {
 pub fn load_task(spec: &str) -> Result<Task> {
     let (path, kind) = parse_task_spec(spec);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
+    // A JSON array (training-style files) becomes one "line" per element, numbered 0.
+    let elements: Vec<String> = if text.trim_start().starts_with('[') {
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| Error::eval(&path, e.line(), e.to_string()))?;
+        v.iter().map(|e| e.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let lines: Vec<(usize, &str)> = if elements.is_empty() {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty())
+            .collect()
+    } else {
+        elements.iter().map(|e| (0, e.as_str())).collect()
+    };
     let kind = match kind {
         Some(k) => k,
         None => detect(&path, lines.first().copied())?,
@@ -100,6 +114,7 @@ pub fn load_task(spec: &str) -> Result<Task> {
         TaskKind::Schema => TaskItems::Schema(parse_lines(&path, &lines)?),
         TaskKind::Generation => TaskItems::Generation(parse_lines(&path, &lines)?),
         TaskKind::Perplexity => TaskItems::Perplexity,
+        TaskKind::Preference => TaskItems::Preference,
     };
     check_gold(&path, &lines, &items)?;
     let name = path
@@ -124,6 +139,8 @@ fn detect(path: &Path, first: Option<(usize, &str)>) -> Result<TaskKind> {
         TaskKind::Schema
     } else if has("context") && has("answer") {
         TaskKind::Generation
+    } else if has("chosen") && has("rejected") {
+        TaskKind::Preference
     } else {
         TaskKind::Perplexity
     })

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use candle_core::Device;
 use serde::Serialize;
 
+use super::corpus;
 use super::loglik::{loglikelihoods, Request};
 use super::prompt::{self, Prompting};
 use super::records::{Task, TaskItems, TaskKind};
 use super::rules::{argmax_first, char_normalised, exact_match};
-use crate::data::{encode_record, load_records, ChatTemplate, DataFormat, EncodeOptions};
-use crate::eval::{evaluate_loss, greedy_generate};
+use crate::data::ChatTemplate;
+use crate::eval::greedy_generate;
 use crate::model::LlamaForCausalLM;
 use crate::tokenizer::HfTokenizer;
 use crate::Result;
@@ -135,29 +136,9 @@ impl Evaluator<'_> {
                 metrics.insert("exact_match".into(), hits / scored.len().max(1) as f64);
                 scored.len()
             }
-            TaskItems::Perplexity => {
-                let encode = EncodeOptions {
-                    max_length: Some(self.model.config.max_position_embeddings),
-                    ..EncodeOptions::default()
-                };
-                let mut examples = Vec::new();
-                for record in load_records(&task.path, DataFormat::Auto)?
-                    .into_iter()
-                    .take(o.limit.unwrap_or(usize::MAX))
-                {
-                    // A record whose answer the context window cuts away is skipped.
-                    examples.extend(encode_record(
-                        &record,
-                        self.tokenizer,
-                        self.template,
-                        &encode,
-                    )?);
-                }
-                let l = evaluate_loss(self.model, &examples, o.batch_size, self.device)?;
-                progress(examples.len(), examples.len());
-                metrics.insert("loss".into(), l.eval_loss);
-                metrics.insert("ppl".into(), l.eval_ppl);
-                examples.len()
+            TaskItems::Perplexity => corpus::perplexity(self, &task.path, o, &mut metrics)?,
+            TaskItems::Preference => {
+                corpus::preference(self, &task.path, o, &mut metrics, &mut progress)?
             }
         };
         Ok(TaskResult {
