@@ -162,7 +162,7 @@ pub fn train(
         metrics.write(&row)?;
         obs.on_step(&row);
         let last = state.step == total;
-        let eval_due = last || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0);
+        let eval_due = last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every));
         if let Some(b) = run.benchmarks.filter(|_| eval_due) {
             metrics.write(&b.metrics_row(model, state.step, run.device)?)?;
         }

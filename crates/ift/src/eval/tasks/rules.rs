@@ -7,7 +7,7 @@ pub fn argmax_first(scores: &[f64]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, &s) in scores.iter().enumerate() {
         // Strictly greater: a later equal score never displaces the first.
-        if best.map_or(true, |b| s > scores[b]) {
+        if best.is_none_or(|b| s > scores[b]) {
             best = Some(i);
         }
     }

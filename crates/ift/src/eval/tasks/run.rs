@@ -80,7 +80,7 @@ impl Evaluator<'_> {
             ));
         }
         // A Jinja template writes its own BOS; raw text gets the tokenizer's.
-        let specials = chat.map_or(true, ChatTemplate::adds_special_tokens);
+        let specials = chat.is_none_or(ChatTemplate::adds_special_tokens);
         let mut metrics = BTreeMap::new();
         let n = match &task.items {
             TaskItems::MultipleChoice(recs) => {
