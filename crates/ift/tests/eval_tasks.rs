@@ -143,3 +143,41 @@ fn preference_ties_count_as_wrong_and_the_margin_is_chosen_minus_rejected() {
     assert!([0.0, 0.5].contains(&both["acc"]), "{both:?}");
     assert!(both["margin"] != 0.0);
 }
+
+#[test]
+fn the_continuation_is_every_token_ending_after_the_context() {
+    let tok = ift::tokenizer::HfTokenizer::from_dir(&fixtures().join("models/llama_gqa")).unwrap();
+    for (context, continuation) in [
+        ("Question: why?", " Because."),
+        ("The cat sa", "t down"),
+        ("abc", "def"),
+    ] {
+        let req = Request {
+            context: context.into(),
+            continuation: continuation.into(),
+        };
+        let ex = ift::eval::tasks::encode_request(&tok, &req, true, 1000).unwrap();
+        let first = ex
+            .loss_mask
+            .iter()
+            .position(|&m| m)
+            .expect("something is scored");
+        assert!(ex.loss_mask[first..].iter().all(|&m| m), "{context:?}");
+        let scored = tok.decode(&ex.input_ids[first..], true).unwrap();
+        let before = tok.decode(&ex.input_ids[..first], true).unwrap();
+        // Nothing lost or doubled at the join, and the continuation is scored whole.
+        assert_eq!(
+            format!("{before}{scored}"),
+            format!("{context}{continuation}")
+        );
+        assert!(scored.ends_with(continuation.trim_start()) && context.starts_with(&before));
+    }
+    // Longer than the window: the context is cut from the left, the continuation kept.
+    let req = Request {
+        context: "x ".repeat(50),
+        continuation: " end".into(),
+    };
+    let ex = ift::eval::tasks::encode_request(&tok, &req, true, 8).unwrap();
+    assert_eq!(ex.input_ids.len(), 8);
+    assert!(!ex.loss_mask[0] && ex.loss_mask[7]);
+}
