@@ -2,4 +2,5 @@
 //! on its own and `main.rs` stays a thin dispatcher.
 
 pub mod canvas;
+pub mod compare;
 pub mod plot;

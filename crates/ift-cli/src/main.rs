@@ -3,16 +3,16 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ift_cli::plot;
+use ift_cli::{compare, plot};
 
 mod chat;
 mod convert;
 mod data_inspect;
 mod demo;
+mod eval;
 mod frozen_lake;
 mod generate;
 mod observer;
-
 mod progress;
 mod score;
 mod train;
@@ -29,7 +29,7 @@ struct Cli {
 enum Commands {
     /// Sum the log-probabilities a model gives to each record of a JSONL file.
     Score(score::ScoreArgs),
-    /// The main job on the embedded default: a tiny model learns a task with SFT, nothing downloaded.
+    /// The main job on the embedded default: a tiny model learns a task with SFT and IFT side by side, nothing downloaded.
     Demo(demo::DemoArgs),
     /// Fine-tune a model as a TOML run configuration says.
     Train(train::TrainArgs),
@@ -40,6 +40,10 @@ enum Commands {
     FrozenLake(frozen_lake::FrozenLakeArgs),
     /// Draw loss and learning-rate curves (PNG) from a run's metrics.jsonl.
     Plot(plot::PlotArgs),
+    /// Benchmark tasks (multiple choice, schema, generation, perplexity) from JSONL files.
+    Eval(eval::EvalArgs),
+    /// The final evaluation figures of several runs side by side, as Markdown.
+    Compare(compare::CompareArgs),
     /// Re-save a model directory, e.g. in another dtype.
     Convert(convert::ConvertArgs),
     /// Continue a prompt (or answer it with --chat), streaming the text.
@@ -53,6 +57,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
+        Commands::Eval(args) => eval::run(args),
+        Commands::Compare(args) => compare::run(args),
         Commands::Plot(args) => plot::run(args),
         Commands::Train(args) => train::run(args),
         Commands::Demo(args) => demo::run(args),

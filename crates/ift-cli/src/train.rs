@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use ift::config::RunConfig;
-use ift::data::load_dataset;
+use ift::data::{load_dataset, ChatTemplate, TemplateOptions};
+use ift::eval::tasks::{Benchmarks, EvalOptions};
 use ift::model::Pretrained;
 use ift::train::{latest_checkpoint, train, Run, RunEnd, CONFIG_FILE};
 
@@ -111,6 +112,27 @@ pub fn run_training(config: &RunConfig, resume: Option<&Path>) -> Result<RunEnd>
         }
         None => Vec::new(),
     };
+    let template_options = TemplateOptions {
+        name: config.data.template.clone(),
+        fallback: config.data.template_fallback,
+    };
+    let template = ChatTemplate::for_tokenizer(&pretrained.tokenizer, &template_options)?;
+    let benchmarks = if config.train.eval_tasks.is_empty() {
+        None
+    } else {
+        let options = EvalOptions {
+            limit: Some(config.train.eval_limit).filter(|&n| n > 0),
+            batch_size: config.train.micro_batch_size,
+            seed: config.train.seed,
+            ..EvalOptions::default()
+        };
+        Some(Benchmarks::load(
+            &config.train.eval_tasks,
+            &pretrained.tokenizer,
+            template.as_ref(),
+            options,
+        )?)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // Ctrl-C asks the loop to write a checkpoint and stop; a second one quits.
@@ -128,6 +150,7 @@ pub fn run_training(config: &RunConfig, resume: Option<&Path>) -> Result<RunEnd>
         config_toml: &config_toml,
         companions: &pretrained.dir,
         device: &device,
+        benchmarks: benchmarks.as_ref(),
     };
     let mut observer = ProgressObserver::default();
     Ok(train(

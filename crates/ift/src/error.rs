@@ -67,6 +67,13 @@ pub enum Error {
     /// Loading or encoding the data failed.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// An evaluation task file has a bad record (`line` is 1-based; 0 = the whole file).
+    #[error("{path}:{line}: {message}")]
+    Eval {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     /// A tensor operation failed; these indicate a bug or an impossible shape.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -76,6 +83,13 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    pub(crate) fn eval(path: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
+        Error::Eval {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
+    }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -128,6 +128,7 @@ fn run_in(
         config_toml: "",
         companions: &model_dir(),
         device: &Device::Cpu,
+        benchmarks: None,
     };
     std::fs::create_dir_all(out).unwrap();
     train(model, &run, resume, stop, obs).unwrap()
@@ -225,6 +226,7 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
         config_toml: "",
         companions: &model_dir(),
         device: &Device::Cpu,
+        benchmarks: None,
     };
     std::fs::create_dir_all(&out).unwrap();
     let err = train(

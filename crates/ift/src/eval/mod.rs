@@ -5,6 +5,7 @@ pub mod loss;
 pub mod sampling;
 pub mod score;
 pub mod stream;
+pub mod tasks;
 
 pub use generate::{generate, greedy_generate};
 pub use loss::{evaluate_loss, EvalLoss};

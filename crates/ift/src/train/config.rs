@@ -231,6 +231,13 @@ pub struct TrainConfig {
     /// Evaluate every this many optimiser steps (and at the end); 0: only at
     /// the end. Default 0.
     pub eval_every: u64,
+    /// Benchmark tasks (`"FILE[:kind]"`, as `ift eval --task`) scored on the
+    /// evaluation cadence; figures go to `metrics.jsonl` as
+    /// `eval_<task>_<metric>`. Default: none.
+    pub eval_tasks: Vec<String>,
+    /// Records scored per task at each evaluation; 0: all. Default 100, so a
+    /// benchmark curve costs minutes, not hours, on a CPU.
+    pub eval_limit: usize,
     /// Save a checkpoint every this many optimiser steps; 0: only `final/`.
     /// Default 0.
     pub save_every: u64,
@@ -258,6 +265,8 @@ impl Default for TrainConfig {
             warmup_ratio: 0.1,
             max_grad_norm: 10.0,
             eval_every: 0,
+            eval_tasks: Vec::new(),
+            eval_limit: 100,
             save_every: 0,
             keep_last: 2,
             max_bad_steps: 5,

@@ -17,6 +17,7 @@ use super::schedule::LrSchedule;
 use super::step::{forward_backward, StepContext};
 use crate::data::EncodedExample;
 use crate::error::{Error, Result};
+use crate::eval::tasks::Benchmarks;
 use crate::eval::{evaluate_loss, EvalLoss};
 use crate::model::{LlamaForCausalLM, SaveOptions};
 
@@ -31,6 +32,8 @@ pub struct Run<'a> {
     /// Model directory whose tokenizer files go into every checkpoint.
     pub companions: &'a Path,
     pub device: &'a Device,
+    /// `train.eval_tasks`, scored on the evaluation cadence; `None`: none.
+    pub benchmarks: Option<&'a Benchmarks<'a>>,
 }
 
 /// Hooks for progress display; every method has a no-op default.
@@ -159,9 +162,11 @@ pub fn train(
         metrics.write(&row)?;
         obs.on_step(&row);
         let last = state.step == total;
-        if !run.eval.is_empty()
-            && (last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)))
-        {
+        let eval_due = last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every));
+        if let Some(b) = run.benchmarks.filter(|_| eval_due) {
+            metrics.write(&b.metrics_row(model, state.step, run.device)?)?;
+        }
+        if !run.eval.is_empty() && eval_due {
             let e = evaluate_loss(model, run.eval, cfg.micro_batch_size, run.device)?;
             metrics.write(&serde_json::json!({"step": state.step, "eval_loss": e.eval_loss, "eval_ppl": e.eval_ppl, "eval_tokens": e.eval_tokens}))?;
             obs.on_eval(state.step, &e);

@@ -1,0 +1,111 @@
+//! `ift eval`: benchmark tasks on a model directory → `results.json` and a
+//! Markdown table.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use candle_core::Device;
+use ift::data::{ChatTemplate, TemplateOptions};
+use ift::eval::tasks::{load_task, EvalOptions, Evaluator, TaskResult};
+use ift::model::{Pretrained, Trainable};
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Hugging Face model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// `FILE[:kind]`, kind one of multiple_choice, schema, generation,
+    /// perplexity; without it the kind is detected from the record keys.
+    #[arg(long = "task", required = true)]
+    tasks: Vec<String>,
+    /// Where to write the JSON results.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Few-shot examples drawn from each task's own file (not scored).
+    #[arg(long, default_value_t = 0)]
+    fewshot: usize,
+    /// Score at most N records per task.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Wrap each prompt as a user turn of the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Seed for the few-shot draw.
+    #[arg(long, default_value_t = 1234)]
+    seed: u64,
+    /// Generation tasks: longest answer in tokens.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let Pretrained {
+        model, tokenizer, ..
+    } = Pretrained::load(&args.model, &Trainable::None, &device)?;
+    let template = ChatTemplate::for_tokenizer(&tokenizer, &TemplateOptions::default())?;
+    let evaluator = Evaluator {
+        model: &model,
+        tokenizer: &tokenizer,
+        template: template.as_ref(),
+        device: &device,
+    };
+    let options = EvalOptions {
+        fewshot: args.fewshot,
+        limit: args.limit,
+        chat: args.chat,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        max_new_tokens: args.max_new_tokens,
+    };
+    let mut results = Vec::new();
+    for spec in &args.tasks {
+        let task = load_task(spec)?;
+        let bar = crate::progress::bar(0, &task.name);
+        let start = std::time::Instant::now();
+        let result = evaluator.run(&task, &options, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{}: {} records in {:.1}s",
+            task.name,
+            result.n,
+            start.elapsed().as_secs_f64()
+        );
+        results.push(result);
+    }
+    if let Some(out) = &args.out {
+        let json = serde_json::to_string_pretty(&serde_json::json!({
+            "model": args.model,
+            "fewshot": args.fewshot,
+            "limit": args.limit,
+            "chat": args.chat,
+            "results": results,
+        }))?;
+        crate::score::write_replacing(out, json.as_bytes())?;
+    }
+    print!("{}", markdown_table(&results));
+    Ok(())
+}
+
+/// `| task | kind | n | metric | value |`, one row per metric.
+pub fn markdown_table(results: &[TaskResult]) -> String {
+    let mut s = String::from("| task | kind | n | metric | value |\n|---|---|---|---|---|\n");
+    for r in results {
+        let kind = serde_json::to_value(r.kind)
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        for (m, v) in &r.metrics {
+            s.push_str(&format!(
+                "| {} | {kind} | {} | {m} | {v:.4} |\n",
+                r.task, r.n
+            ));
+        }
+    }
+    s
+}

@@ -1,0 +1,109 @@
+//! `ift eval` end to end on the real eval files in `../shared/data/eval/`
+//! with the tiny fixture model (skipped with a message where they are absent).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn shared_eval() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/eval"
+    ))
+}
+
+#[test]
+fn eval_runs_on_the_real_files() {
+    let data = shared_eval();
+    if !data.join("arc_easy.jsonl").exists() {
+        eprintln!("skipped: {} is absent", data.display());
+        return;
+    }
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ift/tests/fixtures/models/llama_gqa");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results.json");
+    let mut args: Vec<String> = vec!["eval".into(), "--model".into(), model.display().to_string()];
+    for f in [
+        "arc_easy",
+        "openbook_qa",
+        "piqa",
+        "copa",
+        "winogrande",
+        "svamp",
+    ] {
+        args.push("--task".into());
+        args.push(data.join(format!("{f}.jsonl")).display().to_string());
+    }
+    args.extend(
+        [
+            "--limit",
+            "3",
+            "--fewshot",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--out",
+        ]
+        .map(String::from),
+    );
+    args.push(out.display().to_string());
+    let res = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let table = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        table.contains("| arc_easy | multiple_choice | 3 | acc_norm |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| svamp | generation | 3 | exact_match |"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    for r in results {
+        assert_eq!(r["n"], 3);
+        for (_, v) in r["metrics"].as_object().unwrap() {
+            let v = v.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{r}");
+        }
+    }
+    assert_eq!(results[4]["kind"], "schema");
+
+    // Training-style files: perplexity and preference accuracy.
+    let lf = data.join("../llamafactory");
+    let res = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args([
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--limit",
+            "3",
+            "--task",
+        ])
+        .arg(lf.join("alpaca_en_demo.json"))
+        .arg("--task")
+        .arg(lf.join("dpo_en_demo.json"))
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let table = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        table.contains("| alpaca_en_demo | perplexity | 3 | ppl |"),
+        "{table}"
+    );
+    assert!(table.contains("| dpo_en_demo | preference |"), "{table}");
+    assert!(table.contains("| margin |"), "{table}");
+}

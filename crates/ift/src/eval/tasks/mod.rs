@@ -1,0 +1,20 @@
+//! Benchmarks: multiple choice, schema, generation and perplexity tasks read
+//! from JSONL, scored the way lm-eval scores them.
+
+mod benchmarks;
+mod corpus;
+mod loglik;
+mod prompt;
+mod records;
+mod rules;
+mod run;
+
+pub use benchmarks::Benchmarks;
+pub use loglik::{encode_request, loglikelihoods, Request};
+pub use prompt::{choice_requests, fewshot_indices, schema_requests, Prompting};
+pub use records::{
+    load_task, parse_task_spec, ChoiceRecord, GenerationRecord, SchemaRecord, Task, TaskItems,
+    TaskKind,
+};
+pub use rules::{argmax_first, char_normalised, exact_match, extract_last_number, normalize_text};
+pub use run::{EvalOptions, Evaluator, TaskResult};

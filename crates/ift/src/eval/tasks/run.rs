@@ -1,0 +1,193 @@
+//! Runs one task on a model and reduces it to named figures.
+
+use std::collections::BTreeMap;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use super::corpus;
+use super::loglik::{loglikelihoods, Request};
+use super::prompt::{self, Prompting};
+use super::records::{Task, TaskItems, TaskKind};
+use super::rules::{argmax_first, char_normalised, exact_match};
+use crate::data::ChatTemplate;
+use crate::eval::greedy_generate;
+use crate::model::LlamaForCausalLM;
+use crate::tokenizer::HfTokenizer;
+use crate::Result;
+
+/// Options shared by every task of one evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Few-shot examples drawn (with `seed`) from the task's own file and not scored.
+    pub fewshot: usize,
+    /// Score at most this many records (after the few-shot pool is set aside).
+    pub limit: Option<usize>,
+    /// Wrap each prompt as a user turn of the chat template.
+    pub chat: bool,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Generation tasks: the answer is cut at the first newline or after this many tokens.
+    pub max_new_tokens: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            fewshot: 0,
+            limit: None,
+            chat: false,
+            batch_size: 8,
+            seed: 1234,
+            max_new_tokens: 32,
+        }
+    }
+}
+
+/// One task's figures, as written to `results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub kind: TaskKind,
+    /// Records scored.
+    pub n: usize,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Everything a task needs from the model side.
+pub struct Evaluator<'a> {
+    pub model: &'a LlamaForCausalLM,
+    pub tokenizer: &'a HfTokenizer,
+    /// Required when `options.chat`; also used by perplexity tasks on chat records.
+    pub template: Option<&'a ChatTemplate>,
+    pub device: &'a Device,
+}
+
+impl Evaluator<'_> {
+    /// Runs `task`; `progress(done, total)` is called as records are scored.
+    pub fn run(
+        &self,
+        task: &Task,
+        o: &EvalOptions,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<TaskResult> {
+        let chat = if o.chat { self.template } else { None };
+        if o.chat && chat.is_none() {
+            return Err(crate::Error::eval(
+                &task.path,
+                0,
+                "--chat needs a chat template and the model has none",
+            ));
+        }
+        // A Jinja template writes its own BOS; raw text gets the tokenizer's.
+        let specials = chat.is_none_or(ChatTemplate::adds_special_tokens);
+        let mut metrics = BTreeMap::new();
+        let n = match &task.items {
+            TaskItems::MultipleChoice(recs) => {
+                let (shots, scored) = split(recs, o, prompt::choice_shot);
+                let p = Prompting { chat, shots };
+                let groups = scored
+                    .iter()
+                    .map(|r| prompt::choice_requests(&p, r))
+                    .collect::<Result<Vec<_>>>()?;
+                let ll = self.grouped(&groups, specials, o, &mut progress)?;
+                let (mut acc, mut norm) = (0.0, 0.0);
+                for (r, l) in scored.iter().zip(&ll) {
+                    acc += f64::from(argmax_first(l) == Some(r.gold));
+                    norm +=
+                        f64::from(argmax_first(&char_normalised(l, &r.choices)) == Some(r.gold));
+                }
+                metrics.insert("acc".into(), acc / scored.len().max(1) as f64);
+                metrics.insert("acc_norm".into(), norm / scored.len().max(1) as f64);
+                scored.len()
+            }
+            TaskItems::Schema(recs) => {
+                let (shots, scored) = split(recs, o, prompt::schema_shot);
+                let p = Prompting { chat, shots };
+                let groups = scored
+                    .iter()
+                    .map(|r| prompt::schema_requests(&p, r))
+                    .collect::<Result<Vec<_>>>()?;
+                let ll = self.grouped(&groups, specials, o, &mut progress)?;
+                let acc: f64 = scored
+                    .iter()
+                    .zip(&ll)
+                    .map(|(r, l)| f64::from(argmax_first(l) == Some(r.gold)))
+                    .sum();
+                metrics.insert("acc".into(), acc / scored.len().max(1) as f64);
+                scored.len()
+            }
+            TaskItems::Generation(recs) => {
+                let (shots, scored) = split(recs, o, prompt::generation_shot);
+                let p = Prompting { chat, shots };
+                let stop: Vec<u32> = self.tokenizer.eos_token_id().into_iter().collect();
+                let mut hits = 0.0;
+                for (i, r) in scored.iter().enumerate() {
+                    let (context, _) = p.context(&prompt::generation_body(r))?;
+                    let ids = self.tokenizer.encode(&context, specials)?.ids;
+                    let new =
+                        greedy_generate(self.model, &ids, o.max_new_tokens, &stop, self.device)?;
+                    let text = self.tokenizer.decode(&new, true)?;
+                    // The answer is the first line; later lines are the model running on.
+                    let answer = text.trim_start().lines().next().unwrap_or("");
+                    hits += f64::from(exact_match(answer, &r.answer));
+                    progress(i + 1, scored.len());
+                }
+                metrics.insert("exact_match".into(), hits / scored.len().max(1) as f64);
+                scored.len()
+            }
+            TaskItems::Perplexity => corpus::perplexity(self, &task.path, o, &mut metrics)?,
+            TaskItems::Preference => {
+                corpus::preference(self, &task.path, o, &mut metrics, &mut progress)?
+            }
+        };
+        Ok(TaskResult {
+            task: task.name.clone(),
+            kind: task.kind,
+            n,
+            metrics,
+        })
+    }
+
+    /// Log-likelihoods of each group's requests, scored in one flat batch run.
+    pub fn grouped(
+        &self,
+        groups: &[Vec<Request>],
+        specials: bool,
+        o: &EvalOptions,
+        progress: &mut impl FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        let flat: Vec<Request> = groups.iter().flatten().cloned().collect();
+        let total = flat.len();
+        let scores = loglikelihoods(
+            self.model,
+            self.tokenizer,
+            &flat,
+            specials,
+            o.batch_size,
+            self.device,
+            |d| progress(d, total),
+        )?;
+        let mut it = scores.into_iter().map(|s| s.logprob_sum);
+        Ok(groups
+            .iter()
+            .map(|g| it.by_ref().take(g.len()).collect())
+            .collect())
+    }
+}
+
+/// The few-shot prefix and the records to score (the pool excluded, then `limit`).
+fn split<'r, T>(
+    recs: &'r [T],
+    o: &EvalOptions,
+    shot: impl Fn(&T) -> String,
+) -> (String, Vec<&'r T>) {
+    let pool = prompt::fewshot_indices(recs.len(), o.fewshot, o.seed);
+    let shots = pool.iter().map(|&i| shot(&recs[i])).collect();
+    let scored = (0..recs.len())
+        .filter(|i| !pool.contains(i))
+        .map(|i| &recs[i])
+        .take(o.limit.unwrap_or(usize::MAX))
+        .collect();
+    (shots, scored)
+}
