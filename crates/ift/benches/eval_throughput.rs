@@ -11,35 +11,15 @@ use std::time::Instant;
 use candle_core::Device;
 use ift::data::EncodedExample;
 use ift::eval::score_sequences;
-use ift::model::{Family, LlamaConfig, LlamaForCausalLM, RopeScaling, Trainable};
+use ift::model::{LlamaForCausalLM, Trainable};
+
+#[path = "support/config_32m.rs"]
+mod config;
+use config::config_32m;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const CONTEXT: usize = 64;
 const CHOICE: usize = 12;
-
-/// The "32M" config of `benches/sft_step.rs`.
-fn config_32m() -> LlamaConfig {
-    LlamaConfig {
-        family: Family::Llama,
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 8,
-        num_attention_heads: 8,
-        num_key_value_heads: 4,
-        head_dim: 64,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::Default,
-        max_position_embeddings: 2048,
-        tie_word_embeddings: false,
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        sliding_window: None,
-        torch_dtype: Some("float32".into()),
-    }
-}
 
 /// Choices of one question share its context; only the choice tokens are scored.
 fn requests(n: usize, rng: &mut StdRng) -> Vec<EncodedExample> {

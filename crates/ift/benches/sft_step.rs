@@ -13,15 +13,18 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
+use config::config_32m;
 use ift::data::EncodedExample;
 use ift::loss::token_logprobs;
-use ift::model::{Family, LlamaConfig, LlamaForCausalLM, ModelInput, RopeScaling, Trainable};
+use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
 use ift::train::{
     clip_grad_norm, forward_backward, ObjectiveConfig, ObjectiveKind, Optimizer, OptimizerConfig,
     OptimizerKind, StepContext,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+#[path = "support/config_32m.rs"]
+mod config;
 #[path = "support/fused.rs"]
 mod fused;
 #[path = "support/parts.rs"]
@@ -30,30 +33,6 @@ mod parts;
 const BATCH: usize = 4;
 const SEQ: usize = 256;
 const SEED: u64 = 0;
-
-/// The "32M" config shared with the PyTorch script: keep the two in step.
-fn config_32m() -> LlamaConfig {
-    LlamaConfig {
-        family: Family::Llama,
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 8,
-        num_attention_heads: 8,
-        num_key_value_heads: 4,
-        head_dim: 64,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::Default,
-        max_position_embeddings: 2048,
-        tie_word_embeddings: false,
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        sliding_window: None,
-        torch_dtype: Some("float32".into()),
-    }
-}
 
 struct Opts {
     warmup: usize,
