@@ -16,6 +16,36 @@ fn ift(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `ift score` (asserting it succeeds) and returns the output rows.
+fn score(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let res = ift(&args);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn score_matches_transformers() {
     for name in ["llama_gqa", "llama3_rope", "qwen2_tied"] {
@@ -34,27 +64,7 @@ fn score_matches_transformers() {
         std::fs::write(&data, lines.join("\n")).unwrap();
         let out = tmp.path().join("scores.jsonl");
         let model = fixtures().join(name);
-        let res = ift(&[
-            "score",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--batch-size",
-            "3",
-        ]);
-        assert!(
-            res.status.success(),
-            "{}",
-            String::from_utf8_lossy(&res.stderr)
-        );
-        let got: Vec<serde_json::Value> = std::fs::read_to_string(&out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let got = score(&model, &data, &out, &["--batch-size", "3"]);
         assert_eq!(got.len(), rows.len());
         for (g, want) in got.iter().zip(&rows) {
             assert_eq!(g["tokens"], want["tokens"], "{name}: {}", want["text"]);
@@ -143,25 +153,7 @@ fn equivalent_record_formats_score_the_same() {
     std::fs::write(&data, lines.join("\n")).unwrap();
     let out = tmp.path().join("scores.jsonl");
     let model = fixtures().join("qwen2_tied");
-    let res = ift(&[
-        "score",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let got: Vec<serde_json::Value> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let got = score(&model, &data, &out, &[]);
     for g in &got[1..4] {
         assert_eq!(
             g, &got[0],

@@ -25,6 +25,17 @@ fn config(out: &Path) -> String {
     )
 }
 
+/// Whether the real Alpaca demo file is beside the repository (CI has it).
+fn have_alpaca() -> bool {
+    let present = root()
+        .join("../shared/data/llamafactory/alpaca_en_demo.json")
+        .is_file();
+    if !present {
+        eprintln!("skipped: ../shared/data is not present");
+    }
+    present
+}
+
 fn rows(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -35,11 +46,7 @@ fn rows(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn sft_on_alpaca_learns_and_the_checkpoint_scores_back() {
-    if !root()
-        .join("../shared/data/llamafactory/alpaca_en_demo.json")
-        .is_file()
-    {
-        eprintln!("skipped: ../shared/data is not present");
+    if !have_alpaca() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -166,11 +173,7 @@ fn bad_key_and_unwritable_output_fail_before_training() {
 /// finishes the run.
 #[test]
 fn ctrl_c_checkpoints_and_resume_finishes() {
-    if !root()
-        .join("../shared/data/llamafactory/alpaca_en_demo.json")
-        .is_file()
-    {
-        eprintln!("skipped: ../shared/data is not present");
+    if !have_alpaca() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
