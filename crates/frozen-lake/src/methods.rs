@@ -3,8 +3,8 @@
 
 use candle_core::{Result, Tensor};
 use ift::loss::{
-    dpo_loss, orpo_loss, propagation_weights, weighted_loss, DpoParams, OrpoParams,
-    PropagationParams,
+    dpo_loss_summed, orpo_loss, propagation_weights, weighted_loss, DpoParams, OrpoParams,
+    PairLogps, PropagationParams,
 };
 use serde::{Deserialize, Serialize};
 
@@ -132,19 +132,27 @@ pub fn loss(
         Method::Dpo => {
             let rejected = action_logps(policy, &data.x_rejected, &data.rejected.actions)?;
             let (rc, rr) = &data.ref_logps;
-            Ok(dpo_loss(
+            dpo_loss_summed(
                 &chosen.sum_keepdim(0)?,
                 &rejected.sum_keepdim(0)?,
                 rc,
                 rr,
                 &params.dpo,
             )?
-            .loss)
+            .mean()
         }
         Method::Orpo => {
             let rejected = action_logps(policy, &data.x_rejected, &data.rejected.actions)?;
+            // Mean log-probabilities as "sums over one token": ORPO averages first.
             let c = chosen.mean_keepdim(0)?;
-            Ok(orpo_loss(&c, &rejected.mean_keepdim(0)?, &c.neg()?, &params.orpo)?.loss)
+            let ones = c.ones_like()?;
+            let pair = PairLogps {
+                chosen: c.clone(),
+                rejected: rejected.mean_keepdim(0)?,
+                chosen_len: ones.clone(),
+                rejected_len: ones,
+            };
+            c.neg()?.mean_all()? + orpo_loss(&pair, &params.orpo)?.mean()?
         }
     }
 }

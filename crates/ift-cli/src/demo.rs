@@ -10,7 +10,8 @@ use candle_core::Device;
 use ift::config::RunConfig;
 use ift::demo::{exact_match, split, write_base_model, Problem};
 use ift::model::{Pretrained, Trainable};
-use ift::train::{ObjectiveKind, OptimizerKind, RunEnd, ScheduleKind};
+use ift::objective::{IftParams, Objective, SftParams};
+use ift::train::{OptimizerKind, RunEnd, ScheduleKind};
 
 use crate::train::run_training;
 
@@ -46,8 +47,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let before = score(&base, &eval)?;
 
     let mut outcomes = Vec::new();
-    for kind in [ObjectiveKind::Sft, ObjectiveKind::Ift] {
-        let config = demo_config(&dir, &base, kind, &args);
+    let objectives = [
+        Objective::Sft(SftParams::default()),
+        Objective::Ift(IftParams::default()),
+    ];
+    for objective in objectives {
+        let config = demo_config(&dir, &base, objective, &args);
         let name = config
             .train
             .output_dir
@@ -133,17 +138,14 @@ struct Outcome {
 }
 
 /// The demo's run configuration for one objective (IFT at the paper's λ, γ).
-fn demo_config(dir: &Path, base: &Path, kind: ObjectiveKind, args: &DemoArgs) -> RunConfig {
+fn demo_config(dir: &Path, base: &Path, objective: Objective, args: &DemoArgs) -> RunConfig {
     let mut config = RunConfig::default();
     config.model.path = base.to_path_buf();
     config.data.train = dir.join("train.jsonl");
     config.data.eval = Some(dir.join("eval.jsonl"));
     config.data.max_length = Some(64);
-    config.objective.kind = kind;
-    let name = match kind {
-        ObjectiveKind::Sft => "sft",
-        ObjectiveKind::Ift => "ift",
-    };
+    let name = objective.kind().name();
+    config.objective = objective;
     let t = &mut config.train;
     (t.output_dir, t.seed, t.max_steps, t.epochs) = (dir.join(name), args.seed, args.steps, 0);
     (t.batch_size, t.micro_batch_size, t.lr, t.optimizer) = (16, 16, 3e-3, OptimizerKind::AdamW);

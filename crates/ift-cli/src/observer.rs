@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct ProgressObserver {
     bar: Option<ProgressBar>,
     total: u64,
+    /// Tenths of the current preparatory pass already reported.
+    progress_tenths: usize,
 }
 
 impl Observer for ProgressObserver {
@@ -53,10 +55,21 @@ impl Observer for ProgressObserver {
     }
 
     fn on_eval(&mut self, step: u64, e: &EvalLoss) {
-        self.on_notice(&format!(
-            "step {step}: eval_loss {:.4} (perplexity {:.2})",
-            e.eval_loss, e.eval_ppl
-        ));
+        // Preference objectives report their own loss, which has no perplexity.
+        let message = match e.eval_tokens {
+            0 => format!("step {step}: eval_loss {:.4}", e.eval_loss),
+            _ => format!("step {step}: eval_loss {:.4} (perplexity {:.2})", e.eval_loss, e.eval_ppl),
+        };
+        self.on_notice(&message);
+    }
+
+    fn on_progress(&mut self, what: &str, done: usize, total: usize) {
+        // One line per tenth of the pass, whatever the display.
+        let tenth = done * 10 / total.max(1);
+        if tenth > self.progress_tenths || done == total {
+            self.progress_tenths = if done == total { 0 } else { tenth };
+            self.on_notice(&format!("{what}: {done}/{total}"));
+        }
     }
 
     fn on_notice(&mut self, message: &str) {

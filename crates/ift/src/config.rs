@@ -16,7 +16,8 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::model::Trainable;
-use crate::train::{ObjectiveConfig, TrainConfig};
+use crate::objective::{from_table, FieldError, Objective};
+use crate::train::TrainConfig;
 
 /// `[model]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -103,9 +104,12 @@ impl DataConfig {
 pub struct RunConfig {
     pub model: ModelConfig,
     pub data: DataConfig,
-    pub objective: ObjectiveConfig,
+    pub objective: Objective,
     pub train: TrainConfig,
 }
+
+/// The sections of a run configuration.
+const SECTIONS: [&str; 4] = ["model", "data", "objective", "train"];
 
 impl RunConfig {
     /// Parses TOML `text` (named `source` in errors), applies `overrides`
@@ -137,11 +141,31 @@ impl RunConfig {
             };
             t.insert(name.to_string(), value);
         }
-        let config: RunConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| err("", e.message().to_string()))?;
+        let config = Self::from_sections(table).map_err(|e| err(&e.field, e.message))?;
         config.validate().map_err(|(f, m)| err(f, m))?;
         Ok(config)
+    }
+
+    /// Each section deserialised on its own, so that an error names its key.
+    fn from_sections(table: toml::Table) -> std::result::Result<Self, FieldError> {
+        let mut sections: std::collections::BTreeMap<String, toml::Table> = Default::default();
+        for (name, value) in table {
+            if !SECTIONS.contains(&name.as_str()) {
+                let m = format!("unknown section; the sections are [{}]", SECTIONS.join("], ["));
+                return Err(FieldError::new(name, m));
+            }
+            let toml::Value::Table(t) = value else {
+                return Err(FieldError::new(name, "must be a section ([name] with keys)"));
+            };
+            sections.insert(name, t);
+        }
+        let mut take = |name: &str| sections.remove(name).unwrap_or_default();
+        Ok(RunConfig {
+            model: from_table(&take("model"), "model")?,
+            data: from_table(&take("data"), "data")?,
+            objective: Objective::from_table(take("objective"))?,
+            train: from_table(&take("train"), "train")?,
+        })
     }
 
     /// Checks what types cannot: required keys and value ranges.

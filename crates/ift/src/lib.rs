@@ -9,6 +9,9 @@ pub mod error;
 pub mod eval;
 pub mod loss;
 pub mod model;
+pub mod objective;
+pub mod reference;
+pub mod run;
 pub mod tokenizer;
 pub mod train;
 

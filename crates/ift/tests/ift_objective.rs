@@ -7,10 +7,8 @@ use candle_core::{Device, Tensor};
 use ift::data::EncodedExample;
 use ift::loss::{predict_tokens, PredictionMode, PredictionParams};
 use ift::model::{LlamaForCausalLM, Trainable};
-use ift::train::{
-    forward_backward, EmbeddingGrad, LambdaDisturb, LambdaSchedule, ObjectiveConfig, ObjectiveKind,
-    StepContext, StepPasses,
-};
+use ift::objective::{Disturb, EmbeddingGrad, IftParams, Lambda, Objective};
+use ift::train::{forward_backward, StepContext, StepPasses};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn model() -> LlamaForCausalLM {
@@ -41,7 +39,7 @@ fn batch() -> Vec<EncodedExample> {
     out
 }
 
-fn run(model: &LlamaForCausalLM, objective: &ObjectiveConfig, micro: usize) -> StepPasses {
+fn run(model: &LlamaForCausalLM, objective: &Objective, micro: usize) -> StepPasses {
     let data = batch();
     let refs: Vec<&EncodedExample> = data.iter().collect();
     forward_backward(
@@ -55,13 +53,14 @@ fn run(model: &LlamaForCausalLM, objective: &ObjectiveConfig, micro: usize) -> S
     .unwrap()
 }
 
-fn ift(f: impl FnOnce(&mut ObjectiveConfig)) -> ObjectiveConfig {
-    let mut o = ObjectiveConfig {
-        kind: ObjectiveKind::Ift,
-        ..ObjectiveConfig::default()
-    };
+fn params(f: impl FnOnce(&mut IftParams)) -> IftParams {
+    let mut o = IftParams::default();
     f(&mut o);
     o
+}
+
+fn ift(f: impl FnOnce(&mut IftParams)) -> Objective {
+    Objective::Ift(params(f))
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
@@ -80,11 +79,11 @@ fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn gamma0_lambda0_equals_sft() {
     let m = model();
-    let sft = run(&m, &ObjectiveConfig::default(), 4);
+    let sft = run(&m, &Objective::default(), 4);
     for mode in [EmbeddingGrad::Live, EmbeddingGrad::FrozenCopy] {
         let i = run(
             &m,
-            &ift(|o| (o.gamma, o.lambda, o.embedding_grad) = (0.0, 0.0, mode)),
+            &ift(|o| (o.gamma, o.lambda, o.embedding_grad) = (0.0, Lambda::Static(0.0), mode)),
             4,
         );
         assert!(
@@ -116,7 +115,7 @@ fn gamma0_lambda0_equals_sft() {
 fn gamma0_is_the_token_mean_nll_under_mixed_inputs() {
     let m = model();
     for lambda in [0.2, 1.0] {
-        let i = run(&m, &ift(|o| (o.gamma, o.lambda) = (0.0, lambda)), 4);
+        let i = run(&m, &ift(|o| (o.gamma, o.lambda) = (0.0, Lambda::Static(lambda))), 4);
         assert!(
             (i.loss - i.extra["loss_mixed"]).abs() < 1e-6 * i.loss,
             "λ={lambda}: {} vs {}",
@@ -203,18 +202,17 @@ fn predictions_are_deterministic_or_seeded() {
 
 #[test]
 fn lambda_schedules_are_pure_functions_of_the_step() {
-    let linear = ift(|o| {
-        (
-            o.lambda_schedule,
-            o.min_lambda,
-            o.max_lambda,
-            o.lambda_warmup_steps,
-        ) = (LambdaSchedule::Linear, 0.0, 0.4, 100)
+    let linear = params(|o| {
+        o.lambda = Lambda::Linear {
+            min: 0.0,
+            max: 0.4,
+            warmup_steps: 100,
+        }
     });
     assert_eq!(linear.lambda_at(0, 1), 0.0);
     assert!((linear.lambda_at(50, 1) - 0.2).abs() < 1e-12);
     assert!((linear.lambda_at(500, 1) - 0.4).abs() < 1e-12);
-    let noisy = ift(|o| o.lambda_disturb = LambdaDisturb::Normal);
+    let noisy = params(|o| o.disturb = Disturb::Normal { std: 0.5 });
     let seq: Vec<f64> = (0..200).map(|s| noisy.lambda_at(s, 42)).collect();
     assert_eq!(
         seq,

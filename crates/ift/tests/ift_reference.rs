@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use ift::data::EncodedExample;
 use ift::model::{LlamaForCausalLM, Trainable};
-use ift::train::{
-    forward_backward, EmbeddingGrad, ObjectiveConfig, ObjectiveKind, StepContext, StepPasses,
-};
+use ift::objective::{EmbeddingGrad, IftParams, Lambda, Objective};
+use ift::train::{forward_backward, StepContext, StepPasses};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -56,27 +55,26 @@ fn examples(f: &Fixture) -> Vec<EncodedExample> {
         .collect()
 }
 
-fn objective(c: &Value) -> ObjectiveConfig {
+fn objective(c: &Value) -> Objective {
     fn from<T: serde::de::DeserializeOwned>(c: &Value, k: &str) -> T {
         serde_json::from_value(c[k].clone()).unwrap()
     }
-    ObjectiveConfig {
-        kind: ObjectiveKind::Ift,
+    Objective::Ift(IftParams {
         propagation_type: from(c, "item"),
         propagation_side: from(c, "side"),
         propagation_norm: from(c, "norm"),
         gamma: c["gamma"].as_f64().unwrap(),
-        lambda: c["lambda"].as_f64().unwrap(),
+        lambda: Lambda::Static(c["lambda"].as_f64().unwrap()),
         embedding_grad: match c["embedding_grad"].as_str().unwrap() {
             "live" => EmbeddingGrad::Live,
             _ => EmbeddingGrad::FrozenCopy,
         },
         detach_weights: c["detach_weights"].as_bool().unwrap(),
-        ..ObjectiveConfig::default()
-    }
+        ..IftParams::default()
+    })
 }
 
-fn step(model: &LlamaForCausalLM, data: &[EncodedExample], o: &ObjectiveConfig) -> StepPasses {
+fn step(model: &LlamaForCausalLM, data: &[EncodedExample], o: &Objective) -> StepPasses {
     let refs: Vec<&EncodedExample> = data.iter().collect();
     let ctx = StepContext { step: 0, seed: 0 };
     forward_backward(model, &refs, refs.len(), o, ctx, &Device::Cpu).unwrap()

@@ -1,6 +1,7 @@
 //! The TOML run configuration: defaults, overrides, and errors that name the key.
 
 use ift::config::RunConfig;
+use ift::objective::{IftParams, Lambda, Objective, ObjectiveKind, SftParams};
 use ift::train::OptimizerKind;
 
 const BASE: &str = r#"
@@ -43,7 +44,12 @@ fn overrides_take_toml_values_or_bare_strings() {
     assert_eq!(c.train.optimizer, OptimizerKind::AdamW);
     assert_eq!(c.data.eval.unwrap().to_str().unwrap(), "held_out.jsonl");
     assert_eq!(c.train.max_steps, 7);
-    assert_eq!(c.objective.normalize, ift::loss::Normalize::Token);
+    assert_eq!(
+        c.objective,
+        Objective::Sft(SftParams {
+            normalize: ift::loss::Normalize::Token
+        })
+    );
 }
 
 #[test]
@@ -53,8 +59,9 @@ fn unknown_keys_are_rejected_by_name() {
         err.contains("run.toml") && err.contains("unknown field `learning_rate`"),
         "{err}"
     );
+    assert!(err.contains("`train.learning_rate`"), "{err}");
     let err = parse(&format!("{BASE}\n[trian]\nlr = 1\n"), &[]).unwrap_err();
-    assert!(err.contains("unknown field `trian`"), "{err}");
+    assert!(err.contains("`trian`: unknown section"), "{err}");
 }
 
 #[test]
@@ -70,7 +77,12 @@ fn invalid_values_name_the_field() {
         "{err}"
     );
     let err = parse(BASE, &["train.optimizer=adam"]).unwrap_err();
-    assert!(err.contains("adam"), "{err}");
+    assert!(err.contains("`train.optimizer`") && err.contains("adam"), "{err}");
+    let err = parse(BASE, &["objective.kind=dpo", "objective.top_k=2"]).unwrap_err();
+    assert!(
+        err.contains("`objective.top_k`") && err.contains("`ift`") && err.contains("`dpo`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -80,21 +92,25 @@ fn resolved_toml_parses_back_to_the_same_config() {
     assert_eq!(c, again);
 }
 
+fn page(name: &str) -> String {
+    let path = format!("{}/../../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The TOML blocks of a Markdown page.
+fn toml_blocks(page: &str) -> Vec<String> {
+    page.split("```toml")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
 /// The annotated example in docs/config.md is a valid configuration whose
 /// values are the defaults (so the page cannot drift from the code).
 #[test]
 fn documented_example_parses_and_shows_the_defaults() {
-    let page =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
-            .unwrap();
-    let block = page
-        .split("```toml")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
-    let c = parse(block, &[]).unwrap();
+    let blocks = toml_blocks(&page("config.md"));
+    let c = parse(&blocks[0], &[]).unwrap();
     let defaults = RunConfig::default();
     assert_eq!(
         c.train,
@@ -108,20 +124,44 @@ fn documented_example_parses_and_shows_the_defaults() {
     assert_eq!(c.data.train_on, defaults.data.train_on);
 }
 
+/// docs/config.md has one block per objective kind that shows every key of
+/// that kind (set ones at their defaults, optional ones as `# key = ...`
+/// comments) and nothing else: every key of every objective is documented.
+#[test]
+fn every_key_of_every_objective_is_on_the_config_page() {
+    let blocks = toml_blocks(&page("config.md"));
+    for kind in ObjectiveKind::ALL {
+        let head = format!("kind = \"{}\"", kind.name());
+        let block = blocks
+            .iter()
+            .skip(1)
+            .find(|b| b.contains(&head))
+            .unwrap_or_else(|| panic!("docs/config.md has no block with {head}"));
+        let c = parse(block, &["model.path=m", "data.train=t.jsonl"]).unwrap();
+        assert_eq!(c.objective, Objective::default_of(kind), "{head}: not the defaults");
+        let mut keys: Vec<String> = block
+            .lines()
+            .map(|l| l.trim().trim_start_matches('#').trim())
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+            .filter(|k| !k.contains(' ') && k != "kind")
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut want: Vec<String> = kind.keys().iter().map(|k| k.to_string()).collect();
+        want.sort();
+        assert_eq!(keys, want, "{head}: the documented keys differ from the code's");
+    }
+}
+
 /// The paper's settings in docs/ift.md are a valid configuration.
 #[test]
 fn ift_page_example_parses() {
-    let page =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ift.md")).unwrap();
-    let block = page
-        .split("```toml")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
-    let c = parse(block, &["model.path=m", "data.train=t.jsonl"]).unwrap();
-    assert_eq!(c.objective.kind, ift::train::ObjectiveKind::Ift);
-    assert_eq!((c.objective.lambda, c.objective.gamma), (0.2, 0.95));
+    let block = toml_blocks(&page("ift.md")).remove(0);
+    let c = parse(&block, &["model.path=m", "data.train=t.jsonl"]).unwrap();
+    let Objective::Ift(p) = c.objective else {
+        panic!("docs/ift.md's block is not kind = \"ift\"")
+    };
+    assert_eq!((p.lambda, p.gamma), (Lambda::Static(0.2), 0.95));
+    assert_eq!(p, IftParams::default());
     assert_eq!(c.train.batch_size / c.train.micro_batch_size, 64);
 }

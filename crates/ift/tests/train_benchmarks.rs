@@ -9,7 +9,8 @@ use ift::data::EncodedExample;
 use ift::eval::tasks::{Benchmarks, EvalOptions};
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::tokenizer::HfTokenizer;
-use ift::train::{train, ObjectiveConfig, Observer, OptimizerKind, Run, TrainConfig};
+use ift::objective::Objective;
+use ift::train::{TrainData, train, Observer, OptimizerKind, Run, TrainConfig};
 
 struct Quiet;
 impl Observer for Quiet {}
@@ -48,12 +49,14 @@ fn benchmarks_run_on_the_eval_cadence() {
             loss_mask: (0..12).map(|i| i > 3).collect(),
         })
         .collect();
-    let objective = ObjectiveConfig::default();
+    let objective = Objective::default();
+    let train_set = TrainData::Sequences(train_set);
     let run = Run {
         train: &train_set,
-        eval: &[],
+        eval: &TrainData::Sequences(Vec::new()),
         config: &cfg,
         objective: &objective,
+        reference: Default::default(),
         config_toml: "",
         companions: &dir,
         device: &Device::Cpu,

@@ -9,8 +9,9 @@ use candle_core::{Device, Tensor};
 use ift::data::EncodedExample;
 use ift::loss::Normalize;
 use ift::model::{LlamaForCausalLM, Trainable};
-use ift::train::{
-    forward_backward, latest_checkpoint, train, ObjectiveConfig, Observer, OptimizerKind, Run,
+use ift::objective::{Objective, SftParams};
+use ift::train::{TrainData, 
+    forward_backward, latest_checkpoint, train, Observer, OptimizerKind, Run,
     RunEnd, StepMetrics, TrainConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -50,10 +51,7 @@ fn accumulation_1x8_equals_8x1() {
     let data = examples(8, 1);
     let batch: Vec<&EncodedExample> = data.iter().collect();
     for normalize in [Normalize::Sequence, Normalize::Token] {
-        let objective = ObjectiveConfig {
-            normalize,
-            ..ObjectiveConfig::default()
-        };
+        let objective = Objective::Sft(SftParams { normalize });
         let ctx = ift::train::StepContext { step: 0, seed: 0 };
         let whole = forward_backward(&model, &batch, 8, &objective, ctx, &Device::Cpu).unwrap();
         let split = forward_backward(&model, &batch, 1, &objective, ctx, &Device::Cpu).unwrap();
@@ -118,13 +116,17 @@ fn run_in(
     obs: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> RunEnd {
-    let (train_set, eval_set) = (examples(10, 2), examples(3, 3));
-    let objective = ObjectiveConfig::default();
+    let (train_set, eval_set) = (
+        TrainData::Sequences(examples(10, 2)),
+        TrainData::Sequences(examples(3, 3)),
+    );
+    let objective = Objective::default();
     let run = Run {
         train: &train_set,
         eval: &eval_set,
         config: cfg,
         objective: &objective,
+        reference: Default::default(),
         config_toml: "",
         companions: &model_dir(),
         device: &Device::Cpu,
@@ -217,12 +219,14 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
         optimizer: OptimizerKind::Sgd,
         ..config(&out)
     };
-    let (train_set, objective) = (examples(10, 2), ObjectiveConfig::default());
+    let train_set = TrainData::Sequences(examples(10, 2));
+    let objective = Objective::default();
     let run = Run {
         train: &train_set,
-        eval: &[],
+        eval: &TrainData::Sequences(Vec::new()),
         config: &cfg,
         objective: &objective,
+        reference: Default::default(),
         config_toml: "",
         companions: &model_dir(),
         device: &Device::Cpu,

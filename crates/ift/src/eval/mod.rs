@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod loss;
+pub mod objective;
 pub mod sampling;
 pub mod score;
 pub mod stream;
@@ -9,6 +10,7 @@ pub mod tasks;
 
 pub use generate::{generate, greedy_generate};
 pub use loss::{evaluate_loss, EvalLoss};
+pub use objective::evaluate_objective;
 pub use sampling::GenerateOptions;
 pub use score::{score_sequences, Score};
 pub use stream::{default_stop_ids, TextStream};

@@ -8,13 +8,17 @@ mod fused_logprobs;
 pub mod ift;
 pub mod ift_predict;
 mod ift_weights;
+mod kto;
 mod log_sigmoid;
 pub mod normalize;
 mod orpo;
+mod pair_logps;
 pub mod sft;
+mod simpo;
+mod tdpo;
 pub mod token_logprobs;
 
-pub use dpo::{dpo_loss, DpoOutput, DpoParams};
+pub use dpo::{dpo_loss, dpo_loss_summed, DpoLossType, DpoParams};
 pub use ift::{
     ift_loss, ift_weights, mixed_embeddings, replace_responses, shift_predictions, Propagation,
 };
@@ -23,10 +27,14 @@ pub use ift_weights::{
     propagation_weights, weighted_loss, PropagationItem, PropagationNorm, PropagationParams,
     PropagationSide,
 };
+pub use kto::{kto_loss, kto_reference_point, KtoParams};
 pub use log_sigmoid::{log1m_exp, log_sigmoid};
 pub use normalize::{token_coefficients, Normalize, StepTotals};
-pub use orpo::{orpo_loss, OrpoOutput, OrpoParams};
+pub use orpo::{orpo_log_odds, orpo_loss, OrpoParams};
+pub use pair_logps::{PairLoss, PairLogps};
 pub use sft::{sft_loss, SftOutput};
+pub use simpo::{simpo_loss, SimpoParams};
+pub use tdpo::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms, TdpoVariant};
 pub use token_logprobs::{
     log_softmax, logsumexp_keepdim, masked_mean, token_logprobs, token_logprobs_primitive,
 };

@@ -106,6 +106,28 @@ pub fn copy_companions(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, then renames it
+/// over `path`: a reader sees the old file or the new one, never a part.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
 /// Runs `fill` on a fresh temporary sibling of `dir`, then moves it into
 /// place, replacing any previous `dir` only after `fill` succeeded.
 pub fn write_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {

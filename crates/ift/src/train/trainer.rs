@@ -9,24 +9,29 @@ use candle_core::Device;
 
 use super::checkpoint::{read_checkpoint, save_checkpoint, TrainerState};
 use super::clip::clip_grad_norm;
-use super::config::{ObjectiveConfig, TrainConfig};
+use super::config::TrainConfig;
+use super::examples::TrainData;
 use super::metrics::{MetricsWriter, StepMetrics};
 use super::optim::Optimizer;
 use super::order::BatchPlan;
 use super::schedule::LrSchedule;
-use super::step::{forward_backward, StepContext};
-use crate::data::EncodedExample;
+use super::objectives::{Reference, StepEnv};
+use super::step::{step_passes, StepContext};
 use crate::error::{Error, Result};
 use crate::eval::tasks::Benchmarks;
-use crate::eval::{evaluate_loss, EvalLoss};
+use crate::eval::{evaluate_loss, evaluate_objective, EvalLoss};
 use crate::model::{LlamaForCausalLM, SaveOptions};
+use crate::objective::Objective;
 
 /// Everything a run needs besides the model.
 pub struct Run<'a> {
-    pub train: &'a [EncodedExample],
-    pub eval: &'a [EncodedExample],
+    pub train: &'a TrainData,
+    /// Held-out examples of the same kind (empty: no evaluation).
+    pub eval: &'a TrainData,
     pub config: &'a TrainConfig,
-    pub objective: &'a ObjectiveConfig,
+    pub objective: &'a Objective,
+    /// Reference log-probabilities or model (preference objectives).
+    pub reference: Reference<'a>,
     /// The fully resolved configuration, stored in every checkpoint.
     pub config_toml: &'a str,
     /// Model directory whose tokenizer files go into every checkpoint.
@@ -42,6 +47,8 @@ pub trait Observer {
     fn on_step(&mut self, _metrics: &StepMetrics) {}
     fn on_eval(&mut self, _step: u64, _eval: &EvalLoss) {}
     fn on_notice(&mut self, _message: &str) {}
+    /// Progress of a preparatory pass (`what`: e.g. "reference log-probabilities").
+    fn on_progress(&mut self, _what: &str, _done: usize, _total: usize) {}
 }
 
 /// How a run ended.
@@ -67,16 +74,7 @@ pub fn train(
 ) -> Result<RunEnd> {
     let cfg = run.config;
     let out = &cfg.output_dir;
-    let plan = BatchPlan::new(
-        run.train.iter().map(|e| e.input_ids.len()).collect(),
-        cfg.batch_size,
-        cfg.seed,
-    );
-    let total = if cfg.max_steps > 0 {
-        cfg.max_steps
-    } else {
-        cfg.epochs * plan.steps_per_epoch()
-    };
+    let (plan, total) = batch_plan(run.train, cfg);
     let schedule = LrSchedule::new(&cfg.schedule_config(), cfg.lr, total).map_err(train_err)?;
     let mut optimizer = Optimizer::new(cfg.optimizer_config(), model.parameters().vars().to_vec())
         .map_err(train_err)?;
@@ -114,18 +112,20 @@ pub fn train(
             });
         }
         let started = Instant::now();
-        let batch: Vec<&EncodedExample> = plan
-            .batch(state.step)
-            .into_iter()
-            .map(|i| &run.train[i])
-            .collect();
+        let examples = run.train.select(&plan.batch(state.step));
         let lr = schedule.lr(state.step);
         let ctx = StepContext {
             step: state.step,
             seed: cfg.seed,
         };
+        let env = StepEnv {
+            objective: run.objective,
+            reference: run.reference,
+            ctx,
+            device: run.device,
+        };
         let micro = cfg.micro_batch_size;
-        let mut passes = forward_backward(model, &batch, micro, run.objective, ctx, run.device)?;
+        let mut passes = step_passes(model, examples.as_batch(), micro, &env, true)?;
         let clip = clip_grad_norm(&mut passes.grads, optimizer.vars(), cfg.max_grad_norm)
             .map_err(train_err)?;
         state.step += 1;
@@ -167,10 +167,10 @@ pub fn train(
             metrics.write(&b.metrics_row(model, state.step, run.device)?)?;
         }
         if !run.eval.is_empty() && eval_due {
-            let e = evaluate_loss(model, run.eval, cfg.micro_batch_size, run.device)?;
-            metrics.write(&serde_json::json!({"step": state.step, "eval_loss": e.eval_loss, "eval_ppl": e.eval_ppl, "eval_tokens": e.eval_tokens}))?;
-            obs.on_eval(state.step, &e);
-            last_eval = Some(e);
+            if let Some(e) = evaluate(model, run, &env, &mut metrics, state.step)? {
+                obs.on_eval(state.step, &e);
+                last_eval = Some(e);
+            }
         }
         if cfg.save_every > 0 && state.step.is_multiple_of(cfg.save_every) && !last {
             save(&optimizer, &state)?;
@@ -186,6 +186,45 @@ pub fn train(
         final_dir,
         last_eval,
     })
+}
+
+/// The run's batch plan and its number of optimiser steps.
+pub fn batch_plan(train: &TrainData, cfg: &TrainConfig) -> (BatchPlan, u64) {
+    let plan = BatchPlan::new(train.lengths(), cfg.batch_size, cfg.seed);
+    let total = match cfg.max_steps {
+        0 => cfg.epochs * plan.steps_per_epoch(),
+        n => n,
+    };
+    (plan, total)
+}
+
+/// Scores `run.eval` and writes its row: `eval_loss` / `eval_ppl` for
+/// sequences; the objective's loss and reward figures for preference data.
+fn evaluate(
+    model: &LlamaForCausalLM,
+    run: &Run<'_>,
+    env: &StepEnv<'_>,
+    metrics: &mut MetricsWriter,
+    step: u64,
+) -> Result<Option<EvalLoss>> {
+    let micro = run.config.micro_batch_size;
+    if let TrainData::Sequences(eval) = run.eval {
+        let e = evaluate_loss(model, eval, micro, run.device)?;
+        metrics.write(&serde_json::json!({"step": step, "eval_loss": e.eval_loss, "eval_ppl": e.eval_ppl, "eval_tokens": e.eval_tokens}))?;
+        return Ok(Some(e));
+    }
+    let mut row = evaluate_objective(model, run.eval, micro, env)?;
+    let loss = row.get("eval_loss").copied().unwrap_or(f64::NAN);
+    let mut json = serde_json::json!({"step": step});
+    for (k, v) in std::mem::take(&mut row) {
+        json[k] = serde_json::json!(v);
+    }
+    metrics.write(&json)?;
+    Ok(Some(EvalLoss {
+        eval_loss: loss,
+        eval_ppl: loss.exp(),
+        eval_tokens: 0,
+    }))
 }
 
 fn train_err(e: super::optim::OptimError) -> Error {

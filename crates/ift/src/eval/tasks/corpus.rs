@@ -69,7 +69,12 @@ pub fn preference(
         progress(n + d, 2 * n)
     })?;
     let (mut acc, mut acc_mean, mut margin) = (0.0, 0.0, 0.0);
-    for (c, r) in c.iter().zip(&r) {
+    for (i, (c, r)) in c.iter().zip(&r).enumerate() {
+        // Identical answers are a tie by definition: scored in differently
+        // padded batches, their sums can differ in the last bit either way.
+        if chosen[i] == rejected[i] {
+            continue;
+        }
         let mean = |s: &crate::eval::Score| s.logprob_sum / s.tokens.max(1) as f64;
         acc += f64::from(c.logprob_sum > r.logprob_sum);
         acc_mean += f64::from(mean(c) > mean(r));

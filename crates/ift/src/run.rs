@@ -1,0 +1,200 @@
+//! A whole run assembled from its configuration — the one entry point a Rust
+//! user calls: output directory guard, the resolved config written, model,
+//! data of the objective's kind, benchmarks, the reference pass, the loop.
+//! The CLI adds only argument parsing, progress display and signal handling.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+
+use crate::config::RunConfig;
+use crate::data::{load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary};
+use crate::error::{Error, Result};
+use crate::eval::tasks::{Benchmarks, EvalOptions};
+use crate::model::{check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Trainable};
+use crate::objective::{ExampleKind, Objective};
+use crate::reference::{needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport};
+use crate::tokenizer::HfTokenizer;
+use crate::train::{batch_plan, latest_checkpoint, train, Observer, Reference, Run, RunEnd, TrainData, CONFIG_FILE};
+
+/// How a run went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub end: RunEnd,
+    /// What the reference pass did (DPO and KTO with a reference model).
+    pub reference: Option<ReferenceReport>,
+}
+
+/// Trains as `config` says, in `config.train.output_dir`; `resume` is a
+/// checkpoint directory of that run. `stop` asks the loop to write a
+/// checkpoint and return.
+pub fn train_from_config(
+    config: &RunConfig,
+    resume: Option<&Path>,
+    device: &Device,
+    stop: &AtomicBool,
+    obs: &mut dyn Observer,
+) -> Result<RunOutcome> {
+    let out = &config.train.output_dir;
+    prepare_output_dir(out, resume.is_some())?;
+    // Written before anything slow, so an unwritable directory fails at once.
+    let config_toml = config.to_toml();
+    write_file_atomically(&out.join(CONFIG_FILE), config_toml.as_bytes())?;
+
+    let model_dir = resume.unwrap_or(&config.model.path);
+    let pretrained = Pretrained::load(model_dir, &config.trainable(), device)?;
+    let objective = &config.objective;
+    let train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
+    if train_set.is_empty() {
+        return Err(Error::Train(format!(
+            "data.train {}: no training examples left after encoding",
+            config.data.train.display()
+        )));
+    }
+    let eval_set = match &config.data.eval {
+        Some(p) => load_examples(config, p, &pretrained.tokenizer, obs)?,
+        None => empty_like(&train_set),
+    };
+    let template = ChatTemplate::for_tokenizer(&pretrained.tokenizer, &config.data.load_options().template)?;
+    let benchmarks = match config.train.eval_tasks.is_empty() {
+        true => None,
+        false => {
+            let options = EvalOptions {
+                limit: Some(config.train.eval_limit).filter(|&n| n > 0),
+                batch_size: config.train.micro_batch_size,
+                seed: config.train.seed,
+                ..EvalOptions::default()
+            };
+            Some(Benchmarks::load(&config.train.eval_tasks, &pretrained.tokenizer, template.as_ref(), options)?)
+        }
+    };
+
+    let (mut logps, mut report) = (None, None);
+    if objective.uses_cached_reference() {
+        let (l, r) = reference_pass(config, &pretrained, resume.is_some(), &train_set, &eval_set, device, obs)?;
+        (logps, report) = (Some(l), Some(r));
+    }
+    let tdpo_reference = match objective {
+        Objective::Tdpo(_, r) => Some(load_reference(config, r.reference.as_deref(), &pretrained.tokenizer, device)?),
+        _ => None,
+    };
+    // The tokenizer files come from the base model, never from a checkpoint
+    // that pruning may delete later; a base directory without them (moved
+    // away) falls back to the checkpoint being resumed.
+    let companions = match config.model.path.join("tokenizer.json").is_file() {
+        true => config.model.path.clone(),
+        false => pretrained.dir.clone(),
+    };
+    let run = Run {
+        train: &train_set,
+        eval: &eval_set,
+        config: &config.train,
+        objective,
+        reference: Reference { logps: logps.as_ref(), model: tdpo_reference.as_ref() },
+        config_toml: &config_toml,
+        companions: &companions,
+        device,
+        benchmarks: benchmarks.as_ref(),
+    };
+    let end = train(&pretrained.model, &run, resume, stop, obs)?;
+    Ok(RunOutcome { end, reference: report })
+}
+
+/// The records of `path` encoded as the objective trains on them.
+fn load_examples(config: &RunConfig, path: &Path, tok: &HfTokenizer, obs: &mut dyn Observer) -> Result<TrainData> {
+    let options = config.data.load_options();
+    let (data, summary): (TrainData, LoadSummary) = match config.objective.example_kind() {
+        ExampleKind::Sequence => {
+            let (d, s) = load_dataset(path, tok, &options)?;
+            (TrainData::Sequences(d), s)
+        }
+        ExampleKind::Pair => {
+            let (d, s) = load_preference_dataset(path, tok, &options)?;
+            (TrainData::Pairs(d), s)
+        }
+        ExampleKind::Unpaired => {
+            let (d, s) = load_kto_dataset(path, tok, &options)?;
+            (TrainData::Unpaired(d), s)
+        }
+    };
+    obs.on_notice(&summary.to_string());
+    Ok(data)
+}
+
+fn empty_like(data: &TrainData) -> TrainData {
+    match data {
+        TrainData::Sequences(_) => TrainData::Sequences(Vec::new()),
+        TrainData::Pairs(_) => TrainData::Pairs(Vec::new()),
+        TrainData::Unpaired(_) => TrainData::Unpaired(Vec::new()),
+    }
+}
+
+/// The reference directory: `objective.reference`, or the initial policy.
+fn reference_dir(config: &RunConfig, reference: Option<&Path>) -> PathBuf {
+    reference.map(Path::to_path_buf).unwrap_or_else(|| config.model.path.clone())
+}
+
+/// Loads a frozen reference model and checks it against the tokenizer.
+fn load_reference(config: &RunConfig, reference: Option<&Path>, tok: &HfTokenizer, device: &Device) -> Result<LlamaForCausalLM> {
+    let dir = reference_dir(config, reference);
+    let model = LlamaForCausalLM::from_pretrained(&dir, &Trainable::None, device)?;
+    check_vocab(tok, &model, &dir)?;
+    Ok(model)
+}
+
+/// Reference log-probabilities of every sequence the run can need, from the
+/// cache or one graph-free pass. A fresh run whose reference is its own
+/// initial policy uses the loaded policy (its weights are the reference's
+/// until the first step); otherwise the reference is loaded, only if needed.
+fn reference_pass(
+    config: &RunConfig,
+    pretrained: &Pretrained,
+    resuming: bool,
+    train_set: &TrainData,
+    eval_set: &TrainData,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<(ReferenceLogps, ReferenceReport)> {
+    let objective = &config.objective;
+    let chosen = objective.reference().and_then(|r| r.reference.as_deref());
+    let dir = reference_dir(config, chosen);
+    let fingerprint = weights_fingerprint(&dir)?;
+    let (plan, total) = batch_plan(train_set, &config.train);
+    let micro = config.train.micro_batch_size;
+    let needed = needed_sequences(objective, train_set, &plan, total, eval_set, micro);
+    let own_policy = chosen.is_none() && !resuming;
+    let mut load = || match own_policy {
+        true => Ok(pretrained.model.detached()),
+        false => load_reference(config, chosen, &pretrained.tokenizer, device),
+    };
+    let cache_dir = config.train.reference_cache_dir();
+    let mut progress = |done: usize, all: usize| obs.on_progress("reference log-probabilities", done, all);
+    let (logps, report) = prepare_reference_logps(&needed, &cache_dir, &fingerprint, &mut load, micro, device, &mut progress)?;
+    if let Some(w) = &report.warning {
+        obs.on_notice(&format!("warning: {w}"));
+    }
+    obs.on_notice(&format!(
+        "reference log-probabilities: {} cached, {} computed ({})",
+        report.cached,
+        report.computed,
+        report.cache_file.display()
+    ));
+    Ok((logps, report))
+}
+
+/// Creates the output directory; refuses to overwrite an earlier run's
+/// checkpoints unless resuming.
+fn prepare_output_dir(out: &Path, resuming: bool) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        Error::Train(format!("cannot create train.output_dir {}: {e}", out.display()))
+    })?;
+    if !resuming && (latest_checkpoint(out)?.is_some() || out.join("final").exists()) {
+        return Err(Error::Train(format!(
+            "train.output_dir {} already holds a run; resume it with `ift train --resume {}` or choose another directory",
+            out.display(),
+            out.display()
+        )));
+    }
+    Ok(())
+}

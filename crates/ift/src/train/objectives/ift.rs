@@ -1,0 +1,77 @@
+//! IFT's micro-batch (see `loss/ift.rs` for the equations): a graph-free
+//! teacher-forced pass for predictions, mixed embeddings, a forward pass with
+//! gradient, the propagation-weighted loss; and IFT's diagnostics
+//! (`loss_sft`, `loss_mixed`, `lambda`, `pred_accuracy`, `neg_weight_frac`).
+
+use candle_core::{DType, Tensor, Var};
+
+use super::{scalar, Diagnostics, StepEnv, StepInfo};
+use crate::data::{EncodedExample, SequenceBatch};
+use crate::loss::{
+    ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, shift_predictions,
+    token_coefficients, token_logprobs,
+};
+use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::objective::{EmbeddingGrad, IftParams};
+use crate::train::step::{target_mask, PAD_ID};
+use crate::Result;
+
+pub fn micro_batch(
+    model: &LlamaForCausalLM,
+    examples: &[&EncodedExample],
+    p: &IftParams,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
+    let ctx = env.ctx;
+    let mb = SequenceBatch::collate(examples, PAD_ID);
+    let coef = token_coefficients(&target_mask(&mb), p.normalize, info.totals, env.device)?;
+    let t = mb.to_tensors(env.device)?;
+    let lambda = p.lambda_at(ctx.step, ctx.seed);
+    let (ids, attention) = (&t.input_ids, &t.attention_mask);
+    let seq = ids.dim(1)?;
+    // No graph: the detached view records nothing, so this costs one forward.
+    let logits0 = model.detached().forward(ModelInput::Ids(ids), attention)?;
+    let predictions = predict_tokens(
+        &logits0,
+        &p.prediction_params(),
+        ctx.seed ^ ctx.step.rotate_left(17),
+    )?;
+    let mixed_ids = replace_responses(ids, &shift_predictions(&predictions, ids)?, &t.loss_mask)?;
+    let embedding = match p.embedding_grad {
+        EmbeddingGrad::FrozenCopy => model.embed_tokens().detach(),
+        EmbeddingGrad::Live => model.embed_tokens().clone(),
+    };
+    let embeds = mixed_embeddings(&embedding, ids, &mixed_ids, lambda)?;
+    let logits = model.forward(ModelInput::Embeds(&embeds), attention)?;
+    let token_loss = token_logprobs(&logits, ids)?.neg()?;
+    let mask = t.loss_mask.narrow(1, 1, seq - 1)?;
+    let params = p.propagation_params();
+    let weights = ift_weights(&token_loss, &mask, p.propagation, &params, p.detach_weights)?;
+    let loss = ift_loss(&token_loss, &weights, &coef)?;
+
+    // Diagnostics, all graph-free.
+    diag.set("lambda", lambda);
+    let nll0 = token_logprobs(&logits0, ids)?.neg()?;
+    diag.total("loss_sft", scalar(&nll0.mul(&coef)?.sum_all()?)?);
+    diag.total("loss_mixed", scalar(&token_loss.detach().mul(&coef)?.sum_all()?)?);
+    let greedy = logits0
+        .argmax(candle_core::D::Minus1)?
+        .narrow(1, 0, seq - 1)?;
+    let hits = greedy
+        .eq(&ids.narrow(1, 1, seq - 1)?)?
+        .to_dtype(DType::F32)?;
+    let positions = scalar(&mask.sum_all()?)?;
+    diag.mean("pred_accuracy", scalar(&hits.mul(&mask)?.sum_all()?)?, positions);
+    // ∂L/∂ℓ_t: L as a function of ℓ alone, through the weights unless detached.
+    let leaf = Var::from_tensor(&token_loss.detach())?;
+    let w = ift_weights(leaf.as_tensor(), &mask, p.propagation, &params, p.detach_weights)?;
+    let grad = ift_loss(leaf.as_tensor(), &w, &coef)?.backward()?;
+    let negative = match grad.get(leaf.as_tensor()) {
+        Some(g) => scalar(&g.lt(0f64)?.to_dtype(DType::F32)?.mul(&mask)?.sum_all()?)?,
+        None => 0.0,
+    };
+    diag.mean("neg_weight_frac", negative, positions);
+    Ok(loss)
+}

@@ -1,0 +1,112 @@
+//! KTO's micro-batch and its reference point `z` (see `loss/kto.rs`): `z` comes
+//! from the whole optimiser step's mismatched pairs, computed once per step
+//! without a graph, before the micro-batches.
+
+use candle_core::Tensor;
+
+use super::{row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo};
+use crate::data::{EncodedExample, EncodedKto, SequenceBatch};
+use crate::loss::{kto_loss, kto_reference_point, token_logprobs, KtoParams};
+use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::objective::ReferenceOptions;
+use crate::train::step::PAD_ID;
+use crate::Result;
+
+/// The mismatched sequences of a batch, as TRL pairs them: sequence `i` is the
+/// prompt of example `i` followed by the answer of example `i − 1` (cyclically).
+/// The prompt is the part before the first trained token. A sequence longer
+/// than the longer of its two sources loses prompt tokens from the left (it
+/// keeps at least one), so it never needs more memory than the batch itself.
+pub fn kto_kl_sequences(batch: &[&EncodedKto]) -> Vec<EncodedExample> {
+    let n = batch.len();
+    (0..n)
+        .map(|i| {
+            let (prompt_of, answer_of) = (&batch[i].example, &batch[(i + n - 1) % n].example);
+            let prompt = &prompt_of.input_ids[..answer_start(prompt_of)];
+            let start = answer_start(answer_of);
+            let cap = prompt_of.len().max(answer_of.len());
+            let answer_len = answer_of.len() - start;
+            let keep = prompt.len().min(cap.saturating_sub(answer_len)).max(1);
+            let prompt = &prompt[prompt.len() - keep..];
+            let mut ids = prompt.to_vec();
+            ids.extend_from_slice(&answer_of.input_ids[start..]);
+            let mut mask = vec![false; prompt.len()];
+            mask.extend_from_slice(&answer_of.loss_mask[start..]);
+            EncodedExample { input_ids: ids, loss_mask: mask }
+        })
+        .collect()
+}
+
+/// Index of the first trained token (≥ 1: `loss_mask[0]` is always false).
+fn answer_start(e: &EncodedExample) -> usize {
+    e.loss_mask.iter().position(|&m| m).unwrap_or(e.len()).max(1)
+}
+
+/// Summed log-probabilities of `seqs` under a graph-free view of `model`.
+pub fn sequence_logps(model: &LlamaForCausalLM, seqs: &[&EncodedExample], micro: usize, env: &StepEnv<'_>) -> Result<Vec<f32>> {
+    let model = model.detached();
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(micro.max(1)) {
+        let t = SequenceBatch::collate(chunk, PAD_ID).to_tensors(env.device)?;
+        let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
+        let (sums, _) = row_sums(&token_logprobs(&logits, &t.input_ids)?, &target_mask_tensor(&t.loss_mask)?)?;
+        out.extend(to_vec(&sums)?);
+    }
+    Ok(out)
+}
+
+fn reference_of(seqs: &[&EncodedExample], r: &ReferenceOptions, env: &StepEnv<'_>) -> Result<Vec<f32>> {
+    match (r.reference_free, env.reference.logps) {
+        (true, _) => Ok(vec![0.0; seqs.len()]),
+        (false, Some(cache)) => seqs.iter().map(|s| cache.get(s)).collect(),
+        (false, None) => Err(crate::Error::Train("KTO needs reference log-probabilities, and none were computed".into())),
+    }
+}
+
+/// `z` of the step whose examples are `batch`.
+pub fn reference_point(model: &LlamaForCausalLM, batch: &[&EncodedKto], r: &ReferenceOptions, micro: usize, env: &StepEnv<'_>) -> Result<f64> {
+    let kl = kto_kl_sequences(batch);
+    let refs: Vec<&EncodedExample> = kl.iter().collect();
+    let policy = sequence_logps(model, &refs, micro, env)?;
+    let reference = reference_of(&refs, r, env)?;
+    let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    Ok(kto_reference_point(&f(policy), &f(reference)))
+}
+
+pub fn micro_batch(
+    model: &LlamaForCausalLM,
+    batch: &[&EncodedKto],
+    p: &KtoParams,
+    r: &ReferenceOptions,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
+    let seqs: Vec<&EncodedExample> = batch.iter().map(|k| &k.example).collect();
+    let t = SequenceBatch::collate(&seqs, PAD_ID).to_tensors(env.device)?;
+    let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
+    let (logps, lens) = row_sums(&token_logprobs(&logits, &t.input_ids)?, &target_mask_tensor(&t.loss_mask)?)?;
+    let n = batch.len();
+    let reference = Tensor::from_vec(reference_of(&seqs, r, env)?, n, env.device)?;
+    let labels: Vec<f32> = batch.iter().map(|k| f32::from(u8::from(k.label))).collect();
+    let desirable = Tensor::from_vec(labels.clone(), n, env.device)?;
+    let (losses, rewards) = kto_loss(&logps, &reference, &desirable, info.kto_z, p)?;
+    let scale = 1.0 / info.examples.max(1) as f64;
+    let mut loss = losses.sum_all()?.affine(scale, 0.0)?;
+    if p.sft_weight != 0.0 {
+        let nll = logps.div(&lens)?.neg()?.mul(&desirable)?.sum_all()?;
+        let sft = nll.affine(p.sft_weight * scale, 0.0)?;
+        diag.total("loss_sft", super::scalar(&sft)?);
+        loss = (loss + sft)?;
+    }
+    diag.set("kl", info.kto_z);
+    let (rewards, logps) = (to_vec(&rewards)?, to_vec(&logps)?);
+    let pick = |v: &[f32], want: f32| -> Vec<f32> {
+        v.iter().zip(&labels).filter(|(_, &l)| l == want).map(|(&x, _)| x).collect()
+    };
+    diag.mean_of("rewards/chosen", &pick(&rewards, 1.0));
+    diag.mean_of("rewards/rejected", &pick(&rewards, 0.0));
+    diag.mean_of("logps/chosen", &pick(&logps, 1.0));
+    diag.mean_of("logps/rejected", &pick(&logps, 0.0));
+    Ok(loss)
+}

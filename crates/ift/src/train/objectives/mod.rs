@@ -1,0 +1,120 @@
+//! One function per objective that turns a micro-batch of its examples into a
+//! loss, already normalised for the whole optimiser step (so the micro-batch
+//! losses of a step add up to the step's loss, whatever the split).
+
+mod diagnostics;
+mod ift;
+mod kto;
+mod pairs;
+mod sft;
+mod tdpo;
+
+use candle_core::{Device, Tensor};
+
+pub use diagnostics::Diagnostics;
+pub use kto::{kto_kl_sequences, sequence_logps};
+
+use super::examples::StepBatch;
+use crate::loss::StepTotals;
+use crate::model::LlamaForCausalLM;
+use crate::objective::Objective;
+use crate::reference::ReferenceLogps;
+use crate::Result;
+
+/// Where in the run a step is: λ and sampled predictions depend on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepContext {
+    /// Zero-based optimiser step.
+    pub step: u64,
+    pub seed: u64,
+}
+
+/// The reference a preference objective compares against.
+#[derive(Clone, Copy, Default)]
+pub struct Reference<'a> {
+    /// Per-sequence reference log-probabilities (DPO, KTO), computed once.
+    pub logps: Option<&'a ReferenceLogps>,
+    /// The reference model itself (TDPO needs its full distributions).
+    pub model: Option<&'a LlamaForCausalLM>,
+}
+
+/// Everything a micro-batch loss needs besides the model and its examples.
+#[derive(Clone, Copy)]
+pub struct StepEnv<'a> {
+    pub objective: &'a Objective,
+    pub reference: Reference<'a>,
+    pub ctx: StepContext,
+    pub device: &'a Device,
+}
+
+/// Figures of the whole optimiser step that every micro-batch's loss uses.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// Sequences and trained tokens of the step (SFT / IFT normalisation).
+    pub totals: StepTotals,
+    /// Examples of the step: sequences, pairs or KTO records (`B`).
+    pub examples: usize,
+    /// KTO's reference point `z`, from the step's mismatched pairs.
+    pub kto_z: f64,
+}
+
+/// The loss of one micro-batch `mb` of a step described by `info`.
+pub fn micro_batch_loss(
+    model: &LlamaForCausalLM,
+    mb: StepBatch<'_>,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
+    match (env.objective, mb) {
+        (Objective::Sft(p), StepBatch::Sequences(s)) => sft::micro_batch(model, s, p, info, env),
+        (Objective::Ift(p), StepBatch::Sequences(s)) => ift::micro_batch(model, s, p, info, env, diag),
+        (Objective::Dpo(p, r), StepBatch::Pairs(s)) => pairs::dpo(model, s, p, r, info, env, diag),
+        (Objective::Orpo(p), StepBatch::Pairs(s)) => pairs::orpo(model, s, p, info, env, diag),
+        (Objective::Simpo(p), StepBatch::Pairs(s)) => pairs::simpo(model, s, p, info, env, diag),
+        (Objective::Tdpo(p, _), StepBatch::Pairs(s)) => tdpo::micro_batch(model, s, p, info, env, diag),
+        (Objective::Kto(p, r), StepBatch::Unpaired(s)) => kto::micro_batch(model, s, p, r, info, env, diag),
+        (o, _) => Err(crate::Error::Train(format!(
+            "objective `{}` cannot train on these examples (it needs {:?} records)",
+            o.kind().name(),
+            o.example_kind()
+        ))),
+    }
+}
+
+/// The step-level figures, including KTO's `z` (one graph-free pass over the
+/// step's mismatched pairs).
+pub fn step_info(model: &LlamaForCausalLM, batch: StepBatch<'_>, micro: usize, env: &StepEnv<'_>) -> Result<StepInfo> {
+    let totals = match batch {
+        StepBatch::Sequences(s) => StepTotals {
+            sequences: s.len(),
+            tokens: s.iter().map(|e| e.num_trained()).sum(),
+        },
+        _ => StepTotals { sequences: batch.len(), tokens: batch.trained_tokens() },
+    };
+    let kto_z = match (env.objective, batch) {
+        (Objective::Kto(_, r), StepBatch::Unpaired(s)) => kto::reference_point(model, s, r, micro, env)?,
+        _ => 0.0,
+    };
+    Ok(StepInfo { totals, examples: batch.len(), kto_z })
+}
+
+/// `(b,)` f32 summed log-probabilities of each row's trained tokens, and the
+/// trained-token counts, from `token_logps` and `mask` (both `(b, t − 1)`).
+pub(crate) fn row_sums(token_logps: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+    Ok((token_logps.mul(mask)?.sum(1)?, mask.sum(1)?))
+}
+
+/// The f32 `(b, t − 1)` target mask of a tensor batch (`loss_mask` shifted).
+pub(crate) fn target_mask_tensor(loss_mask: &Tensor) -> Result<Tensor> {
+    let t = loss_mask.dim(1)?;
+    Ok(loss_mask.narrow(1, 1, t - 1)?)
+}
+
+pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? as f64)
+}
+
+pub(crate) fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}

@@ -1,0 +1,49 @@
+//! TDPO's micro-batch: the policy's forward over both answers, the reference
+//! model's (kept in memory, no graph) over the same rows, then the
+//! per-sequence margins and sequential KLs of `loss/tdpo.rs`.
+
+use candle_core::Tensor;
+
+use super::diagnostics::pair_rewards;
+use super::pairs::{pair_forward, sft_term};
+use super::{to_vec, Diagnostics, StepEnv, StepInfo};
+use crate::data::EncodedPreference;
+use crate::loss::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms};
+use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::Result;
+
+pub fn micro_batch(
+    model: &LlamaForCausalLM,
+    pairs: &[&EncodedPreference],
+    p: &TdpoParams,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
+    let reference = env.reference.model.ok_or_else(|| {
+        crate::Error::Train("TDPO needs the reference model in memory, and none was loaded".into())
+    })?;
+    let f = pair_forward(model, pairs, env)?;
+    let t = &f.tensors;
+    let ref_logits = reference.detached().forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
+    let terms = tdpo_terms(&f.logits, &ref_logits, &t.input_ids, &f.mask)?;
+    let b = pairs.len();
+    let half = |x: &Tensor, from: usize| x.narrow(0, from, b);
+    let split = |from: usize| -> Result<TdpoTerms> {
+        Ok(TdpoTerms {
+            margin: half(&terms.margin, from)?,
+            kl: half(&terms.kl, from)?,
+            logps: half(&terms.logps, from)?,
+        })
+    };
+    let (chosen, rejected) = (split(0)?, split(b)?);
+    let (losses, rc, rr) = tdpo_loss(&chosen, &rejected, p)?;
+    pair_rewards(diag, &to_vec(&rc)?, &to_vec(&rr)?, (&to_vec(&chosen.logps)?, &to_vec(&rejected.logps)?));
+    diag.mean_of("kl/chosen", &to_vec(&chosen.kl)?);
+    diag.mean_of("kl/rejected", &to_vec(&rejected.kl)?);
+    let loss = losses.sum_all()?.affine(1.0 / info.examples.max(1) as f64, 0.0)?;
+    match sft_term(&f.logps, p.sft_weight, info)? {
+        Some(s) => Ok((loss + s)?),
+        None => Ok(loss),
+    }
+}
