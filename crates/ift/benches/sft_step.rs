@@ -17,9 +17,9 @@ use config::config_32m;
 use ift::data::EncodedExample;
 use ift::loss::token_logprobs;
 use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
+use ift::objective::{IftParams, Objective, SftParams};
 use ift::train::{
-    clip_grad_norm, forward_backward, ObjectiveConfig, ObjectiveKind, Optimizer, OptimizerConfig,
-    OptimizerKind, StepContext,
+    clip_grad_norm, forward_backward, Optimizer, OptimizerConfig, OptimizerKind, StepContext,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -134,11 +134,11 @@ fn main() -> Result<()> {
     }
     // (c) the trainer's real step: forward/backward through the objective,
     // clipping, AdamW. SFT, then IFT (one more graph-free forward).
-    let steps: Vec<(&str, ObjectiveKind)> = vec![
-        ("train_step_sft", ObjectiveKind::Sft),
-        ("train_step_ift", ObjectiveKind::Ift),
+    let steps: Vec<(&str, Objective)> = vec![
+        ("train_step_sft", Objective::Sft(SftParams::default())),
+        ("train_step_ift", Objective::Ift(IftParams::default())),
     ];
-    for (name, kind) in steps {
+    for (name, objective) in steps {
         if !wanted(name) && !wanted("train_step") {
             continue;
         }
@@ -151,10 +151,6 @@ fn main() -> Result<()> {
             })
             .collect();
         let refs: Vec<&EncodedExample> = data.iter().collect();
-        let objective = ObjectiveConfig {
-            kind,
-            ..ObjectiveConfig::default()
-        };
         let opt_config = OptimizerConfig {
             kind: OptimizerKind::AdamW,
             ..OptimizerConfig::default()

@@ -156,3 +156,56 @@ fn accumulation_1x8_equals_8x1_for_every_preference_objective() {
         }
     }
 }
+
+/// Stops the run (as Ctrl-C does) once `at` steps are done.
+struct StopAt<'a> {
+    at: u64,
+    flag: &'a AtomicBool,
+}
+
+impl Observer for StopAt<'_> {
+    fn on_step(&mut self, m: &ift::train::StepMetrics) {
+        if m.step == self.at {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn final_weights(run: &Path) -> Vec<u8> {
+    std::fs::read(run.join("final/model.safetensors")).unwrap()
+}
+
+/// Interrupt + resume gives the bit-identical model of an unbroken run, for a
+/// cached-reference objective (DPO) and one with per-step mismatched pairs (KTO);
+/// the resumed run takes its reference log-probabilities from the cache.
+#[test]
+fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
+    const KTO: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}], "label": true}
+{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}], "label": false}
+{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}], "label": true}
+{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "No."}], "label": false}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, records) in [("dpo", PAIRS), ("kto", KTO)] {
+        let data = dir.path().join(format!("{kind}.jsonl"));
+        std::fs::write(&data, records).unwrap();
+        let set = |out: &str| {
+            let extra = [format!("objective.kind={kind}"), "train.max_steps=4".into(), "train.save_every=1".into()];
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            config(dir.path(), &data, &format!("{kind}-{out}"), &extra)
+        };
+        let (whole, broken) = (set("whole"), set("broken"));
+        train_from_config(&whole, None, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+        let flag = AtomicBool::new(false);
+        let end = train_from_config(&broken, None, &Device::Cpu, &flag, &mut StopAt { at: 2, flag: &flag }).unwrap();
+        let ift::train::RunEnd::Stopped { checkpoint } = end.end else { panic!("{kind}: not stopped") };
+        let resumed = train_from_config(&broken, Some(&checkpoint), &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+        let report = resumed.reference.unwrap();
+        assert!(!report.model_loaded && report.computed == 0, "{kind}: {report:?}");
+        assert_eq!(
+            final_weights(&whole.train.output_dir),
+            final_weights(&broken.train.output_dir),
+            "{kind}: resumed weights differ"
+        );
+    }
+}
