@@ -58,7 +58,10 @@ impl Observer for ProgressObserver {
         // Preference objectives report their own loss, which has no perplexity.
         let message = match e.eval_tokens {
             0 => format!("step {step}: eval_loss {:.4}", e.eval_loss),
-            _ => format!("step {step}: eval_loss {:.4} (perplexity {:.2})", e.eval_loss, e.eval_ppl),
+            _ => format!(
+                "step {step}: eval_loss {:.4} (perplexity {:.2})",
+                e.eval_loss, e.eval_ppl
+            ),
         };
         self.on_notice(&message);
     }

@@ -6,12 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn train(example: &str, out: &Path, extra: &[String]) {
     let shared = root().join("../shared/data/llamafactory");
-    assert!(shared.is_dir(), "{} is missing: the examples train on the shared demo data", shared.display());
+    assert!(
+        shared.is_dir(),
+        "{} is missing: the examples train on the shared demo data",
+        shared.display()
+    );
     let mut args = vec![
         "train".to_string(),
         "--config".into(),
@@ -19,14 +26,27 @@ fn train(example: &str, out: &Path, extra: &[String]) {
         "--set".into(),
         "train.max_steps=2".into(),
         "--set".into(),
-        format!("train.output_dir={:?}", out.join(example.trim_end_matches(".toml"))),
+        format!(
+            "train.output_dir={:?}",
+            out.join(example.trim_end_matches(".toml"))
+        ),
     ];
     for e in extra {
         args.extend(["--set".to_string(), e.clone()]);
     }
-    let res = Command::new(env!("CARGO_BIN_EXE_ift")).current_dir(root()).args(&args).output().unwrap();
-    assert!(res.status.success(), "examples/{example}: {}", String::from_utf8_lossy(&res.stderr));
-    let finished = out.join(example.trim_end_matches(".toml")).join("final/model.safetensors");
+    let res = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .current_dir(root())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "examples/{example}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let finished = out
+        .join(example.trim_end_matches(".toml"))
+        .join("final/model.safetensors");
     assert!(finished.is_file(), "examples/{example}: no final model");
 }
 
@@ -38,7 +58,8 @@ fn every_example_config_trains() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".toml"))
         .collect();
-    let (sequential, single): (Vec<&String>, Vec<&String>) = listed.iter().partition(|n| n.starts_with("sft-then-"));
+    let (sequential, single): (Vec<&String>, Vec<&String>) =
+        listed.iter().partition(|n| n.starts_with("sft-then-"));
     assert!(single.len() >= 8 && sequential.len() >= 2, "{listed:?}");
     for example in &single {
         train(example, tmp.path(), &[]);

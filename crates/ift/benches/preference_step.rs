@@ -29,13 +29,19 @@ const PROMPT: usize = 128;
 const ANSWER: usize = 128;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn example(rng: &mut StdRng, prompt: &[u32], vocab: u32) -> EncodedExample {
     let mut ids = prompt.to_vec();
     ids.extend((0..ANSWER).map(|_| rng.random_range(0..vocab)));
-    EncodedExample { loss_mask: (0..ids.len()).map(|i| i >= PROMPT).collect(), input_ids: ids }
+    EncodedExample {
+        loss_mask: (0..ids.len()).map(|i| i >= PROMPT).collect(),
+        input_ids: ids,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -53,23 +59,50 @@ fn main() -> ift::Result<()> {
     let pairs: Vec<EncodedPreference> = (0..2)
         .map(|_| {
             let prompt: Vec<u32> = (0..PROMPT).map(|_| rng.random_range(0..vocab)).collect();
-            EncodedPreference { chosen: example(&mut rng, &prompt, vocab), rejected: example(&mut rng, &prompt, vocab) }
+            EncodedPreference {
+                chosen: example(&mut rng, &prompt, vocab),
+                rejected: example(&mut rng, &prompt, vocab),
+            }
         })
         .collect();
-    let sequences: Vec<EncodedExample> = pairs.iter().flat_map(|p| [p.chosen.clone(), p.rejected.clone()]).collect();
-    let kto: Vec<EncodedKto> = sequences.iter().enumerate().map(|(i, e)| EncodedKto { example: e.clone(), label: i % 2 == 0 }).collect();
-    let (pr, sr, kr): (Vec<_>, Vec<_>, Vec<_>) = (pairs.iter().collect(), sequences.iter().collect(), kto.iter().collect());
+    let sequences: Vec<EncodedExample> = pairs
+        .iter()
+        .flat_map(|p| [p.chosen.clone(), p.rejected.clone()])
+        .collect();
+    let kto: Vec<EncodedKto> = sequences
+        .iter()
+        .enumerate()
+        .map(|(i, e)| EncodedKto {
+            example: e.clone(),
+            label: i % 2 == 0,
+        })
+        .collect();
+    let (pr, sr, kr): (Vec<_>, Vec<_>, Vec<_>) = (
+        pairs.iter().collect(),
+        sequences.iter().collect(),
+        kto.iter().collect(),
+    );
     let kl = ift::train::kto_kl_sequences(&kr);
     let mut needed = sequences.clone();
     needed.extend(kl);
     let cache = std::env::temp_dir().join(format!("ift-bench-ref-{}", std::process::id()));
     let mut load = || Ok(reference.clone());
-    let (logps, _) = prepare_reference_logps(&needed, &cache, "bench", &mut load, 4, &dev, &mut |_, _| {})?;
+    let (logps, _) =
+        prepare_reference_logps(&needed, &cache, "bench", &mut load, 4, &dev, &mut |_, _| {})?;
     let _ = std::fs::remove_dir_all(&cache);
-    let r = Reference { logps: Some(&logps), model: Some(&reference) };
-    let (warmup, iters) = (env_usize("PREF_BENCH_WARMUP", 1), env_usize("PREF_BENCH_ITERS", 5));
+    let r = Reference {
+        logps: Some(&logps),
+        model: Some(&reference),
+    };
+    let (warmup, iters) = (
+        env_usize("PREF_BENCH_WARMUP", 1),
+        env_usize("PREF_BENCH_ITERS", 5),
+    );
     let mut optimizer = Optimizer::new(
-        OptimizerConfig { kind: OptimizerKind::AdamW, ..OptimizerConfig::default() },
+        OptimizerConfig {
+            kind: OptimizerKind::AdamW,
+            ..OptimizerConfig::default()
+        },
         model.parameters().vars().to_vec(),
     )
     .map_err(|e| ift::Error::Train(e.to_string()))?;
@@ -96,13 +129,29 @@ fn main() -> ift::Result<()> {
             if uncached {
                 // What an uncached trainer adds: the reference's forward over both answers.
                 let seqs: Vec<&EncodedExample> = sequences.iter().collect();
-                let env = StepEnv { objective: &objective, reference: r, ctx: StepContext { step: 0, seed: 0 }, device: &dev };
+                let env = StepEnv {
+                    objective: &objective,
+                    reference: r,
+                    ctx: StepContext { step: 0, seed: 0 },
+                    device: &dev,
+                };
                 ift::train::objectives::sequence_logps(&reference, &seqs, 4, &env)?;
             }
-            let env = StepEnv { objective: &objective, reference: r, ctx: StepContext { step: i as u64, seed: 0 }, device: &dev };
+            let env = StepEnv {
+                objective: &objective,
+                reference: r,
+                ctx: StepContext {
+                    step: i as u64,
+                    seed: 0,
+                },
+                device: &dev,
+            };
             let mut passes = step_passes(&model, batch, 4, &env, true)?;
-            clip_grad_norm(&mut passes.grads, optimizer.vars(), 1.0).map_err(|e| ift::Error::Train(e.to_string()))?;
-            optimizer.step(&passes.grads, 1e-6).map_err(|e| ift::Error::Train(e.to_string()))?;
+            clip_grad_norm(&mut passes.grads, optimizer.vars(), 1.0)
+                .map_err(|e| ift::Error::Train(e.to_string()))?;
+            optimizer
+                .step(&passes.grads, 1e-6)
+                .map_err(|e| ift::Error::Train(e.to_string()))?;
             if i >= warmup {
                 times.push(start.elapsed().as_secs_f64());
             }
@@ -110,7 +159,11 @@ fn main() -> ift::Result<()> {
         rows.push((name, median(times)));
     }
     let sft = rows[0].1;
-    println!("threads {}, 32M config, 4 sequences x {} tokens per step, median of {iters}", candle_core::utils::get_num_threads(), PROMPT + ANSWER);
+    println!(
+        "threads {}, 32M config, 4 sequences x {} tokens per step, median of {iters}",
+        candle_core::utils::get_num_threads(),
+        PROMPT + ANSWER
+    );
     println!("{:<28} {:>9} {:>8}", "objective", "ms/step", "x SFT");
     for (name, t) in &rows {
         println!("{name:<28} {:>9.0} {:>8.2}", t * 1e3, t / sft);

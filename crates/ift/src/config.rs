@@ -151,11 +151,17 @@ impl RunConfig {
         let mut sections: std::collections::BTreeMap<String, toml::Table> = Default::default();
         for (name, value) in table {
             if !SECTIONS.contains(&name.as_str()) {
-                let m = format!("unknown section; the sections are [{}]", SECTIONS.join("], ["));
+                let m = format!(
+                    "unknown section; the sections are [{}]",
+                    SECTIONS.join("], [")
+                );
                 return Err(FieldError::new(name, m));
             }
             let toml::Value::Table(t) = value else {
-                return Err(FieldError::new(name, "must be a section ([name] with keys)"));
+                return Err(FieldError::new(
+                    name,
+                    "must be a section ([name] with keys)",
+                ));
             };
             sections.insert(name, t);
         }

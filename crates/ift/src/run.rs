@@ -9,14 +9,20 @@ use std::sync::atomic::AtomicBool;
 use candle_core::Device;
 
 use crate::config::RunConfig;
-use crate::data::{load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary};
+use crate::data::{
+    load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary,
+};
 use crate::error::{Error, Result};
 use crate::eval::tasks::{Benchmarks, EvalOptions};
 use crate::model::{check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Trainable};
 use crate::objective::{ExampleKind, Objective};
-use crate::reference::{needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport};
+use crate::reference::{
+    needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
+};
 use crate::tokenizer::HfTokenizer;
-use crate::train::{batch_plan, latest_checkpoint, train, Observer, Reference, Run, RunEnd, TrainData, CONFIG_FILE};
+use crate::train::{
+    batch_plan, latest_checkpoint, train, Observer, Reference, Run, RunEnd, TrainData, CONFIG_FILE,
+};
 
 /// How a run went.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +62,8 @@ pub fn train_from_config(
         Some(p) => load_examples(config, p, &pretrained.tokenizer, obs)?,
         None => empty_like(&train_set),
     };
-    let template = ChatTemplate::for_tokenizer(&pretrained.tokenizer, &config.data.load_options().template)?;
+    let template =
+        ChatTemplate::for_tokenizer(&pretrained.tokenizer, &config.data.load_options().template)?;
     let benchmarks = match config.train.eval_tasks.is_empty() {
         true => None,
         false => {
@@ -66,17 +73,35 @@ pub fn train_from_config(
                 seed: config.train.seed,
                 ..EvalOptions::default()
             };
-            Some(Benchmarks::load(&config.train.eval_tasks, &pretrained.tokenizer, template.as_ref(), options)?)
+            Some(Benchmarks::load(
+                &config.train.eval_tasks,
+                &pretrained.tokenizer,
+                template.as_ref(),
+                options,
+            )?)
         }
     };
 
     let (mut logps, mut report) = (None, None);
     if objective.uses_cached_reference() {
-        let (l, r) = reference_pass(config, &pretrained, resume.is_some(), &train_set, &eval_set, device, obs)?;
+        let (l, r) = reference_pass(
+            config,
+            &pretrained,
+            resume.is_some(),
+            &train_set,
+            &eval_set,
+            device,
+            obs,
+        )?;
         (logps, report) = (Some(l), Some(r));
     }
     let tdpo_reference = match objective {
-        Objective::Tdpo(_, r) => Some(load_reference(config, r.reference.as_deref(), &pretrained.tokenizer, device)?),
+        Objective::Tdpo(_, r) => Some(load_reference(
+            config,
+            r.reference.as_deref(),
+            &pretrained.tokenizer,
+            device,
+        )?),
         _ => None,
     };
     // The tokenizer files come from the base model, never from a checkpoint
@@ -91,18 +116,29 @@ pub fn train_from_config(
         eval: &eval_set,
         config: &config.train,
         objective,
-        reference: Reference { logps: logps.as_ref(), model: tdpo_reference.as_ref() },
+        reference: Reference {
+            logps: logps.as_ref(),
+            model: tdpo_reference.as_ref(),
+        },
         config_toml: &config_toml,
         companions: &companions,
         device,
         benchmarks: benchmarks.as_ref(),
     };
     let end = train(&pretrained.model, &run, resume, stop, obs)?;
-    Ok(RunOutcome { end, reference: report })
+    Ok(RunOutcome {
+        end,
+        reference: report,
+    })
 }
 
 /// The records of `path` encoded as the objective trains on them.
-fn load_examples(config: &RunConfig, path: &Path, tok: &HfTokenizer, obs: &mut dyn Observer) -> Result<TrainData> {
+fn load_examples(
+    config: &RunConfig,
+    path: &Path,
+    tok: &HfTokenizer,
+    obs: &mut dyn Observer,
+) -> Result<TrainData> {
     let options = config.data.load_options();
     let (data, summary): (TrainData, LoadSummary) = match config.objective.example_kind() {
         ExampleKind::Sequence => {
@@ -132,11 +168,18 @@ fn empty_like(data: &TrainData) -> TrainData {
 
 /// The reference directory: `objective.reference`, or the initial policy.
 fn reference_dir(config: &RunConfig, reference: Option<&Path>) -> PathBuf {
-    reference.map(Path::to_path_buf).unwrap_or_else(|| config.model.path.clone())
+    reference
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| config.model.path.clone())
 }
 
 /// Loads a frozen reference model and checks it against the tokenizer.
-fn load_reference(config: &RunConfig, reference: Option<&Path>, tok: &HfTokenizer, device: &Device) -> Result<LlamaForCausalLM> {
+fn load_reference(
+    config: &RunConfig,
+    reference: Option<&Path>,
+    tok: &HfTokenizer,
+    device: &Device,
+) -> Result<LlamaForCausalLM> {
     let dir = reference_dir(config, reference);
     let model = LlamaForCausalLM::from_pretrained(&dir, &Trainable::None, device)?;
     check_vocab(tok, &model, &dir)?;
@@ -169,8 +212,17 @@ fn reference_pass(
         false => load_reference(config, chosen, &pretrained.tokenizer, device),
     };
     let cache_dir = config.train.reference_cache_dir();
-    let mut progress = |done: usize, all: usize| obs.on_progress("reference log-probabilities", done, all);
-    let (logps, report) = prepare_reference_logps(&needed, &cache_dir, &fingerprint, &mut load, micro, device, &mut progress)?;
+    let mut progress =
+        |done: usize, all: usize| obs.on_progress("reference log-probabilities", done, all);
+    let (logps, report) = prepare_reference_logps(
+        &needed,
+        &cache_dir,
+        &fingerprint,
+        &mut load,
+        micro,
+        device,
+        &mut progress,
+    )?;
     if let Some(w) = &report.warning {
         obs.on_notice(&format!("warning: {w}"));
     }
@@ -187,7 +239,10 @@ fn reference_pass(
 /// checkpoints unless resuming.
 fn prepare_output_dir(out: &Path, resuming: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| {
-        Error::Train(format!("cannot create train.output_dir {}: {e}", out.display()))
+        Error::Train(format!(
+            "cannot create train.output_dir {}: {e}",
+            out.display()
+        ))
     })?;
     if !resuming && (latest_checkpoint(out)?.is_some() || out.join("final").exists()) {
         return Err(Error::Train(format!(

@@ -115,7 +115,11 @@ fn gamma0_lambda0_equals_sft() {
 fn gamma0_is_the_token_mean_nll_under_mixed_inputs() {
     let m = model();
     for lambda in [0.2, 1.0] {
-        let i = run(&m, &ift(|o| (o.gamma, o.lambda) = (0.0, Lambda::Static(lambda))), 4);
+        let i = run(
+            &m,
+            &ift(|o| (o.gamma, o.lambda) = (0.0, Lambda::Static(lambda))),
+            4,
+        );
         assert!(
             (i.loss - i.extra["loss_mixed"]).abs() < 1e-6 * i.loss,
             "λ={lambda}: {} vs {}",

@@ -15,7 +15,9 @@ struct Quiet;
 impl Observer for Quiet {}
 
 fn shared(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/llamafactory").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/llamafactory")
+        .join(name);
     assert!(
         path.is_file(),
         "{} is missing: these tests need the project's shared data folder (../shared beside the repository, as CI lays it out)",
@@ -26,7 +28,8 @@ fn shared(name: &str) -> PathBuf {
 
 /// The first `n` records of a JSON-array file, written to `dir`.
 fn subset(src: &Path, n: usize, dir: &Path) -> PathBuf {
-    let all: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
     let out = dir.join(src.file_name().unwrap());
     std::fs::write(&out, serde_json::to_string(&all[..n]).unwrap()).unwrap();
     out
@@ -54,7 +57,14 @@ fn train(objective: &str, data: &Path, out: &Path, max_length: usize) {
         out.with_extension("cache")
     );
     let config = RunConfig::parse(&text, "e2e.toml", &[]).unwrap();
-    train_from_config(&config, None, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    train_from_config(
+        &config,
+        None,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -71,16 +81,25 @@ fn pairwise_objectives_learn_to_rank_the_training_pairs() {
         let out = dir.path().join(name);
         train(objective, &data, &out, 96);
         let evals = rows_with(&out, "eval_rewards/accuracy");
-        let acc: Vec<f64> = evals.iter().map(|r| r["eval_rewards/accuracy"].as_f64().unwrap()).collect();
+        let acc: Vec<f64> = evals
+            .iter()
+            .map(|r| r["eval_rewards/accuracy"].as_f64().unwrap())
+            .collect();
         eprintln!("{name}: eval reward accuracy on the training pairs {acc:?}");
         assert_eq!(acc.len(), 4, "{name}: evaluations at steps 10, 20, 30, 40");
-        assert!(acc[3] > 0.5, "{name}: reward accuracy {acc:?} did not rise above 0.5");
+        assert!(
+            acc[3] > 0.5,
+            "{name}: reward accuracy {acc:?} did not rise above 0.5"
+        );
         let steps = rows_with(&out, "rewards/margin");
         assert_eq!(steps.len(), 40, "{name}: every step logs its rewards");
         // Step 1's figures are the initial policy's (computed before its update).
         let start = steps[0]["rewards/accuracy"].as_f64().unwrap();
         eprintln!("{name}: reward accuracy of step 1's batch (before any update) {start}");
-        assert!(acc[3] > start.max(0.5), "{name}: accuracy {acc:?} did not rise from {start}");
+        assert!(
+            acc[3] > start.max(0.5),
+            "{name}: accuracy {acc:?} did not rise from {start}"
+        );
     }
 }
 
@@ -92,10 +111,15 @@ fn kto_learns_to_separate_desirable_from_undesirable_answers() {
     // KTO's records are longer: at 96 tokens most answers would be cut whole.
     train("kind = \"kto\"", &data, &out, 320);
     let evals = rows_with(&out, "eval_rewards/margin");
-    let margins: Vec<f64> = evals.iter().map(|r| r["eval_rewards/margin"].as_f64().unwrap()).collect();
+    let margins: Vec<f64> = evals
+        .iter()
+        .map(|r| r["eval_rewards/margin"].as_f64().unwrap())
+        .collect();
     eprintln!("kto: eval reward margin (desirable − undesirable) {margins:?}");
     assert_eq!(margins.len(), 4);
-    assert!(margins[3] > 0.0, "kto: the desirable answers' reward must exceed the undesirable ones': {margins:?}");
+    assert!(
+        margins[3] > 0.0,
+        "kto: the desirable answers' reward must exceed the undesirable ones': {margins:?}"
+    );
     assert!(rows_with(&out, "kl").len() == 40);
 }
-

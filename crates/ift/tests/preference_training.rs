@@ -8,16 +8,22 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
 use ift::config::RunConfig;
-use ift::data::{load_preference_dataset, EncodedExample, EncodedKto, EncodedPreference, LoadOptions};
+use ift::data::{
+    load_preference_dataset, EncodedExample, EncodedKto, EncodedPreference, LoadOptions,
+};
 use ift::model::{LlamaForCausalLM, Pretrained, Trainable};
 use ift::objective::{Objective, ObjectiveKind};
 use ift::reference::{prepare_reference_logps, ReferenceReport};
 use ift::run::train_from_config;
-use ift::train::{kto_kl_sequences, step_passes, Observer, Reference, StepBatch, StepContext, StepEnv, StepPasses};
+use ift::train::{
+    kto_kl_sequences, step_passes, Observer, Reference, StepBatch, StepContext, StepEnv, StepPasses,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 struct Quiet;
@@ -59,7 +65,10 @@ fn reference_cache_is_reused_invalidated_and_repaired() {
 
     // Another run and seed: every sequence cached, the reference never loaded.
     let second = report(&config(dir.path(), &data, "b", &["train.seed=7"]));
-    assert_eq!((second.cached, second.computed, second.forward_passes), (8, 0, 0));
+    assert_eq!(
+        (second.cached, second.computed, second.forward_passes),
+        (8, 0, 0)
+    );
     assert!(!second.model_loaded && second.warning.is_none());
 
     // One edited answer: exactly that sequence is recomputed.
@@ -68,7 +77,10 @@ fn reference_cache_is_reused_invalidated_and_repaired() {
     assert_eq!((edited.cached, edited.computed), (7, 1));
 
     // Another reference model: another cache file, all computed.
-    let other = format!("objective.reference={:?}", fixture("preference/llama_gqa_ref"));
+    let other = format!(
+        "objective.reference={:?}",
+        fixture("preference/llama_gqa_ref")
+    );
     let changed = report(&config(dir.path(), &data, "d", &[&other]));
     assert_ne!(changed.cache_file, edited.cache_file);
     assert_eq!((changed.cached, changed.computed), (0, 8));
@@ -78,7 +90,10 @@ fn reference_cache_is_reused_invalidated_and_repaired() {
     std::fs::write(&edited.cache_file, &bytes[..bytes.len() / 2]).unwrap();
     let repaired = report(&config(dir.path(), &data, "e", &[]));
     let warning = repaired.warning.expect("a corrupt cache is reported");
-    assert!(warning.contains("corrupt") && warning.contains(&edited.cache_file.display().to_string()), "{warning}");
+    assert!(
+        warning.contains("corrupt") && warning.contains(&edited.cache_file.display().to_string()),
+        "{warning}"
+    );
     assert_eq!(repaired.computed, 8);
     let again = report(&config(dir.path(), &data, "f", &[]));
     assert_eq!((again.computed, again.warning), (0, None));
@@ -90,68 +105,142 @@ fn reference_cache_is_reused_invalidated_and_repaired() {
 fn both_pair_record_formats_encode_the_same_pair() {
     let p = Pretrained::load(&fixture("models/llama_gqa"), &Trainable::None, &Device::Cpu).unwrap();
     let opts = LoadOptions::default();
-    let (plain, _) = load_preference_dataset(&fixture("records/preference.jsonl"), &p.tokenizer, &opts).unwrap();
-    let (sharegpt, _) = load_preference_dataset(&fixture("records/sharegpt_preference.json"), &p.tokenizer, &opts).unwrap();
+    let (plain, _) =
+        load_preference_dataset(&fixture("records/preference.jsonl"), &p.tokenizer, &opts).unwrap();
+    let (sharegpt, _) = load_preference_dataset(
+        &fixture("records/sharegpt_preference.json"),
+        &p.tokenizer,
+        &opts,
+    )
+    .unwrap();
     assert_eq!(plain[1], sharegpt[0]);
     assert!(plain[1].chosen.num_trained() > 0 && plain[1].chosen != plain[1].rejected);
 }
 
 fn random_example(rng: &mut StdRng, prompt: usize, answer: usize) -> EncodedExample {
     EncodedExample {
-        input_ids: (0..prompt + answer).map(|_| rng.random_range(0..380)).collect(),
+        input_ids: (0..prompt + answer)
+            .map(|_| rng.random_range(0..380))
+            .collect(),
         loss_mask: (0..prompt + answer).map(|i| i >= prompt).collect(),
     }
 }
 
-fn passes(model: &LlamaForCausalLM, o: &Objective, batch: StepBatch<'_>, r: Reference<'_>, micro: usize) -> StepPasses {
-    let env = StepEnv { objective: o, reference: r, ctx: StepContext { step: 0, seed: 1 }, device: &Device::Cpu };
+fn passes(
+    model: &LlamaForCausalLM,
+    o: &Objective,
+    batch: StepBatch<'_>,
+    r: Reference<'_>,
+    micro: usize,
+) -> StepPasses {
+    let env = StepEnv {
+        objective: o,
+        reference: r,
+        ctx: StepContext { step: 0, seed: 1 },
+        device: &Device::Cpu,
+    };
     step_passes(model, batch, micro, &env, true).unwrap()
 }
 
 #[test]
 fn accumulation_1x8_equals_8x1_for_every_preference_objective() {
     let dev = Device::Cpu;
-    let model = LlamaForCausalLM::from_pretrained(&fixture("models/llama_gqa"), &Trainable::All, &dev).unwrap();
-    let reference = LlamaForCausalLM::from_pretrained(&fixture("preference/llama_gqa_ref"), &Trainable::None, &dev).unwrap();
+    let model =
+        LlamaForCausalLM::from_pretrained(&fixture("models/llama_gqa"), &Trainable::All, &dev)
+            .unwrap();
+    let reference = LlamaForCausalLM::from_pretrained(
+        &fixture("preference/llama_gqa_ref"),
+        &Trainable::None,
+        &dev,
+    )
+    .unwrap();
     let mut rng = StdRng::seed_from_u64(3);
     let pairs: Vec<EncodedPreference> = (0..8)
         .map(|i| {
             let chosen = random_example(&mut rng, 3 + i % 3, 2 + i % 4);
             let mut rejected = random_example(&mut rng, 0, 1 + i % 5);
             let prompt = chosen.loss_mask.iter().position(|&m| m).unwrap();
-            rejected.input_ids.splice(0..0, chosen.input_ids[..prompt].iter().copied());
-            rejected.loss_mask.splice(0..0, std::iter::repeat_n(false, prompt));
+            rejected
+                .input_ids
+                .splice(0..0, chosen.input_ids[..prompt].iter().copied());
+            rejected
+                .loss_mask
+                .splice(0..0, std::iter::repeat_n(false, prompt));
             rejected.loss_mask[prompt] = true;
             EncodedPreference { chosen, rejected }
         })
         .collect();
     let kto: Vec<EncodedKto> = (0..8)
-        .map(|i| EncodedKto { example: random_example(&mut rng, 2 + i % 4, 2 + i % 3), label: i % 3 != 0 })
+        .map(|i| EncodedKto {
+            example: random_example(&mut rng, 2 + i % 4, 2 + i % 3),
+            label: i % 3 != 0,
+        })
         .collect();
-    let (pr, kr): (Vec<&EncodedPreference>, Vec<&EncodedKto>) = (pairs.iter().collect(), kto.iter().collect());
-    let mut seqs: Vec<EncodedExample> = pairs.iter().flat_map(|p| [p.chosen.clone(), p.rejected.clone()]).collect();
+    let (pr, kr): (Vec<&EncodedPreference>, Vec<&EncodedKto>) =
+        (pairs.iter().collect(), kto.iter().collect());
+    let mut seqs: Vec<EncodedExample> = pairs
+        .iter()
+        .flat_map(|p| [p.chosen.clone(), p.rejected.clone()])
+        .collect();
     seqs.extend(kto.iter().map(|k| k.example.clone()));
     seqs.extend(kto_kl_sequences(&kr));
     let cache = tempfile::tempdir().unwrap();
     let mut load = || Ok(reference.clone());
-    let (logps, _) = prepare_reference_logps(&seqs, cache.path(), "t", &mut load, 4, &dev, &mut |_, _| {}).unwrap();
-    let r = Reference { logps: Some(&logps), model: Some(&reference) };
-    for kind in ObjectiveKind::ALL.into_iter().filter(|k| !matches!(k, ObjectiveKind::Sft | ObjectiveKind::Ift)) {
+    let (logps, _) =
+        prepare_reference_logps(&seqs, cache.path(), "t", &mut load, 4, &dev, &mut |_, _| {})
+            .unwrap();
+    let r = Reference {
+        logps: Some(&logps),
+        model: Some(&reference),
+    };
+    for kind in ObjectiveKind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k, ObjectiveKind::Sft | ObjectiveKind::Ift))
+    {
         let o = Objective::default_of(kind);
         let batch = match kind {
             ObjectiveKind::Kto => StepBatch::Unpaired(&kr),
             _ => StepBatch::Pairs(&pr),
         };
-        let (whole, split) = (passes(&model, &o, batch, r, 8), passes(&model, &o, batch, r, 1));
-        assert!((whole.loss - split.loss).abs() < 1e-5 * whole.loss.abs(), "{kind:?}: {} vs {}", whole.loss, split.loss);
+        let (whole, split) = (
+            passes(&model, &o, batch, r, 8),
+            passes(&model, &o, batch, r, 1),
+        );
+        assert!(
+            (whole.loss - split.loss).abs() < 1e-5 * whole.loss.abs(),
+            "{kind:?}: {} vs {}",
+            whole.loss,
+            split.loss
+        );
         // Rewards are differences of f32 sums of tens of nats: an absolute floor.
         for (k, v) in &whole.extra {
-            assert!((v - split.extra[k]).abs() < 1e-4 * v.abs() + 1e-5, "{kind:?} {k}: {v} vs {}", split.extra[k]);
+            assert!(
+                (v - split.extra[k]).abs() < 1e-4 * v.abs() + 1e-5,
+                "{kind:?} {k}: {v} vs {}",
+                split.extra[k]
+            );
         }
         for (name, var) in model.parameters().vars() {
             let (a, b) = (whole.grads.get(var).unwrap(), split.grads.get(var).unwrap());
-            let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-            let s = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let s = a
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(d <= 1e-4 * s.max(1e-8), "{kind:?} {name}: {d} (max {s})");
         }
     }
@@ -190,18 +279,48 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
         let data = dir.path().join(format!("{kind}.jsonl"));
         std::fs::write(&data, records).unwrap();
         let set = |out: &str| {
-            let extra = [format!("objective.kind={kind}"), "train.max_steps=4".into(), "train.save_every=1".into()];
+            let extra = [
+                format!("objective.kind={kind}"),
+                "train.max_steps=4".into(),
+                "train.save_every=1".into(),
+            ];
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             config(dir.path(), &data, &format!("{kind}-{out}"), &extra)
         };
         let (whole, broken) = (set("whole"), set("broken"));
-        train_from_config(&whole, None, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+        train_from_config(
+            &whole,
+            None,
+            &Device::Cpu,
+            &AtomicBool::new(false),
+            &mut Quiet,
+        )
+        .unwrap();
         let flag = AtomicBool::new(false);
-        let end = train_from_config(&broken, None, &Device::Cpu, &flag, &mut StopAt { at: 2, flag: &flag }).unwrap();
-        let ift::train::RunEnd::Stopped { checkpoint } = end.end else { panic!("{kind}: not stopped") };
-        let resumed = train_from_config(&broken, Some(&checkpoint), &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+        let end = train_from_config(
+            &broken,
+            None,
+            &Device::Cpu,
+            &flag,
+            &mut StopAt { at: 2, flag: &flag },
+        )
+        .unwrap();
+        let ift::train::RunEnd::Stopped { checkpoint } = end.end else {
+            panic!("{kind}: not stopped")
+        };
+        let resumed = train_from_config(
+            &broken,
+            Some(&checkpoint),
+            &Device::Cpu,
+            &AtomicBool::new(false),
+            &mut Quiet,
+        )
+        .unwrap();
         let report = resumed.reference.unwrap();
-        assert!(!report.model_loaded && report.computed == 0, "{kind}: {report:?}");
+        assert!(
+            !report.model_loaded && report.computed == 0,
+            "{kind}: {report:?}"
+        );
         assert_eq!(
             final_weights(&whole.train.output_dir),
             final_weights(&broken.train.output_dir),

@@ -77,7 +77,10 @@ fn invalid_values_name_the_field() {
         "{err}"
     );
     let err = parse(BASE, &["train.optimizer=adam"]).unwrap_err();
-    assert!(err.contains("`train.optimizer`") && err.contains("adam"), "{err}");
+    assert!(
+        err.contains("`train.optimizer`") && err.contains("adam"),
+        "{err}"
+    );
     let err = parse(BASE, &["objective.kind=dpo", "objective.top_k=2"]).unwrap_err();
     assert!(
         err.contains("`objective.top_k`") && err.contains("`ift`") && err.contains("`dpo`"),
@@ -138,7 +141,11 @@ fn every_key_of_every_objective_is_on_the_config_page() {
             .find(|b| b.contains(&head))
             .unwrap_or_else(|| panic!("docs/config.md has no block with {head}"));
         let c = parse(block, &["model.path=m", "data.train=t.jsonl"]).unwrap();
-        assert_eq!(c.objective, Objective::default_of(kind), "{head}: not the defaults");
+        assert_eq!(
+            c.objective,
+            Objective::default_of(kind),
+            "{head}: not the defaults"
+        );
         let mut keys: Vec<String> = block
             .lines()
             .map(|l| l.trim().trim_start_matches('#').trim())
@@ -149,7 +156,10 @@ fn every_key_of_every_objective_is_on_the_config_page() {
         keys.dedup();
         let mut want: Vec<String> = kind.keys().iter().map(|k| k.to_string()).collect();
         want.sort();
-        assert_eq!(keys, want, "{head}: the documented keys differ from the code's");
+        assert_eq!(
+            keys, want,
+            "{head}: the documented keys differ from the code's"
+        );
     }
 }
 

@@ -8,9 +8,9 @@ use candle_core::Device;
 use ift::data::EncodedExample;
 use ift::eval::tasks::{Benchmarks, EvalOptions};
 use ift::model::{LlamaForCausalLM, Trainable};
-use ift::tokenizer::HfTokenizer;
 use ift::objective::Objective;
-use ift::train::{TrainData, train, Observer, OptimizerKind, Run, TrainConfig};
+use ift::tokenizer::HfTokenizer;
+use ift::train::{train, Observer, OptimizerKind, Run, TrainConfig, TrainData};
 
 struct Quiet;
 impl Observer for Quiet {}

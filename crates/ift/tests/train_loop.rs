@@ -10,9 +10,9 @@ use ift::data::EncodedExample;
 use ift::loss::Normalize;
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{Objective, SftParams};
-use ift::train::{TrainData, 
-    forward_backward, latest_checkpoint, train, Observer, OptimizerKind, Run,
-    RunEnd, StepMetrics, TrainConfig,
+use ift::train::{
+    forward_backward, latest_checkpoint, train, Observer, OptimizerKind, Run, RunEnd, StepMetrics,
+    TrainConfig, TrainData,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 

@@ -45,7 +45,11 @@ impl Default for KtoParams {
 /// over mismatched pairs, a plain number (KTO Eq. 8's `z_0`, TRL's estimate).
 pub fn kto_reference_point(policy_kl_logps: &[f64], ref_kl_logps: &[f64]) -> f64 {
     let n = policy_kl_logps.len().max(1) as f64;
-    let sum: f64 = policy_kl_logps.iter().zip(ref_kl_logps).map(|(p, r)| p - r).sum();
+    let sum: f64 = policy_kl_logps
+        .iter()
+        .zip(ref_kl_logps)
+        .map(|(p, r)| p - r)
+        .sum();
     (sum / n).max(0.0)
 }
 
@@ -98,10 +102,17 @@ mod tests {
         let p = Var::new(&[1.0f32, -1.0], &dev)?;
         let zero = Tensor::zeros(2, candle_core::DType::F32, &dev)?;
         let labels = Tensor::new(&[1f32, 0.0], &dev)?;
-        let params = KtoParams { beta: 1.0, desirable_weight: 2.0, ..KtoParams::default() };
+        let params = KtoParams {
+            beta: 1.0,
+            desirable_weight: 2.0,
+            ..KtoParams::default()
+        };
         let (losses, rewards) = kto_loss(p.as_tensor(), &zero, &labels, 0.5, &params)?;
         let l = losses.to_vec1::<f32>()?;
-        assert!((l[0] - 0.755081).abs() < 1e-5 && (l[1] - 0.182426).abs() < 1e-5, "{l:?}");
+        assert!(
+            (l[0] - 0.755081).abs() < 1e-5 && (l[1] - 0.182426).abs() < 1e-5,
+            "{l:?}"
+        );
         assert_eq!(rewards.to_vec1::<f32>()?, vec![1.0, -1.0]);
         let g = losses.sum_all()?.backward()?;
         let g = g.get(p.as_tensor()).unwrap().to_vec1::<f32>()?;

@@ -109,7 +109,12 @@ mod tests {
         // at x = −1e-6 the naive form loses half its digits: log(1 − e^{−1e-6}) = ln(9.999995e-7).
         let x = Tensor::new(&[-std::f32::consts::LN_2, -1.0, -1e-6, -30.0], &Device::Cpu)?;
         let got = log1m_exp(&x)?.to_vec1::<f32>()?;
-        let want = [-std::f32::consts::LN_2, -0.458_675_1, (9.999_995e-7f32).ln(), -9.357_623e-14];
+        let want = [
+            -std::f32::consts::LN_2,
+            -0.458_675_1,
+            (9.999_995e-7f32).ln(),
+            -9.357_623e-14,
+        ];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-7), "{g} vs {w}");
         }
@@ -122,7 +127,10 @@ mod tests {
         let x = Var::new(&[-std::f32::consts::LN_2, -(4f32.ln())], &Device::Cpu)?;
         let g = log1m_exp(x.as_tensor())?.sum_all()?.backward()?;
         let g = g.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
-        assert!((g[0] + 1.0).abs() < 1e-6 && (g[1] + 1.0 / 3.0).abs() < 1e-6, "{g:?}");
+        assert!(
+            (g[0] + 1.0).abs() < 1e-6 && (g[1] + 1.0 / 3.0).abs() < 1e-6,
+            "{g:?}"
+        );
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ pub use kto::{kto_loss, kto_reference_point, KtoParams};
 pub use log_sigmoid::{log1m_exp, log_sigmoid};
 pub use normalize::{token_coefficients, Normalize, StepTotals};
 pub use orpo::{orpo_log_odds, orpo_loss, OrpoParams};
-pub use pair_logps::{PairLoss, PairLogps};
+pub use pair_logps::{PairLogps, PairLoss};
 pub use sft::{sft_loss, SftOutput};
 pub use simpo::{simpo_loss, SimpoParams};
 pub use tdpo::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms, TdpoVariant};

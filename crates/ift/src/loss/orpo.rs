@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::log_sigmoid::{log1m_exp, log_sigmoid};
-use super::pair_logps::{PairLoss, PairLogps};
+use super::pair_logps::{PairLogps, PairLoss};
 
 /// ORPO's coefficient (`[objective]` with `kind = "orpo"`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -66,7 +66,10 @@ mod tests {
         // L_OR = −0.25 · log σ(ln 3) = −0.25 · ln 0.75 = 0.071921.
         let out = orpo_loss(&pair(0.5f32.ln(), 0.25f32.ln()), &OrpoParams::default())?;
         assert!((out.losses.to_vec1::<f32>()?[0] - 0.071921).abs() < 1e-5);
-        let lo = orpo_log_odds(&pair(0.5f32.ln(), 0.0).chosen, &pair(0.25f32.ln(), 0.0).chosen)?;
+        let lo = orpo_log_odds(
+            &pair(0.5f32.ln(), 0.0).chosen,
+            &pair(0.25f32.ln(), 0.0).chosen,
+        )?;
         assert!((lo.to_vec1::<f32>()?[0] - 3f32.ln()).abs() < 1e-5);
         Ok(())
     }

@@ -106,7 +106,9 @@ pub fn tdpo_loss(
     };
     let losses = log_sigmoid(&(u - kl_gap)?.affine(params.beta, 0.0)?)?.neg()?;
     let reward = |x: &TdpoTerms| -> Result<Tensor> {
-        (&x.margin + &x.kl)?.affine(params.beta, 0.0).map(|r| r.detach())
+        (&x.margin + &x.kl)?
+            .affine(params.beta, 0.0)
+            .map(|r| r.detach())
     };
     Ok((losses, reward(chosen)?, reward(rejected)?))
 }
@@ -150,13 +152,23 @@ mod tests {
         // TDPO1: z = 0.5·(2 − 1) = 0.5, L = ln(1 + e^{−0.5}) = 0.474077.
         // TDPO2, α = 0.5: z = 0.5·(2 − 0.5) = 0.75, L = ln(1 + e^{−0.75}) = 0.386871.
         let t = |v: f32| Tensor::new(&[v], &Device::Cpu).unwrap();
-        let terms = |m: f32, kl: f32| TdpoTerms { margin: t(m), kl: t(kl), logps: t(0.0) };
+        let terms = |m: f32, kl: f32| TdpoTerms {
+            margin: t(m),
+            kl: t(kl),
+            logps: t(0.0),
+        };
         let (w, l) = (terms(1.0, 0.5), terms(-1.0, 1.5));
-        let mut p = TdpoParams { beta: 0.5, variant: TdpoVariant::Tdpo1, ..TdpoParams::default() };
+        let mut p = TdpoParams {
+            beta: 0.5,
+            variant: TdpoVariant::Tdpo1,
+            ..TdpoParams::default()
+        };
         let one = tdpo_loss(&w, &l, &p)?.0.to_vec1::<f32>()?[0];
         p.variant = TdpoVariant::Tdpo2;
         let (two, rw, _) = tdpo_loss(&w, &l, &p)?;
-        assert!((one - 0.474077).abs() < 1e-5 && (two.to_vec1::<f32>()?[0] - 0.386871).abs() < 1e-5);
+        assert!(
+            (one - 0.474077).abs() < 1e-5 && (two.to_vec1::<f32>()?[0] - 0.386871).abs() < 1e-5
+        );
         assert_eq!(rw.to_vec1::<f32>()?, vec![0.75]);
         Ok(())
     }

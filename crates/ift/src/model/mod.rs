@@ -19,4 +19,6 @@ pub use layers::softmax_last_dim;
 pub use llama::{LlamaForCausalLM, ModelInput};
 pub use params::{Parameters, Trainable};
 pub use pretrained::{check_vocab, Pretrained};
-pub use save::{copy_companions, write_atomically, write_file_atomically, SaveOptions, COMPANION_FILES};
+pub use save::{
+    copy_companions, write_atomically, write_file_atomically, SaveOptions, COMPANION_FILES,
+};

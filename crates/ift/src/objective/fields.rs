@@ -25,7 +25,10 @@ impl FieldError {
 
 /// Deserialises `table` (the keys of `[section]`) into `T`, naming the key of
 /// the first unknown key or bad value.
-pub fn from_table<T: DeserializeOwned>(table: &toml::Table, section: &str) -> Result<T, FieldError> {
+pub fn from_table<T: DeserializeOwned>(
+    table: &toml::Table,
+    section: &str,
+) -> Result<T, FieldError> {
     let whole = match toml::Value::Table(table.clone()).try_into::<T>() {
         Ok(v) => return Ok(v),
         Err(e) => e,
@@ -41,7 +44,13 @@ pub fn from_table<T: DeserializeOwned>(table: &toml::Table, section: &str) -> Re
 
 /// `value` must be finite and within `[lo, hi]` (`hi = ∞` for no upper bound);
 /// `open_lo` excludes `lo` itself.
-pub fn check_range(key: &str, value: f64, lo: f64, hi: f64, open_lo: bool) -> Result<(), FieldError> {
+pub fn check_range(
+    key: &str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    open_lo: bool,
+) -> Result<(), FieldError> {
     let ok = value.is_finite() && (value > lo || (!open_lo && value == lo)) && value <= hi;
     if ok {
         return Ok(());

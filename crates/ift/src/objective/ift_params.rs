@@ -19,7 +19,11 @@ pub enum Lambda {
     /// `λ` throughout (`lambda_schedule = "static"`, the reference's default).
     Static(f64),
     /// From `min` to `max` linearly over `warmup_steps` optimiser steps, then `max`.
-    Linear { min: f64, max: f64, warmup_steps: u64 },
+    Linear {
+        min: f64,
+        max: f64,
+        warmup_steps: u64,
+    },
 }
 
 /// Noise on λ per optimiser step.
@@ -28,7 +32,9 @@ pub enum Disturb {
     None,
     /// `λ ← λ·(1 + std·ε)`, `ε ~ N(0, 1)` drawn from `(seed, step)` (the reference's
     /// "normal disturbance").
-    Normal { std: f64 },
+    Normal {
+        std: f64,
+    },
 }
 
 /// IFT's one-step-ahead prediction rule.
@@ -168,7 +174,9 @@ impl IftParams {
         };
         match self.disturb {
             Disturb::None => base,
-            Disturb::Normal { std } => (base * (1.0 + std * standard_normal(seed, step))).clamp(0.0, 1.0),
+            Disturb::Normal { std } => {
+                (base * (1.0 + std * standard_normal(seed, step))).clamp(0.0, 1.0)
+            }
         }
     }
 }
@@ -229,10 +237,25 @@ pub struct IftWire {
 
 /// Every key of `kind = "ift"`.
 pub const IFT_KEYS: &[&str] = &[
-    "normalize", "lambda", "lambda_schedule", "min_lambda", "max_lambda", "lambda_warmup_steps",
-    "lambda_disturb", "disturb_std", "gamma", "propagation_type", "propagation_side",
-    "propagation_norm", "propagation", "detach_weights", "prediction", "top_k", "top_p",
-    "temperature", "embedding_grad",
+    "normalize",
+    "lambda",
+    "lambda_schedule",
+    "min_lambda",
+    "max_lambda",
+    "lambda_warmup_steps",
+    "lambda_disturb",
+    "disturb_std",
+    "gamma",
+    "propagation_type",
+    "propagation_side",
+    "propagation_norm",
+    "propagation",
+    "detach_weights",
+    "prediction",
+    "top_k",
+    "top_p",
+    "temperature",
+    "embedding_grad",
 ];
 
 /// A key given although `mode` does not use it; `key` is the hint shown.
@@ -253,12 +276,26 @@ impl IftWire {
         let unit = |k: &str, v: f64| check_range(k, v, 0.0, 1.0, false).map(|_| v);
         let lambda = match self.lambda_schedule.unwrap_or_default() {
             LambdaSchedule::Static => {
-                let keys = [("min_lambda", self.min_lambda.is_some()), ("max_lambda", self.max_lambda.is_some()), ("lambda_warmup_steps", self.lambda_warmup_steps.is_some())];
-                unused("the linear schedule's keys", &keys, "lambda_schedule", "static")?;
+                let keys = [
+                    ("min_lambda", self.min_lambda.is_some()),
+                    ("max_lambda", self.max_lambda.is_some()),
+                    ("lambda_warmup_steps", self.lambda_warmup_steps.is_some()),
+                ];
+                unused(
+                    "the linear schedule's keys",
+                    &keys,
+                    "lambda_schedule",
+                    "static",
+                )?;
                 Lambda::Static(unit("lambda", self.lambda.unwrap_or(0.2))?)
             }
             LambdaSchedule::Linear => {
-                unused("use min_lambda / max_lambda", &[("lambda", self.lambda.is_some())], "lambda_schedule", "linear")?;
+                unused(
+                    "use min_lambda / max_lambda",
+                    &[("lambda", self.lambda.is_some())],
+                    "lambda_schedule",
+                    "linear",
+                )?;
                 Lambda::Linear {
                     min: unit("min_lambda", self.min_lambda.unwrap_or(0.0))?,
                     max: unit("max_lambda", self.max_lambda.unwrap_or(0.2))?,
@@ -268,7 +305,12 @@ impl IftWire {
         };
         let disturb = match self.lambda_disturb.unwrap_or_default() {
             LambdaDisturb::None => {
-                unused("disturb_std needs lambda_disturb = \"normal\"", &[("disturb_std", self.disturb_std.is_some())], "lambda_disturb", "none")?;
+                unused(
+                    "disturb_std needs lambda_disturb = \"normal\"",
+                    &[("disturb_std", self.disturb_std.is_some())],
+                    "lambda_disturb",
+                    "none",
+                )?;
                 Disturb::None
             }
             LambdaDisturb::Normal => {
@@ -277,22 +319,44 @@ impl IftWire {
                 Disturb::Normal { std }
             }
         };
-        let (k, p, t) = (self.top_k.is_some(), self.top_p.is_some(), self.temperature.is_some());
+        let (k, p, t) = (
+            self.top_k.is_some(),
+            self.top_p.is_some(),
+            self.temperature.is_some(),
+        );
         let prediction = match self.prediction.unwrap_or_default() {
             PredictionMode::Greedy => {
-                unused("top_k needs \"topk\", top_p / temperature need \"nucleus\"", &[("top_k", k), ("top_p", p), ("temperature", t)], "prediction", "greedy")?;
+                unused(
+                    "top_k needs \"topk\", top_p / temperature need \"nucleus\"",
+                    &[("top_k", k), ("top_p", p), ("temperature", t)],
+                    "prediction",
+                    "greedy",
+                )?;
                 Prediction::Greedy
             }
             PredictionMode::Topk => {
-                unused("top_p / temperature need \"nucleus\"", &[("top_p", p), ("temperature", t)], "prediction", "topk")?;
+                unused(
+                    "top_p / temperature need \"nucleus\"",
+                    &[("top_p", p), ("temperature", t)],
+                    "prediction",
+                    "topk",
+                )?;
                 let k = self.top_k.unwrap_or(1);
                 if k == 0 {
-                    return Err(FieldError::new("objective.top_k", "0 is out of range: must be >= 1 (1 is greedy)"));
+                    return Err(FieldError::new(
+                        "objective.top_k",
+                        "0 is out of range: must be >= 1 (1 is greedy)",
+                    ));
                 }
                 Prediction::TopK { k }
             }
             PredictionMode::Nucleus => {
-                unused("top_k needs \"topk\"", &[("top_k", k)], "prediction", "nucleus")?;
+                unused(
+                    "top_k needs \"topk\"",
+                    &[("top_k", k)],
+                    "prediction",
+                    "nucleus",
+                )?;
                 let top_p = self.top_p.unwrap_or(0.9);
                 check_range("top_p", top_p, 0.0, 1.0, true)?;
                 let temperature = self.temperature.unwrap_or(1.0);
@@ -331,21 +395,36 @@ impl From<&IftParams> for IftWire {
             ..IftWire::default()
         };
         match p.lambda {
-            Lambda::Static(l) => (w.lambda_schedule, w.lambda) = (Some(LambdaSchedule::Static), Some(l)),
-            Lambda::Linear { min, max, warmup_steps } => {
+            Lambda::Static(l) => {
+                (w.lambda_schedule, w.lambda) = (Some(LambdaSchedule::Static), Some(l))
+            }
+            Lambda::Linear {
+                min,
+                max,
+                warmup_steps,
+            } => {
                 w.lambda_schedule = Some(LambdaSchedule::Linear);
-                (w.min_lambda, w.max_lambda, w.lambda_warmup_steps) = (Some(min), Some(max), Some(warmup_steps));
+                (w.min_lambda, w.max_lambda, w.lambda_warmup_steps) =
+                    (Some(min), Some(max), Some(warmup_steps));
             }
         }
         match p.disturb {
             Disturb::None => w.lambda_disturb = Some(LambdaDisturb::None),
-            Disturb::Normal { std } => (w.lambda_disturb, w.disturb_std) = (Some(LambdaDisturb::Normal), Some(std)),
+            Disturb::Normal { std } => {
+                (w.lambda_disturb, w.disturb_std) = (Some(LambdaDisturb::Normal), Some(std))
+            }
         }
         match p.prediction {
             Prediction::Greedy => w.prediction = Some(PredictionMode::Greedy),
-            Prediction::TopK { k } => (w.prediction, w.top_k) = (Some(PredictionMode::Topk), Some(k)),
+            Prediction::TopK { k } => {
+                (w.prediction, w.top_k) = (Some(PredictionMode::Topk), Some(k))
+            }
             Prediction::Nucleus { top_p, temperature } => {
-                (w.prediction, w.top_p, w.temperature) = (Some(PredictionMode::Nucleus), Some(top_p), Some(temperature));
+                (w.prediction, w.top_p, w.temperature) = (
+                    Some(PredictionMode::Nucleus),
+                    Some(top_p),
+                    Some(temperature),
+                );
             }
         }
         w

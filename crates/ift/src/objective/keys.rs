@@ -45,12 +45,15 @@ impl ObjectiveKind {
     }
 
     pub fn from_name(name: &str) -> Result<Self, FieldError> {
-        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
-            FieldError::new(
-                "objective.kind",
-                format!("unknown objective `{name}`; one of {}", Self::names()),
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "objective.kind",
+                    format!("unknown objective `{name}`; one of {}", Self::names()),
+                )
+            })
     }
 
     /// Every key this kind accepts besides `kind`.
@@ -58,11 +61,25 @@ impl ObjectiveKind {
         match self {
             ObjectiveKind::Sft => &["normalize"],
             ObjectiveKind::Ift => IFT_KEYS,
-            ObjectiveKind::Dpo => &["beta", "label_smoothing", "loss_type", "sft_weight", "reference", "reference_free"],
+            ObjectiveKind::Dpo => &[
+                "beta",
+                "label_smoothing",
+                "loss_type",
+                "sft_weight",
+                "reference",
+                "reference_free",
+            ],
             ObjectiveKind::Orpo => &["beta"],
             ObjectiveKind::Simpo => &["beta", "gamma_beta_ratio", "label_smoothing", "sft_weight"],
             ObjectiveKind::Tdpo => &["beta", "alpha", "variant", "sft_weight", "reference"],
-            ObjectiveKind::Kto => &["beta", "desirable_weight", "undesirable_weight", "sft_weight", "reference", "reference_free"],
+            ObjectiveKind::Kto => &[
+                "beta",
+                "desirable_weight",
+                "undesirable_weight",
+                "sft_weight",
+                "reference",
+                "reference_free",
+            ],
         }
     }
 
@@ -80,7 +97,10 @@ impl ObjectiveKind {
                 .collect();
             let own = self.keys().join(", ");
             let message = match owners.is_empty() {
-                true => format!("unknown key for objective kind `{}` (its keys: {own})", self.name()),
+                true => format!(
+                    "unknown key for objective kind `{}` (its keys: {own})",
+                    self.name()
+                ),
                 false => format!(
                     "is an option of objective kind `{}`, not of `{}` (its keys: {own})",
                     owners.join("`, `"),

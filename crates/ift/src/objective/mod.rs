@@ -133,7 +133,10 @@ impl Objective {
             None => ObjectiveKind::Sft,
             Some(toml::Value::String(s)) => ObjectiveKind::from_name(&s)?,
             Some(other) => {
-                return Err(FieldError::new("objective.kind", format!("{other} is not a string; one of {}", ObjectiveKind::names())))
+                return Err(FieldError::new(
+                    "objective.kind",
+                    format!("{other} is not a string; one of {}", ObjectiveKind::names()),
+                ))
             }
         };
         kind.check_keys(&table)?;
@@ -148,7 +151,9 @@ impl Objective {
         };
         let objective = match kind {
             ObjectiveKind::Sft => Objective::Sft(from_table(&table, "objective")?),
-            ObjectiveKind::Ift => Objective::Ift(from_table::<IftWire>(&table, "objective")?.resolve()?),
+            ObjectiveKind::Ift => {
+                Objective::Ift(from_table::<IftWire>(&table, "objective")?.resolve()?)
+            }
             ObjectiveKind::Dpo => {
                 let r = reference(&mut table)?;
                 Objective::Dpo(from_table(&table, "objective")?, r)
@@ -206,7 +211,10 @@ impl Objective {
             check_range("label_smoothing", v, 0.0, 0.5, false)?;
             match v < 0.5 {
                 true => Ok(()),
-                false => Err(FieldError::new("objective.label_smoothing", format!("{v} is out of range: must be in [0, 0.5)"))),
+                false => Err(FieldError::new(
+                    "objective.label_smoothing",
+                    format!("{v} is out of range: must be in [0, 0.5)"),
+                )),
             }
         };
         match self {
@@ -216,7 +224,10 @@ impl Objective {
                 smoothing(p.label_smoothing)?;
                 non_negative("sft_weight", p.sft_weight)?;
                 if p.label_smoothing > 0.0 && p.loss_type != crate::loss::DpoLossType::Sigmoid {
-                    return Err(FieldError::new("objective.label_smoothing", "applies only to loss_type = \"sigmoid\" (conservative DPO)"));
+                    return Err(FieldError::new(
+                        "objective.label_smoothing",
+                        "applies only to loss_type = \"sigmoid\" (conservative DPO)",
+                    ));
                 }
                 Ok(())
             }

@@ -53,11 +53,25 @@ pub fn read_cache(path: &Path) -> (HashMap<SeqKey, f32>, Option<String>) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (HashMap::new(), None),
-        Err(e) => return (HashMap::new(), Some(format!("{}: cannot read the reference cache ({e}); recomputing", path.display()))),
+        Err(e) => {
+            return (
+                HashMap::new(),
+                Some(format!(
+                    "{}: cannot read the reference cache ({e}); recomputing",
+                    path.display()
+                )),
+            )
+        }
     };
     match parse(&bytes) {
         Ok(map) => (map, None),
-        Err(why) => (HashMap::new(), Some(format!("{}: reference cache is corrupt ({why}); recomputing it", path.display()))),
+        Err(why) => (
+            HashMap::new(),
+            Some(format!(
+                "{}: reference cache is corrupt ({why}); recomputing it",
+                path.display()
+            )),
+        ),
     }
 }
 
@@ -79,7 +93,12 @@ fn parse(bytes: &[u8]) -> std::result::Result<HashMap<SeqKey, f32>, String> {
     }
     Ok(k.chunks_exact(16)
         .zip(v.chunks_exact(4))
-        .map(|(k, v)| (k.try_into().expect("16 bytes"), f32::from_le_bytes(v.try_into().expect("4 bytes"))))
+        .map(|(k, v)| {
+            (
+                k.try_into().expect("16 bytes"),
+                f32::from_le_bytes(v.try_into().expect("4 bytes")),
+            )
+        })
         .collect())
 }
 
@@ -87,16 +106,28 @@ fn parse(bytes: &[u8]) -> std::result::Result<HashMap<SeqKey, f32>, String> {
 pub fn write_cache(path: &Path, map: &HashMap<SeqKey, f32>) -> Result<()> {
     let mut entries: Vec<(&SeqKey, &f32)> = map.iter().collect();
     entries.sort_by_key(|(k, _)| **k);
-    let keys: Vec<u8> = entries.iter().flat_map(|(k, _)| k.iter().copied()).collect();
+    let keys: Vec<u8> = entries
+        .iter()
+        .flat_map(|(k, _)| k.iter().copied())
+        .collect();
     let logps: Vec<u8> = entries.iter().flat_map(|(_, v)| v.to_le_bytes()).collect();
     let n = entries.len();
     let views = [
-        ("keys", safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![n, 16], &keys)),
-        ("logps", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n], &logps)),
+        (
+            "keys",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![n, 16], &keys),
+        ),
+        (
+            "logps",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n], &logps),
+        ),
     ];
     let mut views_ok = Vec::new();
     for (name, v) in views {
-        views_ok.push((name, v.map_err(|e| Error::Train(format!("reference cache: {e}")))?));
+        views_ok.push((
+            name,
+            v.map_err(|e| Error::Train(format!("reference cache: {e}")))?,
+        ));
     }
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
@@ -116,13 +147,19 @@ pub fn weights_fingerprint(dir: &Path) -> Result<String> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name == "config.json" || (name.ends_with(".safetensors") && name != "optimizer.safetensors") || name.ends_with(".safetensors.index.json")
+            name == "config.json"
+                || (name.ends_with(".safetensors") && name != "optimizer.safetensors")
+                || name.ends_with(".safetensors.index.json")
         })
         .collect();
     files.sort();
     let mut h = Sha256::new();
     for f in &files {
-        h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        h.update(
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         let mut file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
         std::io::copy(&mut file, &mut h).map_err(|e| Error::io(f, e))?;
     }

@@ -88,7 +88,7 @@ pub fn needed_sequences(
         StepExamples::Unpaired(v) => {
             v.iter().for_each(|k| add(&k.example));
             if kl {
-                kto_kl_sequences(v).iter().for_each(|e| add(e));
+                kto_kl_sequences(v).iter().for_each(&mut add);
             }
         }
     };

@@ -57,7 +57,10 @@ impl TrainData {
     pub fn lengths(&self) -> Vec<usize> {
         match self {
             TrainData::Sequences(v) => v.iter().map(EncodedExample::len).collect(),
-            TrainData::Pairs(v) => v.iter().map(|p| p.chosen.len() + p.rejected.len()).collect(),
+            TrainData::Pairs(v) => v
+                .iter()
+                .map(|p| p.chosen.len() + p.rejected.len())
+                .collect(),
             TrainData::Unpaired(v) => v.iter().map(|k| k.example.len()).collect(),
         }
     }
@@ -65,9 +68,13 @@ impl TrainData {
     /// The examples at `indices`.
     pub fn select(&self, indices: &[usize]) -> StepExamples<'_> {
         match self {
-            TrainData::Sequences(v) => StepExamples::Sequences(indices.iter().map(|&i| &v[i]).collect()),
+            TrainData::Sequences(v) => {
+                StepExamples::Sequences(indices.iter().map(|&i| &v[i]).collect())
+            }
             TrainData::Pairs(v) => StepExamples::Pairs(indices.iter().map(|&i| &v[i]).collect()),
-            TrainData::Unpaired(v) => StepExamples::Unpaired(indices.iter().map(|&i| &v[i]).collect()),
+            TrainData::Unpaired(v) => {
+                StepExamples::Unpaired(indices.iter().map(|&i| &v[i]).collect())
+            }
         }
     }
 
@@ -108,7 +115,10 @@ impl StepBatch<'_> {
     pub fn trained_tokens(&self) -> usize {
         match self {
             StepBatch::Sequences(v) => v.iter().map(|e| e.num_trained()).sum(),
-            StepBatch::Pairs(v) => v.iter().map(|p| p.chosen.num_trained() + p.rejected.num_trained()).sum(),
+            StepBatch::Pairs(v) => v
+                .iter()
+                .map(|p| p.chosen.num_trained() + p.rejected.num_trained())
+                .sum(),
             StepBatch::Unpaired(v) => v.iter().map(|k| k.example.num_trained()).sum(),
         }
     }

@@ -8,8 +8,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 
 use super::examples::StepBatch;
-use super::objectives::{micro_batch_loss, step_info, Diagnostics, Reference, StepEnv};
 pub use super::objectives::StepContext;
+use super::objectives::{micro_batch_loss, step_info, Diagnostics, Reference, StepEnv};
 use crate::data::{EncodedExample, SequenceBatch};
 use crate::model::LlamaForCausalLM;
 use crate::objective::Objective;

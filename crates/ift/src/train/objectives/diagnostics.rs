@@ -30,7 +30,11 @@ impl Diagnostics {
 
     /// Adds every value of `values` to the mean `name`.
     pub fn mean_of(&mut self, name: &str, values: &[f32]) {
-        self.mean(name, values.iter().map(|&v| v as f64).sum(), values.len() as f64);
+        self.mean(
+            name,
+            values.iter().map(|&v| v as f64).sum(),
+            values.len() as f64,
+        );
     }
 
     /// The figures; a mean over no items is left out. Without a
@@ -56,12 +60,20 @@ impl Diagnostics {
 }
 
 /// The reward figures of a batch of pairs (TRL's names): means over pairs.
-pub fn pair_rewards(diag: &mut Diagnostics, chosen: &[f32], rejected: &[f32], logps: (&[f32], &[f32])) {
+pub fn pair_rewards(
+    diag: &mut Diagnostics,
+    chosen: &[f32],
+    rejected: &[f32],
+    logps: (&[f32], &[f32]),
+) {
     diag.mean_of("rewards/chosen", chosen);
     diag.mean_of("rewards/rejected", rejected);
     let margins: Vec<f32> = chosen.iter().zip(rejected).map(|(c, r)| c - r).collect();
     diag.mean_of("rewards/margin", &margins);
-    let wins: Vec<f32> = margins.iter().map(|&m| f32::from(u8::from(m > 0.0))).collect();
+    let wins: Vec<f32> = margins
+        .iter()
+        .map(|&m| f32::from(u8::from(m > 0.0)))
+        .collect();
     diag.mean_of("rewards/accuracy", &wins);
     diag.mean_of("logps/chosen", logps.0);
     diag.mean_of("logps/rejected", logps.1);

@@ -55,7 +55,10 @@ pub fn micro_batch(
     diag.set("lambda", lambda);
     let nll0 = token_logprobs(&logits0, ids)?.neg()?;
     diag.total("loss_sft", scalar(&nll0.mul(&coef)?.sum_all()?)?);
-    diag.total("loss_mixed", scalar(&token_loss.detach().mul(&coef)?.sum_all()?)?);
+    diag.total(
+        "loss_mixed",
+        scalar(&token_loss.detach().mul(&coef)?.sum_all()?)?,
+    );
     let greedy = logits0
         .argmax(candle_core::D::Minus1)?
         .narrow(1, 0, seq - 1)?;
@@ -63,10 +66,20 @@ pub fn micro_batch(
         .eq(&ids.narrow(1, 1, seq - 1)?)?
         .to_dtype(DType::F32)?;
     let positions = scalar(&mask.sum_all()?)?;
-    diag.mean("pred_accuracy", scalar(&hits.mul(&mask)?.sum_all()?)?, positions);
+    diag.mean(
+        "pred_accuracy",
+        scalar(&hits.mul(&mask)?.sum_all()?)?,
+        positions,
+    );
     // ∂L/∂ℓ_t: L as a function of ℓ alone, through the weights unless detached.
     let leaf = Var::from_tensor(&token_loss.detach())?;
-    let w = ift_weights(leaf.as_tensor(), &mask, p.propagation, &params, p.detach_weights)?;
+    let w = ift_weights(
+        leaf.as_tensor(),
+        &mask,
+        p.propagation,
+        &params,
+        p.detach_weights,
+    )?;
     let grad = ift_loss(leaf.as_tensor(), &w, &coef)?.backward()?;
     let negative = match grad.get(leaf.as_tensor()) {
         Some(g) => scalar(&g.lt(0f64)?.to_dtype(DType::F32)?.mul(&mask)?.sum_all()?)?,

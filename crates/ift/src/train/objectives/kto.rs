@@ -32,39 +32,66 @@ pub fn kto_kl_sequences(batch: &[&EncodedKto]) -> Vec<EncodedExample> {
             ids.extend_from_slice(&answer_of.input_ids[start..]);
             let mut mask = vec![false; prompt.len()];
             mask.extend_from_slice(&answer_of.loss_mask[start..]);
-            EncodedExample { input_ids: ids, loss_mask: mask }
+            EncodedExample {
+                input_ids: ids,
+                loss_mask: mask,
+            }
         })
         .collect()
 }
 
 /// Index of the first trained token (≥ 1: `loss_mask[0]` is always false).
 fn answer_start(e: &EncodedExample) -> usize {
-    e.loss_mask.iter().position(|&m| m).unwrap_or(e.len()).max(1)
+    e.loss_mask
+        .iter()
+        .position(|&m| m)
+        .unwrap_or(e.len())
+        .max(1)
 }
 
 /// Summed log-probabilities of `seqs` under a graph-free view of `model`.
-pub fn sequence_logps(model: &LlamaForCausalLM, seqs: &[&EncodedExample], micro: usize, env: &StepEnv<'_>) -> Result<Vec<f32>> {
+pub fn sequence_logps(
+    model: &LlamaForCausalLM,
+    seqs: &[&EncodedExample],
+    micro: usize,
+    env: &StepEnv<'_>,
+) -> Result<Vec<f32>> {
     let model = model.detached();
     let mut out = Vec::with_capacity(seqs.len());
     for chunk in seqs.chunks(micro.max(1)) {
         let t = SequenceBatch::collate(chunk, PAD_ID).to_tensors(env.device)?;
         let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
-        let (sums, _) = row_sums(&token_logprobs(&logits, &t.input_ids)?, &target_mask_tensor(&t.loss_mask)?)?;
+        let (sums, _) = row_sums(
+            &token_logprobs(&logits, &t.input_ids)?,
+            &target_mask_tensor(&t.loss_mask)?,
+        )?;
         out.extend(to_vec(&sums)?);
     }
     Ok(out)
 }
 
-fn reference_of(seqs: &[&EncodedExample], r: &ReferenceOptions, env: &StepEnv<'_>) -> Result<Vec<f32>> {
+fn reference_of(
+    seqs: &[&EncodedExample],
+    r: &ReferenceOptions,
+    env: &StepEnv<'_>,
+) -> Result<Vec<f32>> {
     match (r.reference_free, env.reference.logps) {
         (true, _) => Ok(vec![0.0; seqs.len()]),
         (false, Some(cache)) => seqs.iter().map(|s| cache.get(s)).collect(),
-        (false, None) => Err(crate::Error::Train("KTO needs reference log-probabilities, and none were computed".into())),
+        (false, None) => Err(crate::Error::Train(
+            "KTO needs reference log-probabilities, and none were computed".into(),
+        )),
     }
 }
 
 /// `z` of the step whose examples are `batch`.
-pub fn reference_point(model: &LlamaForCausalLM, batch: &[&EncodedKto], r: &ReferenceOptions, micro: usize, env: &StepEnv<'_>) -> Result<f64> {
+pub fn reference_point(
+    model: &LlamaForCausalLM,
+    batch: &[&EncodedKto],
+    r: &ReferenceOptions,
+    micro: usize,
+    env: &StepEnv<'_>,
+) -> Result<f64> {
     let kl = kto_kl_sequences(batch);
     let refs: Vec<&EncodedExample> = kl.iter().collect();
     let policy = sequence_logps(model, &refs, micro, env)?;
@@ -85,7 +112,10 @@ pub fn micro_batch(
     let seqs: Vec<&EncodedExample> = batch.iter().map(|k| &k.example).collect();
     let t = SequenceBatch::collate(&seqs, PAD_ID).to_tensors(env.device)?;
     let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
-    let (logps, lens) = row_sums(&token_logprobs(&logits, &t.input_ids)?, &target_mask_tensor(&t.loss_mask)?)?;
+    let (logps, lens) = row_sums(
+        &token_logprobs(&logits, &t.input_ids)?,
+        &target_mask_tensor(&t.loss_mask)?,
+    )?;
     let n = batch.len();
     let reference = Tensor::from_vec(reference_of(&seqs, r, env)?, n, env.device)?;
     let labels: Vec<f32> = batch.iter().map(|k| f32::from(u8::from(k.label))).collect();
@@ -102,7 +132,11 @@ pub fn micro_batch(
     diag.set("kl", info.kto_z);
     let (rewards, logps) = (to_vec(&rewards)?, to_vec(&logps)?);
     let pick = |v: &[f32], want: f32| -> Vec<f32> {
-        v.iter().zip(&labels).filter(|(_, &l)| l == want).map(|(&x, _)| x).collect()
+        v.iter()
+            .zip(&labels)
+            .filter(|(_, &l)| l == want)
+            .map(|(&x, _)| x)
+            .collect()
     };
     diag.mean_of("rewards/chosen", &pick(&rewards, 1.0));
     diag.mean_of("rewards/rejected", &pick(&rewards, 0.0));

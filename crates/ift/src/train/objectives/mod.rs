@@ -68,12 +68,18 @@ pub fn micro_batch_loss(
 ) -> Result<Tensor> {
     match (env.objective, mb) {
         (Objective::Sft(p), StepBatch::Sequences(s)) => sft::micro_batch(model, s, p, info, env),
-        (Objective::Ift(p), StepBatch::Sequences(s)) => ift::micro_batch(model, s, p, info, env, diag),
+        (Objective::Ift(p), StepBatch::Sequences(s)) => {
+            ift::micro_batch(model, s, p, info, env, diag)
+        }
         (Objective::Dpo(p, r), StepBatch::Pairs(s)) => pairs::dpo(model, s, p, r, info, env, diag),
         (Objective::Orpo(p), StepBatch::Pairs(s)) => pairs::orpo(model, s, p, info, env, diag),
         (Objective::Simpo(p), StepBatch::Pairs(s)) => pairs::simpo(model, s, p, info, env, diag),
-        (Objective::Tdpo(p, _), StepBatch::Pairs(s)) => tdpo::micro_batch(model, s, p, info, env, diag),
-        (Objective::Kto(p, r), StepBatch::Unpaired(s)) => kto::micro_batch(model, s, p, r, info, env, diag),
+        (Objective::Tdpo(p, _), StepBatch::Pairs(s)) => {
+            tdpo::micro_batch(model, s, p, info, env, diag)
+        }
+        (Objective::Kto(p, r), StepBatch::Unpaired(s)) => {
+            kto::micro_batch(model, s, p, r, info, env, diag)
+        }
         (o, _) => Err(crate::Error::Train(format!(
             "objective `{}` cannot train on these examples (it needs {:?} records)",
             o.kind().name(),
@@ -84,19 +90,33 @@ pub fn micro_batch_loss(
 
 /// The step-level figures, including KTO's `z` (one graph-free pass over the
 /// step's mismatched pairs).
-pub fn step_info(model: &LlamaForCausalLM, batch: StepBatch<'_>, micro: usize, env: &StepEnv<'_>) -> Result<StepInfo> {
+pub fn step_info(
+    model: &LlamaForCausalLM,
+    batch: StepBatch<'_>,
+    micro: usize,
+    env: &StepEnv<'_>,
+) -> Result<StepInfo> {
     let totals = match batch {
         StepBatch::Sequences(s) => StepTotals {
             sequences: s.len(),
             tokens: s.iter().map(|e| e.num_trained()).sum(),
         },
-        _ => StepTotals { sequences: batch.len(), tokens: batch.trained_tokens() },
+        _ => StepTotals {
+            sequences: batch.len(),
+            tokens: batch.trained_tokens(),
+        },
     };
     let kto_z = match (env.objective, batch) {
-        (Objective::Kto(_, r), StepBatch::Unpaired(s)) => kto::reference_point(model, s, r, micro, env)?,
+        (Objective::Kto(_, r), StepBatch::Unpaired(s)) => {
+            kto::reference_point(model, s, r, micro, env)?
+        }
         _ => 0.0,
     };
-    Ok(StepInfo { totals, examples: batch.len(), kto_z })
+    Ok(StepInfo {
+        totals,
+        examples: batch.len(),
+        kto_z,
+    })
 }
 
 /// `(b,)` f32 summed log-probabilities of each row's trained tokens, and the
@@ -116,5 +136,7 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
 }
 
 pub(crate) fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }

@@ -7,7 +7,10 @@ use candle_core::Tensor;
 use super::diagnostics::pair_rewards;
 use super::{row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo};
 use crate::data::{EncodedPreference, PreferenceBatch, SequenceTensors};
-use crate::loss::{dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLoss, PairLogps, SimpoParams};
+use crate::loss::{
+    dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLogps, PairLoss,
+    SimpoParams,
+};
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::objective::ReferenceOptions;
 use crate::train::step::PAD_ID;
@@ -26,7 +29,11 @@ pub struct PairForward {
 }
 
 /// The policy's forward pass over a micro-batch of pairs.
-pub fn pair_forward(model: &LlamaForCausalLM, pairs: &[&EncodedPreference], env: &StepEnv<'_>) -> Result<PairForward> {
+pub fn pair_forward(
+    model: &LlamaForCausalLM,
+    pairs: &[&EncodedPreference],
+    env: &StepEnv<'_>,
+) -> Result<PairForward> {
     let b = pairs.len();
     let batch = PreferenceBatch::collate(pairs, PAD_ID).concatenated(PAD_ID);
     let t = batch.to_tensors(env.device)?;
@@ -39,7 +46,12 @@ pub fn pair_forward(model: &LlamaForCausalLM, pairs: &[&EncodedPreference], env:
         chosen_len: lens.narrow(0, 0, b)?,
         rejected_len: lens.narrow(0, b, b)?,
     };
-    Ok(PairForward { logps, tensors: t, logits, mask })
+    Ok(PairForward {
+        logps,
+        tensors: t,
+        logits,
+        mask,
+    })
 }
 
 /// `w·Σ_s (−log π(y_w,s)/|y_w,s|) / B`: the SFT term on the chosen answers.
@@ -48,12 +60,25 @@ pub fn sft_term(logps: &PairLogps, weight: f64, info: &StepInfo) -> Result<Optio
         return Ok(None);
     }
     let (mean_chosen, _) = logps.averaged()?;
-    Ok(Some(mean_chosen.sum_all()?.affine(-weight / info.examples.max(1) as f64, 0.0)?))
+    Ok(Some(
+        mean_chosen
+            .sum_all()?
+            .affine(-weight / info.examples.max(1) as f64, 0.0)?,
+    ))
 }
 
 /// `Σ_s L_s / B` (+ the SFT term), and the reward figures.
-fn finish(out: &PairLoss, logps: &PairLogps, sft: Option<Tensor>, info: &StepInfo, diag: &mut Diagnostics) -> Result<Tensor> {
-    let loss = out.losses.sum_all()?.affine(1.0 / info.examples.max(1) as f64, 0.0)?;
+fn finish(
+    out: &PairLoss,
+    logps: &PairLogps,
+    sft: Option<Tensor>,
+    info: &StepInfo,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
+    let loss = out
+        .losses
+        .sum_all()?
+        .affine(1.0 / info.examples.max(1) as f64, 0.0)?;
     pair_rewards(
         diag,
         &to_vec(&out.chosen_rewards)?,
@@ -70,35 +95,87 @@ fn finish(out: &PairLoss, logps: &PairLogps, sft: Option<Tensor>, info: &StepInf
 }
 
 /// The reference log-probabilities of the pairs: cached, or zeros if reference-free.
-pub fn reference_logps(pairs: &[&EncodedPreference], policy: &PairLogps, r: &ReferenceOptions, env: &StepEnv<'_>) -> Result<PairLogps> {
+pub fn reference_logps(
+    pairs: &[&EncodedPreference],
+    policy: &PairLogps,
+    r: &ReferenceOptions,
+    env: &StepEnv<'_>,
+) -> Result<PairLogps> {
     let (c, rj) = match (r.reference_free, env.reference.logps) {
         (true, _) => (vec![0f32; pairs.len()], vec![0f32; pairs.len()]),
         (false, Some(cache)) => (
-            pairs.iter().map(|p| cache.get(&p.chosen)).collect::<Result<_>>()?,
-            pairs.iter().map(|p| cache.get(&p.rejected)).collect::<Result<_>>()?,
+            pairs
+                .iter()
+                .map(|p| cache.get(&p.chosen))
+                .collect::<Result<_>>()?,
+            pairs
+                .iter()
+                .map(|p| cache.get(&p.rejected))
+                .collect::<Result<_>>()?,
         ),
-        (false, None) => return Err(crate::Error::Train("DPO needs reference log-probabilities, and none were computed".into())),
+        (false, None) => {
+            return Err(crate::Error::Train(
+                "DPO needs reference log-probabilities, and none were computed".into(),
+            ))
+        }
     };
     let n = pairs.len();
-    Ok(policy.with_logps(Tensor::from_vec(c, n, env.device)?, Tensor::from_vec(rj, n, env.device)?))
+    Ok(policy.with_logps(
+        Tensor::from_vec(c, n, env.device)?,
+        Tensor::from_vec(rj, n, env.device)?,
+    ))
 }
 
-pub fn dpo(model: &LlamaForCausalLM, pairs: &[&EncodedPreference], p: &DpoParams, r: &ReferenceOptions, info: &StepInfo, env: &StepEnv<'_>, diag: &mut Diagnostics) -> Result<Tensor> {
+pub fn dpo(
+    model: &LlamaForCausalLM,
+    pairs: &[&EncodedPreference],
+    p: &DpoParams,
+    r: &ReferenceOptions,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
     let f = pair_forward(model, pairs, env)?;
     let reference = reference_logps(pairs, &f.logps, r, env)?;
     let out = dpo_loss(&f.logps, &reference, p)?;
-    finish(&out, &f.logps, sft_term(&f.logps, p.sft_weight, info)?, info, diag)
+    finish(
+        &out,
+        &f.logps,
+        sft_term(&f.logps, p.sft_weight, info)?,
+        info,
+        diag,
+    )
 }
 
-pub fn orpo(model: &LlamaForCausalLM, pairs: &[&EncodedPreference], p: &OrpoParams, info: &StepInfo, env: &StepEnv<'_>, diag: &mut Diagnostics) -> Result<Tensor> {
+pub fn orpo(
+    model: &LlamaForCausalLM,
+    pairs: &[&EncodedPreference],
+    p: &OrpoParams,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
     let f = pair_forward(model, pairs, env)?;
     let out = orpo_loss(&f.logps, p)?;
     // ORPO's L_SFT is part of the method (weight 1), not an option.
     finish(&out, &f.logps, sft_term(&f.logps, 1.0, info)?, info, diag)
 }
 
-pub fn simpo(model: &LlamaForCausalLM, pairs: &[&EncodedPreference], p: &SimpoParams, info: &StepInfo, env: &StepEnv<'_>, diag: &mut Diagnostics) -> Result<Tensor> {
+pub fn simpo(
+    model: &LlamaForCausalLM,
+    pairs: &[&EncodedPreference],
+    p: &SimpoParams,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+) -> Result<Tensor> {
     let f = pair_forward(model, pairs, env)?;
     let out = simpo_loss(&f.logps, p)?;
-    finish(&out, &f.logps, sft_term(&f.logps, p.sft_weight, info)?, info, diag)
+    finish(
+        &out,
+        &f.logps,
+        sft_term(&f.logps, p.sft_weight, info)?,
+        info,
+        diag,
+    )
 }

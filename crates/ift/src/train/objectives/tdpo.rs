@@ -25,7 +25,9 @@ pub fn micro_batch(
     })?;
     let f = pair_forward(model, pairs, env)?;
     let t = &f.tensors;
-    let ref_logits = reference.detached().forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
+    let ref_logits = reference
+        .detached()
+        .forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
     let terms = tdpo_terms(&f.logits, &ref_logits, &t.input_ids, &f.mask)?;
     let b = pairs.len();
     let half = |x: &Tensor, from: usize| x.narrow(0, from, b);
@@ -38,10 +40,17 @@ pub fn micro_batch(
     };
     let (chosen, rejected) = (split(0)?, split(b)?);
     let (losses, rc, rr) = tdpo_loss(&chosen, &rejected, p)?;
-    pair_rewards(diag, &to_vec(&rc)?, &to_vec(&rr)?, (&to_vec(&chosen.logps)?, &to_vec(&rejected.logps)?));
+    pair_rewards(
+        diag,
+        &to_vec(&rc)?,
+        &to_vec(&rr)?,
+        (&to_vec(&chosen.logps)?, &to_vec(&rejected.logps)?),
+    );
     diag.mean_of("kl/chosen", &to_vec(&chosen.kl)?);
     diag.mean_of("kl/rejected", &to_vec(&rejected.kl)?);
-    let loss = losses.sum_all()?.affine(1.0 / info.examples.max(1) as f64, 0.0)?;
+    let loss = losses
+        .sum_all()?
+        .affine(1.0 / info.examples.max(1) as f64, 0.0)?;
     match sft_term(&f.logps, p.sft_weight, info)? {
         Some(s) => Ok((loss + s)?),
         None => Ok(loss),
