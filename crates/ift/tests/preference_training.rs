@@ -281,7 +281,7 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
         let set = |out: &str| {
             let extra = [
                 format!("objective.kind={kind}"),
-                "train.max_steps=4".into(),
+                "train.max_steps=5".into(),
                 "train.save_every=1".into(),
             ];
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -326,5 +326,24 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
             final_weights(&broken.train.output_dir),
             "{kind}: resumed weights differ"
         );
+        // Issue 13: checkpoints written after a resume keep the tokenizer files
+        // even once pruning (keep_last = 2) deleted the checkpoint resumed from.
+        let listing: Vec<_> = std::fs::read_dir(&broken.train.output_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            !checkpoint.exists(),
+            "{kind}: the resumed-from checkpoint {checkpoint:?} was not pruned: {listing:?}"
+        );
+        let out = &broken.train.output_dir;
+        for dir in std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()) {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("checkpoint-") || name == "final" {
+                for f in ["tokenizer.json", "tokenizer_config.json"] {
+                    assert!(dir.join(f).is_file(), "{kind}: {name}/{f} is missing");
+                }
+            }
+        }
     }
 }
