@@ -1,4 +1,5 @@
 use super::*;
+use crate::ift_method::{ift_inputs, Lambda};
 use crate::map::MAP_ROUTE;
 use crate::policy::{encode, Encoding};
 use rand::{rngs::StdRng, SeedableRng};
@@ -22,21 +23,22 @@ fn setup() -> (Map, Policy, PairData) {
 fn ift_with_lambda_and_gamma_zero_is_sft() -> Result<()> {
     // Spec §3's reduction: γ = 0, λ = 0 ⇒ IFT's loss is SFT's token-mean NLL.
     let (map, policy, data) = setup();
-    let propagation = PropagationParams {
-        gamma: 0.0,
-        ..PropagationParams::default()
-    };
-    let p = MethodParams {
-        ift_lambda: 0.0,
-        propagation,
-        ..MethodParams::default()
-    };
-    let sft = loss(Method::Sft, &policy, &map, &data, &p)?.to_scalar::<f32>()?;
-    let ift = loss(Method::Ift, &policy, &map, &data, &p)?.to_scalar::<f32>()?;
+    let mut p = MethodParams::default();
+    p.ift.lambda = Lambda::Static { value: 0.0 };
+    p.ift.weights.gamma = 0.0;
+    let sft = loss(Method::Sft, &policy, &map, &data, &p, 0)?.to_scalar::<f32>()?;
+    let ift = loss(Method::Ift, &policy, &map, &data, &p, 0)?.to_scalar::<f32>()?;
     assert!((sft - ift).abs() < 1e-6, "{sft} vs {ift}");
     // With the defaults the inputs are mixed, so the loss differs.
-    let ift =
-        loss(Method::Ift, &policy, &map, &data, &MethodParams::default())?.to_scalar::<f32>()?;
+    let ift = loss(
+        Method::Ift,
+        &policy,
+        &map,
+        &data,
+        &MethodParams::default(),
+        0,
+    )?
+    .to_scalar::<f32>()?;
     assert!((sft - ift).abs() > 1e-6);
     Ok(())
 }
@@ -68,8 +70,15 @@ fn ift_inputs_mix_the_truth_with_the_greedy_next_cell() -> Result<()> {
 fn dpo_starts_at_ln2_because_the_reference_is_the_initial_policy() -> Result<()> {
     // π = π_ref ⇒ h = 0 ⇒ −log σ(0) = ln 2.
     let (map, policy, data) = setup();
-    let l =
-        loss(Method::Dpo, &policy, &map, &data, &MethodParams::default())?.to_scalar::<f32>()?;
+    let l = loss(
+        Method::Dpo,
+        &policy,
+        &map,
+        &data,
+        &MethodParams::default(),
+        0,
+    )?
+    .to_scalar::<f32>()?;
     assert!((l - std::f32::consts::LN_2).abs() < 1e-6);
     Ok(())
 }
