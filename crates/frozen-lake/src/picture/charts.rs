@@ -54,7 +54,7 @@ fn draw_tiles(c: &mut Canvas, map: &Map, g: &Grid, k: usize) {
 /// in the top-left corner, clear of the arrows and of the optimal panel's route outlines.
 pub fn policies(r: &ExperimentResult) -> Canvas {
     let routes = if r.config.setup.is_slippery() {
-        "SEED 0'S CHOSEN/REJECTED EPISODE"
+        "CHOSEN/REJECTED EPISODE OF SEED 0"
     } else {
         "OPTIMAL/SUB-OPTIMAL ROUTE"
     };
@@ -145,3 +145,66 @@ pub fn visits(r: &ExperimentResult) -> Canvas {
 }
 
 pub use super::curves::mse_curves;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::{run, ExperimentConfig};
+    use crate::map::{MAP_8X8, MAP_ROUTE};
+    use crate::train::TrainConfig;
+
+    #[test]
+    fn cell_labels_touch_nothing_but_their_cell_at_every_size() {
+        // Route map (96-pixel cells), 8×8 (70) and a 12×12 ring (48, the smallest): around
+        // each percentage, in the optimal panel (route outlines) and a trained one (arrows),
+        // every pixel is the label's ink or the cell's own colour, with a 1-pixel clear rim.
+        let ring: String = (0..12)
+            .map(|r| match r {
+                0 => "FFFFSFFFFFFF\n".to_string(),
+                11 => "FFFGFFFFFFFF\n".to_string(),
+                _ => format!("F{}F\n", "H".repeat(10)),
+            })
+            .collect();
+        for text in [MAP_ROUTE, MAP_8X8, &ring] {
+            let map = Map::parse(text).unwrap();
+            let train = TrainConfig {
+                steps: 3,
+                ..TrainConfig::default()
+            };
+            let cfg = ExperimentConfig {
+                seeds: 1,
+                episodes: 2,
+                train,
+                ..ExperimentConfig::default()
+            };
+            let r = run(&map, &cfg).unwrap();
+            let c = policies(&r);
+            let (_, g) = Grid::canvas(&map, r.rows.len() + 1, "");
+            for (k, probs) in [(0, &r.optimal), (1, &r.rows[0].mean_probs)] {
+                for s in map.non_terminal_states() {
+                    let best = probs[s].iter().cloned().fold(0.0, f64::max);
+                    let label = format!("{:.0}", 100.0 * best);
+                    let (at, scale) = corner_label(g.cell, &label);
+                    let (x, y) = g.cell_xy(k, s);
+                    let (x0, y0) = (x + at - 1, y + at - 1);
+                    let (x1, y1) = (
+                        x + at + super::super::canvas::text_width(&label, scale),
+                        y + at + 5 * scale,
+                    );
+                    for py in y0..=y1 {
+                        for px in x0..=x1 {
+                            let p = c.pixel(px as usize, py as usize);
+                            let rim = px == x0 || py == y0 || px == x1 || py == y1;
+                            let own = p == tile_color(map.tiles[s]) || (!rim && p == INK);
+                            assert!(
+                                own,
+                                "cell {} px: panel {k}, state {s}, pixel ({px}, {py}) = {p:?}",
+                                g.cell
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -7,7 +7,15 @@ use crate::experiment::ExperimentResult;
 /// Mean MSE over seeds (thick) with mean ± one standard deviation (thin), per row.
 pub fn mse_curves(r: &ExperimentResult) -> Canvas {
     let (left, top, w, h) = (110i64, 70i64, 760i64, 400i64);
-    let mut c = Canvas::new(920, 540, [255; 3]);
+    let legend: Vec<String> = r
+        .rows
+        .iter()
+        .map(|m| format!("{} {:.4}", m.arm.label, m.mse_all.mean))
+        .collect();
+    let legend_w = legend.iter().map(|l| text_width(l, 2)).max().unwrap_or(0);
+    // The legend sits right of the plot, so that it hides no curve.
+    let legend_x = left + w + 30;
+    let mut c = Canvas::new((legend_x + legend_w + 60) as usize, 540, [255; 3]);
     let ink = [20, 20, 20];
     c.text(
         left,
@@ -59,13 +67,6 @@ pub fn mse_curves(r: &ExperimentResult) -> Canvas {
         ink,
     );
     c.text(left + w / 2 - 20, top + h + 36, 2, ink, "STEP");
-    let legend: Vec<String> = r
-        .rows
-        .iter()
-        .map(|m| format!("{} {:.4}", m.arm.label, m.mse_all.mean))
-        .collect();
-    let legend_w = legend.iter().map(|l| text_width(l, 2)).max().unwrap_or(0);
-    let legend_x = left + w - legend_w - 50;
     for (k, m) in r.rows.iter().enumerate() {
         let color = row_color(k);
         let pale = color.map(|v| ((v as u16 + 2 * 255) / 3) as u8);
@@ -81,23 +82,7 @@ pub fn mse_curves(r: &ExperimentResult) -> Canvas {
             }
         }
     }
-    // The legend goes over the curves on a white box, so that no curve crosses its text.
     let step = 26.min(h / r.rows.len().max(1) as i64);
-    c.fill_rect(
-        legend_x - 8,
-        top + 2,
-        legend_w + 56,
-        step * r.rows.len() as i64 + 8,
-        [255; 3],
-    );
-    c.outline(
-        legend_x - 8,
-        top + 2,
-        legend_w + 56,
-        step * r.rows.len() as i64 + 8,
-        1,
-        [200; 3],
-    );
     for (k, label) in legend.iter().enumerate() {
         let y = top + 8 + k as i64 * step;
         c.fill_rect(legend_x, y - 1, 30, 12, row_color(k));
