@@ -25,16 +25,19 @@ pub fn paired(a: &RowResult, b: &RowResult) -> (Stat, usize) {
     (Stat::of(&d), d.iter().filter(|&&x| x < 0.0).count())
 }
 
-/// The rows as a Markdown table, `mean ± std` over seeds.
+/// The rows as a Markdown table, `mean ± std` over seeds; "at its start" is the mean MSE
+/// of the network the row fine-tunes (step 0 of its curve), so that a reading shows
+/// whether fine-tuning improved its start or spoilt it.
 pub fn format_table(r: &ExperimentResult) -> String {
     let mut out = String::from(
-        "| row | MSE (all states) | MSE (chosen route) | success rate | coverage |\n|---|---|---|---|---|\n",
+        "| row | MSE at its start | MSE (all states) | MSE (chosen route) | success rate | coverage |\n|---|---|---|---|---|---|\n",
     );
     for row in &r.rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {:.4} | {} | {} | {} | {} |",
             row.arm.label,
+            row.curve[0].1,
             pm(row.mse_all, 4),
             pm(row.mse_route, 4),
             pm(row.success, 3),
@@ -126,6 +129,7 @@ pub fn verdict(r: &ExperimentResult) -> String {
         .collect();
     let answer = match held {
         3 => "Yes".to_string(),
+        1 => "No (1 of its 3 adjacent pairs holds on the means)".to_string(),
         _ => format!("No ({held} of its 3 adjacent pairs hold on the means)"),
     };
     format!(
@@ -182,4 +186,71 @@ fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::{run, ExperimentConfig};
+    use crate::map::{Map, MAP_ROUTE};
+    use crate::train::TrainConfig;
+
+    /// A real two-seed result whose all-state MSEs are then set by hand, per role.
+    fn with_mse(mse: [(Method, [f64; 2]); 4]) -> ExperimentResult {
+        let train = TrainConfig {
+            steps: 1,
+            ..TrainConfig::default()
+        };
+        let cfg = ExperimentConfig {
+            seeds: 2,
+            episodes: 1,
+            train,
+            ..ExperimentConfig::default()
+        };
+        let mut r = run(&Map::parse(MAP_ROUTE).unwrap(), &cfg).unwrap();
+        for (m, per_seed) in mse {
+            let row = r
+                .rows
+                .iter_mut()
+                .find(|row| row.arm.role == Some(m))
+                .unwrap();
+            row.mse_all_per_seed = per_seed.to_vec();
+            row.mse_all = Stat::of(&per_seed);
+        }
+        r
+    }
+
+    #[test]
+    fn the_verdict_follows_the_numbers() {
+        use Method::*;
+        let r = with_mse([
+            (Dpo, [0.1, 0.1]),
+            (Ift, [0.2, 0.2]),
+            (Orpo, [0.3, 0.3]),
+            (Sft, [0.4, 0.4]),
+        ]);
+        let v = verdict(&r);
+        assert!(
+            v.contains("reading? Yes.") && v.contains("DPO > IFT > ORPO > SFT"),
+            "{v}"
+        );
+        assert!(v.contains("DPO closer than IFT on 2/2"), "{v}");
+        // IFT closest, and DPO behind IFT on one seed only: two pairs still hold.
+        let r = with_mse([
+            (Dpo, [0.1, 0.4]),
+            (Ift, [0.2, 0.1]),
+            (Orpo, [0.3, 0.3]),
+            (Sft, [0.4, 0.4]),
+        ]);
+        let v = verdict(&r);
+        assert!(
+            v.contains("No (2 of its 3 adjacent pairs hold") && v.contains("IFT > DPO"),
+            "{v}"
+        );
+        assert!(v.contains("DPO closer than IFT on 1/2"), "{v}");
+        let (d, closer) = paired(r.role(Ift), r.role(Dpo));
+        assert!((d.mean - (-0.1)).abs() < 1e-12 && closer == 1);
+        assert!(overview(&[r])
+            .contains("| IFT > DPO > ORPO > SFT | no | -0.2500 (2/2) | -0.1000 (1/2) |"));
+    }
 }
