@@ -94,15 +94,15 @@ impl Setup {
         match self {
             Setup::Baseline => "every method trains the untrained network on one fixed pair of routes".into(),
             Setup::Pretrained { corruption, pretrain_steps } => format!(
-                "reading 1: {pretrain_steps} steps of pre-training towards the optimal table mixed with {:.0}% random noise, then each method fine-tunes that start (DPO's reference)",
+                "{pretrain_steps} steps of pre-training towards the optimal table mixed with {:.0}% random noise, then each method fine-tunes that start (DPO's reference)",
                 100.0 * corruption
             ),
-            Setup::Sequential => "reading 2: adds SFT→DPO and SFT→ORPO (SFT first, then the preference method from and against the SFT policy)".into(),
+            Setup::Sequential => "adds SFT→DPO and SFT→ORPO (SFT first, then the preference method from and against the SFT policy)".into(),
             Setup::OnPolicy { resample_every } => format!(
-                "reading 3: DPO's and ORPO's rejected trajectory is sampled from the current policy, re-drawn every {resample_every} steps"
+                "DPO's and ORPO's rejected trajectory is sampled from the current policy, re-drawn every {resample_every} steps"
             ),
-            Setup::Slippery => "reading 4: slippery ice; chosen = a sampled success of the optimal policy, rejected = a sampled failure of the no-slip optimal policy".into(),
-            Setup::Ablation => "reading 5: IFT's options (γ = 0, λ = 0, linear λ, Eq. 21, logps, mask, detached weights) beside SFT, DPO and ORPO".into(),
+            Setup::Slippery => "each move may slip sideways; chosen = a sampled success of the optimal policy, rejected = a sampled failure of the no-slip optimal policy".into(),
+            Setup::Ablation => "IFT with γ = 0, λ = 0, a linear λ, Eq. 21, logps or mask propagation, detached weights, beside SFT, DPO and ORPO".into(),
         }
     }
 

@@ -48,7 +48,8 @@ pub struct FrozenLakeArgs {
 
 /// `--setup NAME`, every reading listed with its summary in `--help`.
 fn setup_parser() -> impl TypedValueParser<Value = Setup> {
-    let values = Setup::ALL.map(|s| PossibleValue::new(s.name()).help(s.summary()));
+    let values = Setup::ALL
+        .map(|s| PossibleValue::new(s.name()).help(format!("{} — {}", s.title(), s.summary())));
     PossibleValuesParser::new(values).map(|name| Setup::from_name(&name).expect("listed above"))
 }
 
