@@ -10,6 +10,9 @@ pub enum LakeError {
     /// every loop-free way to its goal is a shortest one, so none is sub-optimal).
     #[error("no {0} route to the goal on this map; the experiment needs a strictly worse second route (try --map route)")]
     NoRoute(&'static str),
+    /// Slippery ice (reading 4): no sampled episode of the needed kind.
+    #[error("no {what} in {tries} sampled episodes on this map; the slippery reading needs both a success of the optimal policy and a failure of the no-slip one")]
+    NoEpisode { what: &'static str, tries: usize },
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("writing {path}: {source}")]

@@ -1,8 +1,10 @@
 //! Scores for a trained policy: distance to the optimal table, success, coverage.
 
-use rand::{rngs::StdRng, Rng};
+use rand::rngs::StdRng;
 
 use crate::env::{FrozenLake, N_ACTIONS};
+use crate::episode::sample_episode;
+use crate::map::Tile;
 
 /// Mean over `states` and the four actions of `(π(a|s) − π*(a|s))²`.
 pub fn mse(probs: &[[f64; N_ACTIONS]], optimal: &[[f64; N_ACTIONS]], states: &[usize]) -> f64 {
@@ -36,32 +38,18 @@ pub fn rollouts(
     let mut visits = vec![0; env.map.n_states()];
     let mut successes = 0;
     for _ in 0..episodes {
-        let mut s = env.reset();
-        visits[s] += 1;
-        loop {
-            let u: f64 = rng.random();
-            let mut acc = 0.0;
-            let a = (0..N_ACTIONS).find(|&a| {
-                acc += probs[s][a];
-                u < acc
-            });
-            let r = env.step(a.unwrap_or(N_ACTIONS - 1), rng);
-            s = r.observation;
+        let e = sample_episode(env, probs, rng);
+        for &s in e.trajectory.states.iter().chain([&e.end]) {
             visits[s] += 1;
-            if r.reward > 0.0 {
-                successes += 1;
-            }
-            if r.terminated || r.truncated {
-                break;
-            }
         }
+        successes += usize::from(e.success);
     }
     let safe: Vec<usize> = (0..visits.len())
-        .filter(|&s| env.map.tiles[s] != crate::map::Tile::Hole)
+        .filter(|&s| env.map.tiles[s] != Tile::Hole)
         .collect();
     let coverage = safe.iter().filter(|&&s| visits[s] > 0).count() as f64 / safe.len() as f64;
     Rollouts {
-        success_rate: successes as f64 / episodes as f64,
+        success_rate: successes as f64 / episodes.max(1) as f64,
         visits,
         coverage,
     }

@@ -2,12 +2,10 @@
 //! its states are the tokens read, its actions the tokens predicted.
 
 use candle_core::{Result, Tensor};
-use ift::loss::{
-    dpo_loss_summed, orpo_loss, propagation_weights, weighted_loss, DpoParams, OrpoParams,
-    PairLogps, PropagationParams,
-};
+use ift::loss::{dpo_loss_summed, orpo_loss, DpoParams, OrpoParams, PairLogps};
 use serde::{Deserialize, Serialize};
 
+use crate::ift_method::{ift_loss, IftParams};
 use crate::map::Map;
 use crate::policy::{action_logps, Policy};
 use crate::trajectory::Trajectory;
@@ -25,6 +23,11 @@ pub enum Method {
 impl Method {
     pub const ALL: [Method; 4] = [Method::Sft, Method::Ift, Method::Dpo, Method::Orpo];
 
+    /// Whether the method reads the rejected trajectory (so on-policy negatives matter).
+    pub fn uses_rejected(self) -> bool {
+        matches!(self, Method::Dpo | Method::Orpo)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Sft => "SFT",
@@ -36,26 +39,15 @@ impl Method {
 }
 
 /// Coefficients of every method; defaults are the IFT paper's settings (spec §4).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MethodParams {
-    /// IFT's temporal-residual mixing weight λ (static); 0.2 as in the paper.
-    pub ift_lambda: f64,
-    /// IFT's relation propagation: γ = 0.95, loss/left/L1, weights not detached.
-    pub propagation: PropagationParams,
+    /// λ = 0.2 static, γ = 0.95, loss/left/L1, weights not detached.
+    pub ift: IftParams,
+    /// β = 0.1.
     pub dpo: DpoParams,
+    /// β = 0.25.
     pub orpo: OrpoParams,
-}
-
-impl Default for MethodParams {
-    fn default() -> Self {
-        Self {
-            ift_lambda: 0.2,
-            propagation: PropagationParams::default(),
-            dpo: DpoParams::default(),
-            orpo: OrpoParams::default(),
-        }
-    }
 }
 
 /// The training pair, encoded once, and the reference policy's summed log-probs for DPO.
@@ -68,8 +60,9 @@ pub struct PairData {
 }
 
 impl PairData {
-    /// `reference` is the policy at initialisation: there is no SFT stage to start
-    /// DPO from, so the starting network plays `π_ref`, as in DPO without SFT.
+    /// `reference` is the network the fine-tuning starts from (the untrained one, the
+    /// pre-trained one or the SFT result, by reading): DPO's `π_ref`, as in the
+    /// language-model recipes.
     pub fn new(
         map: &Map,
         chosen: Trajectory,
@@ -94,41 +87,20 @@ impl PairData {
     }
 }
 
-/// IFT's temporal residual input for a trajectory (spec §2 on grid states):
-/// `ŝ_0 = s_0`, `ŝ_t = move(s_{t−1}, argmax π(·|s_{t−1}))` from a no-gradient pass on
-/// the true states, and `x_t = (1 − λ) E[s_t] + λ E[ŝ_t]`.
-pub fn ift_inputs(policy: &Policy, map: &Map, traj: &Trajectory, lambda: f64) -> Result<Tensor> {
-    let truth = policy.encode(map, &traj.states)?;
-    let logp = policy.log_probs(&truth)?.detach().to_vec2::<f32>()?;
-    let greedy =
-        |row: &[f32]| (0..row.len()).fold(0, |best, a| if row[a] > row[best] { a } else { best });
-    let mut predicted = vec![traj.states[0]];
-    for t in 1..traj.states.len() {
-        predicted.push(map.intended_move(traj.states[t - 1], greedy(&logp[t - 1])));
-    }
-    (truth * (1.0 - lambda))? + (policy.encode(map, &predicted)? * lambda)?
-}
-
-/// The method's loss on the pair (SFT and IFT read only `chosen`).
+/// The method's loss on the pair at zero-based optimiser step `step` (SFT and IFT read
+/// only `chosen`; only IFT's λ schedule reads `step`).
 pub fn loss(
     method: Method,
     policy: &Policy,
     map: &Map,
     data: &PairData,
     params: &MethodParams,
+    step: usize,
 ) -> Result<Tensor> {
     let chosen = action_logps(policy, &data.x_chosen, &data.chosen.actions)?;
     match method {
         Method::Sft => chosen.neg()?.mean_all(),
-        Method::Ift => {
-            let x = ift_inputs(policy, map, &data.chosen, params.ift_lambda)?;
-            let nll = action_logps(policy, &x, &data.chosen.actions)?
-                .neg()?
-                .unsqueeze(0)?; // (1, T)
-            let mask = nll.ones_like()?.detach();
-            let w = propagation_weights(&nll, &mask, &params.propagation)?;
-            weighted_loss(&nll, &mask, &w)
-        }
+        Method::Ift => ift_loss(policy, map, &data.chosen, &params.ift, step),
         Method::Dpo => {
             let rejected = action_logps(policy, &data.x_rejected, &data.rejected.actions)?;
             let (rc, rr) = &data.ref_logps;

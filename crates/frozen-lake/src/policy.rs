@@ -94,6 +94,20 @@ impl Policy {
         })
     }
 
+    /// An independent copy with the same weights. Cloning a `Var` shares its storage, so a
+    /// cloned policy would move whenever the original trains; every row of a reading
+    /// fine-tunes its own copy of the same start, and DPO's `π_ref` must stay put.
+    pub fn snapshot(&self) -> Result<Self> {
+        let copy = |v: &Var| Var::from_tensor(&v.as_tensor().copy()?.detach());
+        Ok(Self {
+            w1: copy(&self.w1)?,
+            b1: copy(&self.b1)?,
+            w2: copy(&self.w2)?,
+            b2: copy(&self.b2)?,
+            encoding: self.encoding,
+        })
+    }
+
     /// `states` in this policy's encoding.
     pub fn encode(&self, map: &Map, states: &[usize]) -> Result<Tensor> {
         encode(map, self.encoding, states)
@@ -157,6 +171,24 @@ mod tests {
         let g = y.narrow(1, 0, 1)?.sum_all()?.backward()?;
         let g = g.get(x.as_tensor()).unwrap().to_vec2::<f32>()?;
         assert!((g[0][0] - 0.75).abs() < 1e-6 && (g[0][1] + 0.75).abs() < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn a_snapshot_does_not_move_when_the_original_trains() -> Result<()> {
+        let map = Map::parse("SF\nFG").unwrap();
+        let p = Policy::new(
+            &map,
+            Encoding::Onehot,
+            4,
+            &mut rand::SeedableRng::seed_from_u64(0),
+        )?;
+        let copy = p.snapshot()?;
+        let before = copy.probs_table(&map)?;
+        assert_eq!(before, p.probs_table(&map)?);
+        p.b2.set(&(p.b2.as_tensor() + 1.0)?.affine(3.0, 0.0)?)?;
+        assert_ne!(p.probs_table(&map)?, before, "the original moved");
+        assert_eq!(copy.probs_table(&map)?, before, "the copy did not");
         Ok(())
     }
 

@@ -36,7 +36,7 @@ enum Commands {
     /// Look at training data as the trainer will see it.
     #[command(subcommand)]
     Data(data_inspect::DataCommand),
-    /// The explainable Frozen Lake experiment: SFT, IFT, DPO and ORPO against the exact optimal policy.
+    /// The explainable Frozen Lake experiment: SFT, IFT, DPO and ORPO against the exact optimal policy, under each reading of the set-up.
     FrozenLake(frozen_lake::FrozenLakeArgs),
     /// Draw loss and learning-rate curves (PNG) from a run's metrics.jsonl.
     Plot(plot::PlotArgs),

@@ -1,13 +1,21 @@
 //! The MSE-vs-step training curves.
 
 use super::canvas::{text_width, Canvas};
-use super::charts::method_color;
+use super::charts::row_color;
 use crate::experiment::ExperimentResult;
 
-/// Mean MSE over seeds (thick) with mean ± one standard deviation (thin), per method.
+/// Mean MSE over seeds (thick) with mean ± one standard deviation (thin), per row.
 pub fn mse_curves(r: &ExperimentResult) -> Canvas {
     let (left, top, w, h) = (110i64, 70i64, 760i64, 400i64);
-    let mut c = Canvas::new(920, 540, [255; 3]);
+    let legend: Vec<String> = r
+        .rows
+        .iter()
+        .map(|m| format!("{} {:.4}", m.arm.label, m.mse_all.mean))
+        .collect();
+    let legend_w = legend.iter().map(|l| text_width(l, 2)).max().unwrap_or(0);
+    // The legend sits right of the plot, so that it hides no curve.
+    let legend_x = left + w + 30;
+    let mut c = Canvas::new((legend_x + legend_w + 60) as usize, 540, [255; 3]);
     let ink = [20, 20, 20];
     c.text(
         left,
@@ -19,9 +27,9 @@ pub fn mse_curves(r: &ExperimentResult) -> Canvas {
             r.config.seeds
         ),
     );
-    let max_step = r.methods[0].curve.last().map_or(1, |p| p.0).max(1) as f64;
+    let max_step = r.rows[0].curve.last().map_or(1, |p| p.0).max(1) as f64;
     let max_mse = r
-        .methods
+        .rows
         .iter()
         .flat_map(|m| m.curve.iter().map(|p| p.1 + p.2))
         .fold(1e-9, f64::max)
@@ -59,8 +67,8 @@ pub fn mse_curves(r: &ExperimentResult) -> Canvas {
         ink,
     );
     c.text(left + w / 2 - 20, top + h + 36, 2, ink, "STEP");
-    for (k, m) in r.methods.iter().enumerate() {
-        let color = method_color(m.method);
+    for (k, m) in r.rows.iter().enumerate() {
+        let color = row_color(k);
         let pale = color.map(|v| ((v as u16 + 2 * 255) / 3) as u8);
         for (band, width, col) in [(-1.0, 1, pale), (1.0, 1, pale), (0.0, 3, color)] {
             for pair in m.curve.windows(2) {
@@ -73,15 +81,12 @@ pub fn mse_curves(r: &ExperimentResult) -> Canvas {
                 );
             }
         }
-        let y = top + 10 + k as i64 * 26;
-        c.fill_rect(left + w - 170, y, 30, 12, color);
-        c.text(
-            left + w - 130,
-            y,
-            2,
-            ink,
-            &format!("{} {:.4}", m.method.name(), m.mse_all.mean),
-        );
+    }
+    let step = 26.min(h / r.rows.len().max(1) as i64);
+    for (k, label) in legend.iter().enumerate() {
+        let y = top + 8 + k as i64 * step;
+        c.fill_rect(legend_x, y - 1, 30, 12, row_color(k));
+        c.text(legend_x + 40, y, 2, ink, label);
     }
     c
 }

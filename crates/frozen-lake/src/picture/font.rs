@@ -1,4 +1,5 @@
-//! A 3×5 pixel font for labels: upper-case letters, digits and a little punctuation.
+//! A 3×5 pixel font for labels: upper-case letters, digits, a little punctuation and the
+//! λ, γ and → of the row names.
 //! Each glyph is five rows of three pixels, `#` for ink.
 
 /// The glyph for `c` (lower case drawn as upper case); unknown characters are blank.
@@ -50,6 +51,9 @@ pub fn glyph(c: char) -> [&'static str; 5] {
         '(' => ["..#", ".#.", ".#.", ".#.", "..#"],
         ')' => ["#..", ".#.", ".#.", ".#.", "#.."],
         '%' => ["#.#", "..#", ".#.", "#..", "#.#"],
+        '>' | '→' => ["#..", ".#.", "..#", ".#.", "#.."],
+        'λ' => ["#..", "#..", ".#.", "#.#", "#.#"],
+        'γ' => ["#.#", "#.#", ".#.", ".#.", ".##"],
         _ => ["...", "...", "...", "...", "..."],
     }
 }

@@ -4,6 +4,7 @@ mod canvas;
 mod charts;
 mod curves;
 mod font;
+mod grid;
 
 use std::path::{Path, PathBuf};
 

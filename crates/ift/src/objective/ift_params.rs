@@ -26,6 +26,27 @@ pub enum Lambda {
     },
 }
 
+impl Lambda {
+    /// λ at zero-based optimiser step `step`, before any noise: the schedule as a
+    /// pure function (Frozen Lake uses it too).
+    pub fn at(&self, step: u64) -> f64 {
+        match *self {
+            Lambda::Static(l) => l,
+            Lambda::Linear {
+                min,
+                max,
+                warmup_steps,
+            } => {
+                let frac = match warmup_steps {
+                    0 => 1.0,
+                    n => (step as f64 / n as f64).min(1.0),
+                };
+                min + (max - min) * frac
+            }
+        }
+    }
+}
+
 /// Noise on λ per optimiser step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Disturb {
@@ -158,20 +179,7 @@ impl IftParams {
     /// sequence. Only the noisy value is clamped to [0, 1] (noise can push it
     /// outside); configured values are range-checked when the config is read.
     pub fn lambda_at(&self, step: u64, seed: u64) -> f64 {
-        let base = match self.lambda {
-            Lambda::Static(l) => l,
-            Lambda::Linear {
-                min,
-                max,
-                warmup_steps,
-            } => {
-                let frac = match warmup_steps {
-                    0 => 1.0,
-                    n => (step as f64 / n as f64).min(1.0),
-                };
-                min + (max - min) * frac
-            }
-        };
+        let base = self.lambda.at(step);
         match self.disturb {
             Disturb::None => base,
             Disturb::Normal { std } => {
