@@ -48,10 +48,24 @@ pub fn read_content(path: &Path) -> Result<Content, GgufError> {
 /// candle says "unknown dtype for tensor 20"; name the type and what is read.
 fn explain_type(message: String) -> String {
     const NAMES: &[(u32, &str)] = &[
-        (4, "Q4_2 (removed)"), (5, "Q4_3 (removed)"), (16, "IQ2_XXS"), (17, "IQ2_XS"),
-        (18, "IQ3_XXS"), (19, "IQ1_S"), (20, "IQ4_NL"), (21, "IQ3_S"), (22, "IQ2_S"),
-        (23, "IQ4_XS"), (24, "I8"), (25, "I16"), (26, "I32"), (27, "I64"), (28, "F64"),
-        (29, "IQ1_M"), (34, "TQ1_0"), (35, "TQ2_0"),
+        (4, "Q4_2 (removed)"),
+        (5, "Q4_3 (removed)"),
+        (16, "IQ2_XXS"),
+        (17, "IQ2_XS"),
+        (18, "IQ3_XXS"),
+        (19, "IQ1_S"),
+        (20, "IQ4_NL"),
+        (21, "IQ3_S"),
+        (22, "IQ2_S"),
+        (23, "IQ4_XS"),
+        (24, "I8"),
+        (25, "I16"),
+        (26, "I32"),
+        (27, "I64"),
+        (28, "F64"),
+        (29, "IQ1_M"),
+        (34, "TQ1_0"),
+        (35, "TQ2_0"),
     ];
     let Some(id) = message
         .strip_prefix("unknown dtype for tensor ")
@@ -59,7 +73,10 @@ fn explain_type(message: String) -> String {
     else {
         return message;
     };
-    let name = NAMES.iter().find(|(i, _)| *i == id).map_or("unknown", |(_, n)| n);
+    let name = NAMES
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or("unknown", |(_, n)| n);
     format!(
         "tensor type {id} ({name}) is not supported; candle reads F32, F16, BF16, Q4_0, Q4_1, \
          Q5_0, Q5_1, Q8_0, Q8_1 and Q2_K to Q8_K"
