@@ -7,12 +7,13 @@
                      the K-quants are random blocks with sane f16 scales.
   unsupported.gguf   one IQ4_NL tensor (a type candle does not read).
 
-With --tokenizer-dir DIR (a directory `ift convert --gguf` wrote from the SmolLM2
-GGUF) it also writes smollm2_token_ids.json: the ids the Python `tokenizers`
-library gives for tricky strings on DIR/tokenizer.json.
+With --model-dir DIR (the directory `ift convert --gguf` wrote from the SmolLM2
+GGUF) it also writes smollm2_reference.json: the ids the Python `tokenizers`
+library gives for tricky strings on DIR/tokenizer.json, and the perplexity
+`transformers` computes for a fixed paragraph with DIR's weights.
 
     /work/venv-ref/bin/python scripts/reference/make_gguf_fixtures.py \
-        [--tokenizer-dir models/SmolLM2-135M-Instruct]
+        [--model-dir models/SmolLM2-135M-Instruct]
 """
 
 import argparse
@@ -31,6 +32,20 @@ ROWS, COLS = 2, 256
 QUANTISED = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 # K-quant block layouts (llama.cpp ggml-common.h): offsets of the f16 scale fields.
 K_QUANTS = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208]}
+
+# Plain English for the perplexity check (written for this test; about 8 when the
+# conversion is right, about 30 when the Q/K rows are left permuted).
+PARAGRAPH = (
+    "The Earth is the third planet from the Sun and the only place in the universe known to "
+    "support life. About seventy percent of its surface is covered by water, and the rest is made "
+    "up of continents and islands. The Earth has one natural satellite, the Moon, which takes about "
+    "twenty-seven days to travel around it. A year on Earth lasts 365 days, the time it takes the "
+    "planet to complete one orbit around the Sun. Plants make their own food through a process "
+    "called photosynthesis. They use energy from sunlight to turn water and carbon dioxide into "
+    "sugar and oxygen. The oxygen is released into the air, where people and animals breathe it "
+    "in. Without plants, there would be very little oxygen in the atmosphere, and most living "
+    "things on Earth could not survive."
+)
 
 TRICKY = [
     "12345",
@@ -89,27 +104,37 @@ def write_unsupported(rng):
     w.close()
 
 
-def write_token_ids(tokenizer_dir):
+def write_smollm2_reference(model_dir):
+    """Token ids from the Python `tokenizers` library on MODEL_DIR/tokenizer.json, and the
+    perplexity `transformers` computes for PARAGRAPH with the converted weights."""
     import tokenizers
+    import torch
+    import transformers
 
-    tok = tokenizers.Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+    tok = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
     cases = [{"text": t, "ids": tok.encode(t).ids} for t in TRICKY]
-    out = {"made_by": f"make_gguf_fixtures.py, tokenizers {tokenizers.__version__}", "cases": cases}
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = torch.tensor([tok.encode(PARAGRAPH).ids])
+    with torch.no_grad():
+        ppl = model(ids, labels=ids).loss.exp().item()
+    made_by = (f"make_gguf_fixtures.py, tokenizers {tokenizers.__version__}, "
+               f"transformers {transformers.__version__}, torch {torch.__version__}")
     lines = [json.dumps(c, ensure_ascii=False) for c in cases]
-    text = '{"made_by": %s,\n "cases": [\n  %s\n]}\n' % (json.dumps(out["made_by"]), ",\n  ".join(lines))
-    (OUT / "smollm2_token_ids.json").write_text(text)
+    text = '{"made_by": %s,\n "paragraph": %s,\n "perplexity": %r,\n "cases": [\n  %s\n]}\n' % (
+        json.dumps(made_by), json.dumps(PARAGRAPH), ppl, ",\n  ".join(lines))
+    (OUT / "smollm2_reference.json").write_text(text)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tokenizer-dir")
+    ap.add_argument("--model-dir", help="the SmolLM2 directory `ift convert --gguf` wrote")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(12)
     write_quant_types(rng)
     write_unsupported(rng)
-    if args.tokenizer_dir:
-        write_token_ids(args.tokenizer_dir)
+    if args.model_dir:
+        write_smollm2_reference(args.model_dir)
 
 
 if __name__ == "__main__":
