@@ -33,8 +33,9 @@ QUANTISED = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 # K-quant block layouts (llama.cpp ggml-common.h): offsets of the f16 scale fields.
 K_QUANTS = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208]}
 
-# Plain English for the perplexity check (written for this test; about 8 when the
-# conversion is right, about 30 when the Q/K rows are left permuted).
+# Plain English for the perplexity check, written for this test: 6.97 when the
+# conversion is right, 51.5 with the Q/K rows left permuted (checked once in
+# transformers by permuting them again).
 PARAGRAPH = (
     "The Earth is the third planet from the Sun and the only place in the universe known to "
     "support life. About seventy percent of its surface is covered by water, and the rest is made "

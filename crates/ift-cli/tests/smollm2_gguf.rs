@@ -1,6 +1,6 @@
 //! The real model end to end (issue 12): SmolLM2-135M-Instruct's 4-bit GGUF
 //! converted by `ift convert --gguf`, then perplexity on plain English (about
-//! 7, equal to what `transformers` computes on the same directory; about 30 when
+//! 7, equal to what `transformers` computes on the same directory; about 52 when
 //! the Q/K permutation is not undone), token ids equal to the Python
 //! `tokenizers` library's on the written tokenizer.json, and the greedy chat
 //! answer to "What is the capital of France?".
@@ -70,7 +70,7 @@ fn reference() -> serde_json::Value {
 }
 
 #[test]
-fn perplexity_of_plain_english_is_about_ten_and_equals_transformers() {
+fn perplexity_of_plain_english_is_about_seven_and_equals_transformers() {
     let pre = Pretrained::load(converted(), &Trainable::None, &Device::Cpu).unwrap();
     let reference = reference();
     let paragraph = reference["paragraph"].as_str().unwrap();
@@ -92,9 +92,15 @@ fn perplexity_of_plain_english_is_about_ten_and_equals_transformers() {
         "SmolLM2-135M-Instruct (Q4_1 GGUF) perplexity: {ppl:.2} over {} tokens",
         n - 1
     );
+    // Left permuted, the same text scores 51.5 in transformers (the issue's paragraph: about 56).
     assert!(
-        (5.0..20.0).contains(&ppl),
-        "perplexity {ppl:.2}, expected about 10 (about 56 means Q/K are still permuted)"
+        (4.0..15.0).contains(&ppl),
+        "perplexity {ppl:.2}, expected about 7 (about 52 means Q/K are still permuted)"
+    );
+    let want = reference["perplexity"].as_f64().unwrap();
+    assert!(
+        (ppl - want).abs() < 1e-3 * want,
+        "perplexity {ppl} but transformers computes {want} on the same directory"
     );
 }
 
