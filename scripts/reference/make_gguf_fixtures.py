@@ -117,12 +117,17 @@ def write_smollm2_reference(model_dir):
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     ids = torch.tensor([tok.encode(PARAGRAPH).ids])
     with torch.no_grad():
-        ppl = model(ids, labels=ids).loss.exp().item()
+        out = model(ids, labels=ids)
+    ppl = out.loss.exp().item()
+    # log p(token i+1 | tokens ..i), the quantity the Rust side computes, to compare at 1e-4.
+    logps = torch.log_softmax(out.logits[0, :-1].double(), -1).gather(1, ids[0, 1:, None])[:, 0]
     made_by = (f"make_gguf_fixtures.py, tokenizers {tokenizers.__version__}, "
                f"transformers {transformers.__version__}, torch {torch.__version__}")
     lines = [json.dumps(c, ensure_ascii=False) for c in cases]
-    text = '{"made_by": %s,\n "paragraph": %s,\n "perplexity": %r,\n "cases": [\n  %s\n]}\n' % (
-        json.dumps(made_by), json.dumps(PARAGRAPH), ppl, ",\n  ".join(lines))
+    text = ('{"made_by": %s,\n "paragraph": %s,\n "perplexity": %r,\n "target_logprobs": %s,\n'
+            ' "cases": [\n  %s\n]}\n') % (
+        json.dumps(made_by), json.dumps(PARAGRAPH), ppl,
+        json.dumps([round(x, 6) for x in logps.tolist()]), ",\n  ".join(lines))
     (OUT / "smollm2_reference.json").write_text(text)
 
 

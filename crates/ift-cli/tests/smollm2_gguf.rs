@@ -97,6 +97,19 @@ fn perplexity_of_plain_english_is_about_seven_and_equals_transformers() {
         (4.0..15.0).contains(&ppl),
         "perplexity {ppl:.2}, expected about 7 (about 52 means Q/K are still permuted)"
     );
+    let want: Vec<f64> = serde_json::from_value(reference["target_logprobs"].clone()).unwrap();
+    assert_eq!(want.len(), n - 1);
+    let worst = logps
+        .iter()
+        .zip(&want)
+        .map(|(&g, &w)| (g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    // f32 through 30 layers: measured 2.2e-4 (transformers 5.23, CPU).
+    eprintln!("max |log-prob difference| from transformers: {worst:.2e}");
+    assert!(
+        worst < 1e-3,
+        "token log-probabilities differ from transformers' by up to {worst}"
+    );
     let want = reference["perplexity"].as_f64().unwrap();
     assert!(
         (ppl - want).abs() < 1e-3 * want,
