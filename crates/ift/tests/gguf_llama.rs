@@ -145,7 +145,8 @@ fn metadata(arch: &str, pre: &str) -> Vec<(String, Value)> {
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
         ("tokenizer.ggml.padding_token_id".into(), Value::U32(2)),
-        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
+        // llama.cpp sets it for Llama 3 (llama-bpe), not for SmolLM2.
+        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(pre == "llama-bpe")),
         ("tokenizer.chat_template".into(), Value::String("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}".into())),
     ]
 }
@@ -324,4 +325,26 @@ fn unknown_architecture_and_pre_tokenizer_are_errors_naming_them() {
         "{msg}"
     );
     assert!(!dir.path().join("y").exists(), "nothing written on error");
+}
+
+#[test]
+fn llama_bpe_and_qwen2_tokenizers_load_and_llama3_adds_bos() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("llama3.gguf");
+    write_gguf(&gguf, "llama", "llama-bpe", true, GgmlDType::F32);
+    let out = dir.path().join("llama3");
+    convert_gguf(&gguf, &out, DType::F32).unwrap();
+    let pre = Pretrained::load(&out, &Trainable::None, &Device::Cpu).unwrap();
+    let ids = pre.tokenizer.encode("the 12345", true).unwrap().ids;
+    assert_eq!(ids[0], 1, "BOS first: {ids:?}");
+    assert_eq!(pre.tokenizer.decode(&ids, true).unwrap(), "the 12345");
+
+    let gguf = dir.path().join("qwen2.gguf");
+    write_gguf(&gguf, "qwen2", "qwen2", true, GgmlDType::F32);
+    let out = dir.path().join("qwen2");
+    convert_gguf(&gguf, &out, DType::F32).unwrap();
+    let tok = ift::tokenizer::HfTokenizer::from_dir(&out).unwrap();
+    let ids = tok.encode("the 12345", true).unwrap().ids;
+    assert_eq!(tok.decode(&ids, true).unwrap(), "the 12345");
+    assert_ne!(ids[0], 1, "qwen2 adds no BOS");
 }
