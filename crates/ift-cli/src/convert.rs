@@ -1,9 +1,9 @@
-//! `ift convert`: re-save a model directory (e.g. to another dtype). What a
-//! user runs to check that `ift` writes checkpoints `transformers` loads.
+//! `ift convert`: re-save a model directory (e.g. to another dtype), or turn a
+//! GGUF file (llama.cpp, Ollama, LM Studio) into a Hugging Face directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use candle_core::{DType, Device};
 use ift::model::{Pretrained, SaveOptions, Trainable};
 
@@ -14,11 +14,24 @@ pub enum SaveDtype {
     Bf16,
 }
 
+impl SaveDtype {
+    pub fn dtype(self) -> DType {
+        match self {
+            SaveDtype::F32 => DType::F32,
+            SaveDtype::F16 => DType::F16,
+            SaveDtype::Bf16 => DType::BF16,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct ConvertArgs {
     /// Hugging Face model directory to read.
+    #[arg(long, conflicts_with = "gguf", required_unless_present = "gguf")]
+    model: Option<PathBuf>,
+    /// GGUF file to read (llama and qwen2 architectures; every tensor type candle reads).
     #[arg(long)]
-    model: PathBuf,
+    gguf: Option<PathBuf>,
     /// Directory to write (replaced atomically if it exists).
     #[arg(long)]
     out: PathBuf,
@@ -28,20 +41,42 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
-    let pretrained = Pretrained::load(&args.model, &Trainable::None, &Device::Cpu)?;
-    let dtype = match args.dtype {
-        SaveDtype::F32 => DType::F32,
-        SaveDtype::F16 => DType::F16,
-        SaveDtype::Bf16 => DType::BF16,
-    };
+    match (&args.model, &args.gguf) {
+        (_, Some(gguf)) => convert_gguf(gguf, &args.out, args.dtype.dtype()),
+        (Some(model), None) => resave(model, &args.out, args.dtype.dtype()),
+        (None, None) => bail!("give --model DIR or --gguf FILE"),
+    }
+}
+
+/// Converts a GGUF file and says what it held.
+pub fn convert_gguf(gguf: &Path, out: &Path, dtype: DType) -> Result<()> {
+    let summary = ift::model::gguf::convert_gguf(gguf, out, dtype)?;
+    let types: Vec<String> = summary
+        .types
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    eprintln!(
+        "converted {} ({:?}, {} tensors: {}) to {}",
+        gguf.display(),
+        summary.arch,
+        summary.tensors,
+        types.join(", "),
+        out.display()
+    );
+    Ok(())
+}
+
+fn resave(model: &Path, out: &Path, dtype: DType) -> Result<()> {
+    let pretrained = Pretrained::load(model, &Trainable::None, &Device::Cpu)?;
     let options = SaveOptions {
         dtype,
         companions_from: None,
     };
-    pretrained.save(&args.out, &options)?;
+    pretrained.save(out, &options)?;
     eprintln!(
         "saved {} ({} parameters)",
-        args.out.display(),
+        out.display(),
         pretrained.model.parameters().count()
     );
     Ok(())

@@ -10,6 +10,7 @@ mod convert;
 mod data_inspect;
 mod demo;
 mod eval;
+mod fetch;
 mod frozen_lake;
 mod generate;
 mod observer;
@@ -44,8 +45,10 @@ enum Commands {
     Eval(eval::EvalArgs),
     /// The final evaluation figures of several runs side by side, as Markdown.
     Compare(compare::CompareArgs),
-    /// Re-save a model directory, e.g. in another dtype.
+    /// Re-save a model directory (e.g. in another dtype), or convert a GGUF file to one.
     Convert(convert::ConvertArgs),
+    /// Download a ready model and convert it (prints the model directory).
+    Fetch(fetch::FetchArgs),
     /// Continue a prompt (or answer it with --chat), streaming the text.
     Generate(generate::GenerateArgs),
     /// Talk to a model in the terminal with its chat template.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
+        Commands::Fetch(args) => fetch::run(args),
         Commands::Eval(args) => eval::run(args),
         Commands::Compare(args) => compare::run(args),
         Commands::Plot(args) => plot::run(args),

@@ -76,6 +76,9 @@ pub enum Error {
     },
     /// A tensor operation failed; these indicate a bug or an impossible shape.
     #[error(transparent)]
+    Gguf(#[from] crate::model::gguf::GgufError),
+
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 

@@ -4,6 +4,7 @@ mod attention;
 mod build;
 mod cache;
 pub mod config;
+pub mod gguf;
 mod layers;
 mod llama;
 mod params;
