@@ -74,8 +74,43 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_message(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each once: the library's messages already end
+/// with their source's text (`path: reason`), which `{:#}` would repeat.
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message = format!("{message}: {text}");
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod error_message_tests {
+    use super::error_message;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        // Issue 13: `cannot read /tmp: Is a directory (os error 21): Is a directory (os error 21)`.
+        let io = std::io::Error::other("Is a directory (os error 21)");
+        let lib = ift::Error::Io {
+            path: "/tmp".into(),
+            source: io,
+        };
+        let e = anyhow::Error::from(lib).context("reading the data");
+        assert_eq!(
+            error_message(&e),
+            "reading the data: /tmp: Is a directory (os error 21)"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&plain), "outer: inner");
     }
 }

@@ -67,9 +67,15 @@ fn explain_type(message: String) -> String {
         (34, "TQ1_0"),
         (35, "TQ2_0"),
     ];
+    // Only the leading number: with RUST_BACKTRACE set, candle appends a backtrace.
     let Some(id) = message
         .strip_prefix("unknown dtype for tensor ")
-        .and_then(|n| n.trim().parse::<u32>().ok())
+        .map(|n| {
+            n.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|n| n.parse::<u32>().ok())
     else {
         return message;
     };
