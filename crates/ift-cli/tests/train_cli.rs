@@ -25,15 +25,15 @@ fn config(out: &Path) -> String {
     )
 }
 
-/// Whether the real Alpaca demo file is beside the repository (CI has it).
-fn have_alpaca() -> bool {
-    let present = root()
-        .join("../shared/data/llamafactory/alpaca_en_demo.json")
-        .is_file();
-    if !present {
-        eprintln!("skipped: ../shared/data is not present");
-    }
-    present
+/// The real Alpaca demo file must be beside the repository (CI has it); a
+/// missing file fails the test with where it is expected, never passes.
+fn require_alpaca() {
+    let path = root().join("../shared/data/llamafactory/alpaca_en_demo.json");
+    assert!(
+        path.is_file(),
+        "{} is missing: these tests need the project's shared data folder (../shared beside the repository)",
+        path.display()
+    );
 }
 
 fn rows(path: &Path) -> Vec<serde_json::Value> {
@@ -46,9 +46,7 @@ fn rows(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn sft_on_alpaca_learns_and_the_checkpoint_scores_back() {
-    if !have_alpaca() {
-        return;
-    }
+    require_alpaca();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let cfg = tmp.path().join("sft.toml");
@@ -173,9 +171,7 @@ fn bad_key_and_unwritable_output_fail_before_training() {
 /// finishes the run.
 #[test]
 fn ctrl_c_checkpoints_and_resume_finishes() {
-    if !have_alpaca() {
-        return;
-    }
+    require_alpaca();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let cfg = tmp.path().join("sft.toml");
