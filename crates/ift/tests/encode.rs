@@ -311,10 +311,11 @@ fn real_alpaca_file_trains_exactly_each_output_and_its_end_token() {
 #[test]
 fn real_preference_and_kto_files_load() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/llamafactory");
-    if !base.join("dpo_en_demo.json").exists() {
-        eprintln!("skipping: {} not found", base.display());
-        return;
-    }
+    assert!(
+        base.join("dpo_en_demo.json").is_file(),
+        "{} is missing: this test needs the project's shared data folder (../shared beside the repository)",
+        base.display()
+    );
     let (_d, tok) = smollm2();
     let opts = LoadOptions {
         encode: EncodeOptions {

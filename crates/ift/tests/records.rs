@@ -1,5 +1,5 @@
 //! Every record format parses, from a small fixture and from its real file under
-//! `../shared/data/` (skipped with a notice when absent); malformed input is an error naming
+//! `../shared/data/` (a missing file fails, naming it); malformed input is an error naming
 //! file, line and field.
 
 use std::path::{Path, PathBuf};
@@ -14,16 +14,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn shared(name: &str) -> Option<PathBuf> {
+fn shared(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/llamafactory")
         .join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not found", p.display());
-        None
-    }
+    assert!(
+        p.is_file(),
+        "{} is missing: this test needs the project's shared data folder (../shared beside the repository)",
+        p.display()
+    );
+    p
 }
 
 fn formats(path: &Path) -> Vec<RecordFormat> {
@@ -137,7 +137,7 @@ fn real_llamafactory_files_parse() {
         ("kto_en_demo.json", 300, RecordFormat::Unpaired),
     ];
     for (name, rows, format) in cases {
-        let Some(path) = shared(name) else { continue };
+        let path = shared(name);
         let records = load_records(&path, DataFormat::Auto).unwrap();
         assert_eq!(records.len(), rows, "{name}");
         assert!(records.iter().all(|r| r.format == format), "{name}");
