@@ -87,7 +87,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "chat": args.chat,
             "results": results,
         }))?;
-        crate::score::write_replacing(out, json.as_bytes())?;
+        ift::model::write_file_atomically(out, json.as_bytes())?;
     }
     print!("{}", markdown_table(&results));
     Ok(())

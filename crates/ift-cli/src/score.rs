@@ -1,10 +1,9 @@
 //! `ift score`: summed log-probabilities of each record's trained tokens,
 //! one JSON line per record, in file order.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::Device;
 use ift::data::{
     load_records, mask_record, BuiltinTemplate, ChatTemplate, DataFormat, EncodeOptions,
@@ -68,19 +67,10 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         text.push_str(&serde_json::to_string(&s)?);
         text.push('\n');
     }
-    write_replacing(&args.out, text.as_bytes())
-}
-
-/// Writes `bytes` to a temporary sibling, then renames it over `path`, so a
-/// failure never destroys an earlier output.
-pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-ift");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(ift::model::write_file_atomically(
+        &args.out,
+        text.as_bytes(),
+    )?)
 }
 
 /// Parses a built-in template name as the config file spells it.

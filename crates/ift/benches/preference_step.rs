@@ -13,6 +13,7 @@ use std::time::Instant;
 use candle_core::Device;
 use config::config_32m;
 use ift::data::{EncodedExample, EncodedKto, EncodedPreference};
+use ift::eval::score_sequences;
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{Objective, ObjectiveKind};
 use ift::reference::prepare_reference_logps;
@@ -128,14 +129,7 @@ fn main() -> ift::Result<()> {
             let start = Instant::now();
             if uncached {
                 // What an uncached trainer adds: the reference's forward over both answers.
-                let seqs: Vec<&EncodedExample> = sequences.iter().collect();
-                let env = StepEnv {
-                    objective: &objective,
-                    reference: r,
-                    ctx: StepContext { step: 0, seed: 0 },
-                    device: &dev,
-                };
-                ift::train::objectives::sequence_logps(&reference, &seqs, 4, &env)?;
+                score_sequences(&reference, &sequences, 4, &dev, |_| {})?;
             }
             let env = StepEnv {
                 objective: &objective,

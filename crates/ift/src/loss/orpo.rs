@@ -31,7 +31,7 @@ impl Default for OrpoParams {
 /// `log(1 − eˣ)` is [`log1m_exp`]; computed in f32.
 pub fn orpo_loss(policy: &PairLogps, params: &OrpoParams) -> Result<PairLoss> {
     let (c, r) = policy.averaged()?;
-    let log_odds = ((&c - &r)? - (log1m_exp(&c)? - log1m_exp(&r)?)?)?;
+    let log_odds = orpo_log_odds(&c, &r)?;
     Ok(PairLoss {
         losses: log_sigmoid(&log_odds)?.affine(-params.beta, 0.0)?,
         chosen_rewards: c.affine(params.beta, 0.0)?.detach(),

@@ -14,9 +14,10 @@ pub use cache::{sequence_key, weights_fingerprint, SeqKey};
 
 use crate::data::EncodedExample;
 use crate::error::{Error, Result};
+use crate::eval::score_sequences;
 use crate::model::LlamaForCausalLM;
 use crate::objective::Objective;
-use crate::train::objectives::{kto_kl_sequences, Reference, StepContext, StepEnv};
+use crate::train::objectives::kto_kl_sequences;
 use crate::train::{BatchPlan, StepExamples, TrainData};
 
 /// Summed reference log-probabilities by sequence content.
@@ -34,14 +35,6 @@ impl ReferenceLogps {
                 e.len()
             ))
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
@@ -137,24 +130,16 @@ pub fn prepare_reference_logps(
     if !missing.is_empty() {
         let model = load()?;
         report.model_loaded = true;
-        let objective = Objective::default();
-        let env = StepEnv {
-            objective: &objective,
-            reference: Reference::default(),
-            ctx: StepContext { step: 0, seed: 0 },
-            device,
-        };
         // Longest first, so batches waste little padding.
-        let mut order = missing.clone();
+        let mut order: Vec<EncodedExample> = missing.into_iter().cloned().collect();
         order.sort_by_key(|e| std::cmp::Reverse(e.len()));
-        let micro = micro.max(1);
-        for (i, chunk) in order.chunks(micro).enumerate() {
-            let logps = crate::train::objectives::sequence_logps(&model, chunk, micro, &env)?;
-            for (e, lp) in chunk.iter().zip(logps) {
-                map.insert(sequence_key(e), lp);
-            }
+        let total = order.len();
+        let scores = score_sequences(&model, &order, micro, device, |done| {
             report.forward_passes += 1;
-            progress(((i + 1) * micro).min(order.len()), order.len());
+            progress(done, total);
+        })?;
+        for (e, s) in order.iter().zip(scores) {
+            map.insert(sequence_key(e), s.logprob_sum as f32);
         }
         std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
         cache::write_cache(&cache_file, &map)?;

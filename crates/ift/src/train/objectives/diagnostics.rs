@@ -37,9 +37,9 @@ impl Diagnostics {
         );
     }
 
-    /// The figures; a mean over no items is left out. Without a
-    /// `rewards/margin` of its own (KTO), the margin is the difference of the
-    /// reward means, as TRL logs it.
+    /// The figures; a mean over no items is left out. `rewards/margin` is the
+    /// difference of the reward means, as TRL logs it (for pairs this is also
+    /// the mean of the per-pair margins).
     pub fn finish(self) -> BTreeMap<String, f64> {
         let mut out = self.totals;
         for (name, (sum, count)) in self.means {
@@ -47,11 +47,7 @@ impl Diagnostics {
                 out.insert(name, sum / count);
             }
         }
-        if let (None, Some(c), Some(r)) = (
-            out.get("rewards/margin"),
-            out.get("rewards/chosen"),
-            out.get("rewards/rejected"),
-        ) {
+        if let (Some(c), Some(r)) = (out.get("rewards/chosen"), out.get("rewards/rejected")) {
             let margin = c - r;
             out.insert("rewards/margin".into(), margin);
         }
@@ -68,11 +64,10 @@ pub fn pair_rewards(
 ) {
     diag.mean_of("rewards/chosen", chosen);
     diag.mean_of("rewards/rejected", rejected);
-    let margins: Vec<f32> = chosen.iter().zip(rejected).map(|(c, r)| c - r).collect();
-    diag.mean_of("rewards/margin", &margins);
-    let wins: Vec<f32> = margins
+    let wins: Vec<f32> = chosen
         .iter()
-        .map(|&m| f32::from(u8::from(m > 0.0)))
+        .zip(rejected)
+        .map(|(c, r)| f32::from(u8::from(c > r)))
         .collect();
     diag.mean_of("rewards/accuracy", &wins);
     diag.mean_of("logps/chosen", logps.0);

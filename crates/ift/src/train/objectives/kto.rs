@@ -4,8 +4,11 @@
 
 use candle_core::Tensor;
 
-use super::{row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo};
+use super::{
+    reference_logps, row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo,
+};
 use crate::data::{EncodedExample, EncodedKto, SequenceBatch};
+use crate::eval::score_sequences;
 use crate::loss::{kto_loss, kto_reference_point, token_logprobs, KtoParams};
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::objective::ReferenceOptions;
@@ -49,41 +52,6 @@ fn answer_start(e: &EncodedExample) -> usize {
         .max(1)
 }
 
-/// Summed log-probabilities of `seqs` under a graph-free view of `model`.
-pub fn sequence_logps(
-    model: &LlamaForCausalLM,
-    seqs: &[&EncodedExample],
-    micro: usize,
-    env: &StepEnv<'_>,
-) -> Result<Vec<f32>> {
-    let model = model.detached();
-    let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(micro.max(1)) {
-        let t = SequenceBatch::collate(chunk, PAD_ID).to_tensors(env.device)?;
-        let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
-        let (sums, _) = row_sums(
-            &token_logprobs(&logits, &t.input_ids)?,
-            &target_mask_tensor(&t.loss_mask)?,
-        )?;
-        out.extend(to_vec(&sums)?);
-    }
-    Ok(out)
-}
-
-fn reference_of(
-    seqs: &[&EncodedExample],
-    r: &ReferenceOptions,
-    env: &StepEnv<'_>,
-) -> Result<Vec<f32>> {
-    match (r.reference_free, env.reference.logps) {
-        (true, _) => Ok(vec![0.0; seqs.len()]),
-        (false, Some(cache)) => seqs.iter().map(|s| cache.get(s)).collect(),
-        (false, None) => Err(crate::Error::Train(
-            "KTO needs reference log-probabilities, and none were computed".into(),
-        )),
-    }
-}
-
 /// `z` of the step whose examples are `batch`.
 pub fn reference_point(
     model: &LlamaForCausalLM,
@@ -94,10 +62,15 @@ pub fn reference_point(
 ) -> Result<f64> {
     let kl = kto_kl_sequences(batch);
     let refs: Vec<&EncodedExample> = kl.iter().collect();
-    let policy = sequence_logps(model, &refs, micro, env)?;
-    let reference = reference_of(&refs, r, env)?;
-    let f = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
-    Ok(kto_reference_point(&f(policy), &f(reference)))
+    let policy: Vec<f64> = score_sequences(model, &kl, micro, env.device, |_| {})?
+        .iter()
+        .map(|s| s.logprob_sum)
+        .collect();
+    let reference: Vec<f64> = reference_logps(&refs, r, env)?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    Ok(kto_reference_point(&policy, &reference))
 }
 
 pub fn micro_batch(
@@ -117,7 +90,7 @@ pub fn micro_batch(
         &target_mask_tensor(&t.loss_mask)?,
     )?;
     let n = batch.len();
-    let reference = Tensor::from_vec(reference_of(&seqs, r, env)?, n, env.device)?;
+    let reference = Tensor::from_vec(reference_logps(&seqs, r, env)?, n, env.device)?;
     let labels: Vec<f32> = batch.iter().map(|k| f32::from(u8::from(k.label))).collect();
     let desirable = Tensor::from_vec(labels.clone(), n, env.device)?;
     let (losses, rewards) = kto_loss(&logps, &reference, &desirable, info.kto_z, p)?;

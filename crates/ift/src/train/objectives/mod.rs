@@ -12,12 +12,13 @@ mod tdpo;
 use candle_core::{Device, Tensor};
 
 pub use diagnostics::Diagnostics;
-pub use kto::{kto_kl_sequences, sequence_logps};
+pub use kto::kto_kl_sequences;
 
 use super::examples::StepBatch;
+use crate::data::EncodedExample;
 use crate::loss::StepTotals;
 use crate::model::LlamaForCausalLM;
-use crate::objective::Objective;
+use crate::objective::{Objective, ReferenceOptions};
 use crate::reference::ReferenceLogps;
 use crate::Result;
 
@@ -117,6 +118,23 @@ pub fn step_info(
         examples: batch.len(),
         kto_z,
     })
+}
+
+/// The reference log-probabilities of `seqs`: from the precomputed cache, or
+/// 0 for a reference-free objective.
+pub(crate) fn reference_logps(
+    seqs: &[&EncodedExample],
+    r: &ReferenceOptions,
+    env: &StepEnv<'_>,
+) -> Result<Vec<f32>> {
+    match (r.reference_free, env.reference.logps) {
+        (true, _) => Ok(vec![0.0; seqs.len()]),
+        (false, Some(cache)) => seqs.iter().map(|s| cache.get(s)).collect(),
+        (false, None) => Err(crate::Error::Train(format!(
+            "objective `{}` needs reference log-probabilities, and none were computed",
+            env.objective.kind().name()
+        ))),
+    }
 }
 
 /// `(b,)` f32 summed log-probabilities of each row's trained tokens, and the

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 
 use super::diagnostics::pair_rewards;
 use super::{row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo};
-use crate::data::{EncodedPreference, PreferenceBatch, SequenceTensors};
+use crate::data::{EncodedExample, EncodedPreference, PreferenceBatch, SequenceTensors};
 use crate::loss::{
     dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLogps, PairLoss,
     SimpoParams,
@@ -94,31 +94,19 @@ fn finish(
     }
 }
 
-/// The reference log-probabilities of the pairs: cached, or zeros if reference-free.
-pub fn reference_logps(
+/// The pairs' reference log-probabilities, with the policy's answer lengths.
+fn pair_reference(
     pairs: &[&EncodedPreference],
     policy: &PairLogps,
     r: &ReferenceOptions,
     env: &StepEnv<'_>,
 ) -> Result<PairLogps> {
-    let (c, rj) = match (r.reference_free, env.reference.logps) {
-        (true, _) => (vec![0f32; pairs.len()], vec![0f32; pairs.len()]),
-        (false, Some(cache)) => (
-            pairs
-                .iter()
-                .map(|p| cache.get(&p.chosen))
-                .collect::<Result<_>>()?,
-            pairs
-                .iter()
-                .map(|p| cache.get(&p.rejected))
-                .collect::<Result<_>>()?,
-        ),
-        (false, None) => {
-            return Err(crate::Error::Train(
-                "DPO needs reference log-probabilities, and none were computed".into(),
-            ))
-        }
-    };
+    let chosen: Vec<&EncodedExample> = pairs.iter().map(|p| &p.chosen).collect();
+    let rejected: Vec<&EncodedExample> = pairs.iter().map(|p| &p.rejected).collect();
+    let (c, rj) = (
+        super::reference_logps(&chosen, r, env)?,
+        super::reference_logps(&rejected, r, env)?,
+    );
     let n = pairs.len();
     Ok(policy.with_logps(
         Tensor::from_vec(c, n, env.device)?,
@@ -136,7 +124,7 @@ pub fn dpo(
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
     let f = pair_forward(model, pairs, env)?;
-    let reference = reference_logps(pairs, &f.logps, r, env)?;
+    let reference = pair_reference(pairs, &f.logps, r, env)?;
     let out = dpo_loss(&f.logps, &reference, p)?;
     finish(
         &out,
