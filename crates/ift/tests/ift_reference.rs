@@ -7,7 +7,6 @@
 //! for four combinations the full gradients.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use ift::data::EncodedExample;
@@ -16,24 +15,8 @@ use ift::objective::{EmbeddingGrad, IftParams, Lambda, Objective};
 use ift::train::{forward_backward, StepContext, StepPasses};
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    meta: HashMap<String, String>,
-}
-
-fn read(path: PathBuf) -> Fixture {
-    let bytes = std::fs::read(&path).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = header.metadata().clone().unwrap_or_default();
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
-    Fixture { tensors, meta }
-}
+mod golden;
+use golden::{fixture, read, Fixture};
 
 fn json(f: &Fixture, key: &str) -> Value {
     serde_json::from_str(&f.meta[key]).unwrap()

@@ -7,7 +7,6 @@
 //! direction — at accumulation 1 × 4 and 4 × 1; full gradients for three.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use ift::data::{EncodedExample, EncodedKto, EncodedPreference};
@@ -19,24 +18,8 @@ use ift::train::{
 };
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    meta: HashMap<String, String>,
-}
-
-fn read(path: PathBuf) -> Fixture {
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = header.metadata().clone().unwrap_or_default();
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
-    Fixture { tensors, meta }
-}
+mod golden;
+use golden::{fixture, read, Fixture};
 
 fn f32s(t: &Tensor) -> Vec<f32> {
     t.flatten_all()

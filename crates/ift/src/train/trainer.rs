@@ -213,10 +213,10 @@ fn evaluate(
         metrics.write(&serde_json::json!({"step": step, "eval_loss": e.eval_loss, "eval_ppl": e.eval_ppl, "eval_tokens": e.eval_tokens}))?;
         return Ok(Some(e));
     }
-    let mut row = evaluate_objective(model, run.eval, micro, env)?;
+    let row = evaluate_objective(model, run.eval, micro, env)?;
     let loss = row.get("eval_loss").copied().unwrap_or(f64::NAN);
     let mut json = serde_json::json!({"step": step});
-    for (k, v) in std::mem::take(&mut row) {
+    for (k, v) in row {
         json[k] = serde_json::json!(v);
     }
     metrics.write(&json)?;

@@ -97,15 +97,9 @@ pub fn step_info(
     micro: usize,
     env: &StepEnv<'_>,
 ) -> Result<StepInfo> {
-    let totals = match batch {
-        StepBatch::Sequences(s) => StepTotals {
-            sequences: s.len(),
-            tokens: s.iter().map(|e| e.num_trained()).sum(),
-        },
-        _ => StepTotals {
-            sequences: batch.len(),
-            tokens: batch.trained_tokens(),
-        },
+    let totals = StepTotals {
+        sequences: batch.len(),
+        tokens: batch.trained_tokens(),
     };
     let kto_z = match (env.objective, batch) {
         (Objective::Kto(_, r), StepBatch::Unpaired(s)) => {

@@ -1,0 +1,28 @@
+//! Reading the golden safetensors fixtures the PyTorch references write:
+//! tensors plus the JSON strings in their metadata.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+
+/// `crates/ift/tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub struct Fixture {
+    pub tensors: HashMap<String, Tensor>,
+    pub meta: HashMap<String, String>,
+}
+
+pub fn read(path: PathBuf) -> Fixture {
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap_or_default();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    Fixture { tensors, meta }
+}
