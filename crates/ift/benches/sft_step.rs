@@ -19,7 +19,8 @@ use ift::loss::token_logprobs;
 use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
 use ift::objective::{IftParams, Objective, SftParams};
 use ift::train::{
-    clip_grad_norm, forward_backward, Optimizer, OptimizerConfig, OptimizerKind, StepContext,
+    clip_grad_norm, forward_backward, Engine, Optimizer, OptimizerConfig, OptimizerKind,
+    StepContext,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -161,8 +162,16 @@ fn main() -> Result<()> {
         figures.push(measure(name, &opts, || {
             let ctx = StepContext { step, seed: SEED };
             step += 1;
-            let mut passes = forward_backward(&model, &refs, BATCH, &objective, ctx, &dev)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let mut passes = forward_backward(
+                &model,
+                &refs,
+                BATCH,
+                &objective,
+                ctx,
+                &dev,
+                Engine::default(),
+            )
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             clip_grad_norm(&mut passes.grads, optimizer.vars(), 1.0)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             optimizer

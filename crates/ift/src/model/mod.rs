@@ -5,7 +5,7 @@ mod build;
 mod cache;
 pub mod config;
 pub mod gguf;
-mod layers;
+pub(crate) mod layers;
 mod llama;
 mod params;
 mod pretrained;
@@ -17,7 +17,7 @@ pub use attention::{attention_bias, attention_bias_new_rows};
 pub use cache::{position_ids_from_mask, KvCache};
 pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};
 pub use layers::softmax_last_dim;
-pub use llama::{LlamaForCausalLM, ModelInput};
+pub use llama::{DecoderLayer, LlamaForCausalLM, ModelInput};
 pub use params::{Parameters, Trainable};
 pub use pretrained::{check_vocab, Pretrained};
 pub use save::{
