@@ -5,7 +5,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::kernels::norm::rms_norm;
+use super::kernels::norm::{rms_norm, Normed};
 use super::kernels::rope::{rope_to_heads, Heads};
 use super::kernels::softmax::{causal_softmax, AttnMask};
 use super::kernels::swiglu::swiglu;
@@ -57,26 +57,33 @@ pub(super) fn linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
     }
 }
 
-/// Log-probabilities `(b, t − 1)` of `ids[:, 1:]` given the prefix, as
-/// `token_logprobs(model.forward(..), ids)`; with `record`, the tape too.
-pub fn forward_logps(
+/// The decoder's output before the head, and what backward needs of it.
+struct Decoded {
+    from_ids: Option<Tensor>,
+    layers: Vec<LayerTape>,
+    /// Residual stream after the last layer, `(b·t, hidden)`.
+    x_final: Tensor,
+    /// The final norm's output and `rstd`.
+    hidden: Normed,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Embedding and every layer, keeping each layer's tape when `record`.
+fn decode(
     model: &LlamaForCausalLM,
     input: ModelInput<'_>,
     attention_mask: &Tensor,
-    ids: &Tensor,
     record: bool,
-) -> Result<(Tensor, Option<Tape>)> {
+) -> Result<Decoded> {
     let cfg = &model.config;
-    let (b, t) = ids.dims2()?;
+    let (b, t) = attention_mask.dims2()?;
     let hid = cfg.hidden_size;
     let (h, kvh, d) = (
         cfg.num_attention_heads,
         cfg.num_key_value_heads,
         cfg.head_dim,
     );
-    if t < 2 {
-        candle_core::bail!("a sequence needs at least two tokens to predict one");
-    }
     let from_ids = match input {
         ModelInput::Ids(ids) => Some(ids.flatten_all()?),
         ModelInput::Embeds(_) => None,
@@ -147,26 +154,74 @@ pub fn forward_logps(
         }
         x = x_out;
     }
-    let nf = rms_norm(&x, &model.norm.weight.detach(), model.norm.eps)?;
-    let head_rows =
-        nf.y.reshape((b, t, hid))?
-            .narrow(1, 0, t - 1)?
-            .contiguous()?
-            .reshape((b * (t - 1), hid))?;
+    let hidden = rms_norm(&x, &model.norm.weight.detach(), model.norm.eps)?;
+    Ok(Decoded {
+        from_ids,
+        layers,
+        x_final: x,
+        hidden,
+        cos,
+        sin,
+    })
+}
+
+/// Log-probabilities `(b, t − 1)` of `ids[:, 1:]` given the prefix, as
+/// `token_logprobs(model.forward(..), ids)`; with `record`, the tape too.
+/// The vocabulary head runs in chunks (`kernels::vocab`).
+pub fn forward_logps(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+    ids: &Tensor,
+    record: bool,
+) -> Result<(Tensor, Option<Tape>)> {
+    let (b, t) = ids.dims2()?;
+    if t < 2 {
+        candle_core::bail!("a sequence needs at least two tokens to predict one");
+    }
+    let hid = model.config.hidden_size;
+    let dec = decode(model, input, attention_mask, record)?;
+    let head_rows = dec
+        .hidden
+        .y
+        .reshape((b, t, hid))?
+        .narrow(1, 0, t - 1)?
+        .contiguous()?
+        .reshape((b * (t - 1), hid))?;
     let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
     let out = head_logprobs(&head_rows, &model.lm_head().detach(), &targets)?;
     let logp = out.logp.reshape((b, t - 1))?;
     let tape = record.then(|| Tape {
-        from_ids,
+        from_ids: dec.from_ids,
         shape: (b, t),
-        layers,
-        x_final: x,
-        rstd_f: nf.rstd,
+        layers: dec.layers,
+        x_final: dec.x_final,
+        rstd_f: dec.hidden.rstd,
         head_rows,
         targets,
         lse: out.lse,
-        cos,
-        sin,
+        cos: dec.cos,
+        sin: dec.sin,
     });
     Ok((logp, tape))
+}
+
+/// The whole `(b, t, vocab)` logits, without a graph or a tape: for passes
+/// that need every next-token distribution (IFT's predictions). Equals
+/// `model.forward` to float rounding, at the fused kernels' speed.
+pub fn forward_logits(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+) -> Result<Tensor> {
+    let (b, t) = attention_mask.dims2()?;
+    let dec = decode(model, input, attention_mask, false)?;
+    let logits = linear(
+        &dec.hidden.y,
+        &Linear {
+            weight: model.lm_head().clone(),
+            bias: None,
+        },
+    )?;
+    logits.reshape((b, t, model.lm_head().dim(0)?))
 }

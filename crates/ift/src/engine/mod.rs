@@ -16,5 +16,5 @@ pub mod kernels;
 pub mod view;
 
 pub use backward::EngineGrads;
-pub use forward::{forward_logps, Tape};
+pub use forward::{forward_logits, forward_logps, Tape};
 pub use view::with_primitive_kernels;

@@ -15,7 +15,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{forward_logps, Tape};
+use crate::engine::{forward_logits, forward_logps, Tape};
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::Result;
@@ -90,6 +90,15 @@ impl<'m> Policy<'m> {
     /// objectives that need whole distributions).
     pub fn logits(&self, input: ModelInput<'_>, attention_mask: &Tensor) -> Result<Tensor> {
         Ok(self.model.forward(input, attention_mask)?)
+    }
+
+    /// `(b, t, vocab)` logits without any graph (IFT's prediction pass), on
+    /// this policy's engine.
+    pub fn logits_no_grad(&self, input: ModelInput<'_>, attention_mask: &Tensor) -> Result<Tensor> {
+        Ok(match self.engine {
+            Engine::Explicit => forward_logits(self.model, input, attention_mask)?,
+            Engine::Graph => self.model.detached().forward(input, attention_mask)?,
+        })
     }
 
     /// Gradients of `loss` for the trainable parameters: autograd down to the

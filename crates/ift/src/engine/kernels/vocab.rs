@@ -24,7 +24,7 @@ pub struct HeadLogps {
 }
 
 fn chunk_cols(rows: usize, vocab: usize) -> usize {
-    (CHUNK_ELEMS / rows.max(1)).clamp(256, vocab.max(1))
+    (CHUNK_ELEMS / rows.max(1)).max(256).min(vocab.max(1))
 }
 
 fn chunk_logits(h: &Tensor, w: &Tensor, v0: usize, n: usize) -> Result<Tensor> {
@@ -33,12 +33,15 @@ fn chunk_logits(h: &Tensor, w: &Tensor, v0: usize, n: usize) -> Result<Tensor> {
 
 /// `h` `(rows, hidden)`, `w` `(vocab, hidden)`, `targets` `(rows,)` u32.
 pub fn head_logprobs(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<HeadLogps> {
+    head_logprobs_in(h, w, targets, chunk_cols(h.dim(0)?, w.dim(0)?))
+}
+
+fn head_logprobs_in(h: &Tensor, w: &Tensor, targets: &Tensor, step: usize) -> Result<HeadLogps> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
     let ids = targets.to_vec1::<u32>()?;
     if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
         candle_core::bail!("token id {bad} is outside the vocabulary of {vocab}");
     }
-    let step = chunk_cols(rows, vocab);
     if !fused(&[h, w]) {
         let picked = (h * w.index_select(targets, 0)?)?.sum(D::Minus1)?;
         let mut max: Option<Tensor> = None;
@@ -102,8 +105,18 @@ pub fn head_backward(
     lse: &Tensor,
     g: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
+    head_backward_in(h, w, targets, lse, g, chunk_cols(h.dim(0)?, w.dim(0)?))
+}
+
+fn head_backward_in(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    lse: &Tensor,
+    g: &Tensor,
+    step: usize,
+) -> Result<(Tensor, Tensor)> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
-    let step = chunk_cols(rows, vocab);
     let mut dh: Option<Tensor> = None;
     let mut dw = Vec::new();
     let (ids, lses, gs) = (
@@ -152,4 +165,64 @@ pub fn head_backward(
         None => h.zeros_like()?,
     };
     Ok((dh, Tensor::cat(&dw, 0)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::view::with_primitive_kernels;
+    use crate::loss::log_softmax;
+    use candle_core::{Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        d.max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Several chunks (the last one short) give the whole head's log-softmax
+    /// and its gradients, on the fused kernels and on the primitive fallback.
+    fn chunked_head_equals_whole_logits() {
+        let dev = Device::Cpu;
+        let (rows, hidden, vocab) = (9, 16, 1000);
+        let h = Var::randn(0f32, 1.0, (rows, hidden), &dev).unwrap();
+        let w = Var::randn(0f32, 0.5, (vocab, hidden), &dev).unwrap();
+        let ids: Vec<u32> = (0..rows).map(|r| (r * 331 % vocab) as u32).collect();
+        let ids = Tensor::from_vec(ids, rows, &dev).unwrap();
+        let g: Vec<f32> = (0..rows).map(|r| r as f32 * 0.3 - 1.0).collect();
+        let g = Tensor::from_vec(g, rows, &dev).unwrap();
+
+        let logits = h.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+        let want = log_softmax(&logits)
+            .unwrap()
+            .gather(&ids.unsqueeze(1).unwrap(), 1)
+            .unwrap();
+        let want = want.squeeze(1).unwrap();
+        let store = (&want * &g).unwrap().sum_all().unwrap().backward().unwrap();
+
+        let out = head_logprobs_in(h.as_tensor(), w.as_tensor(), &ids, 300).unwrap();
+        assert!(max_diff(&out.logp, &want) < 1e-4);
+        let (dh, dw) =
+            head_backward_in(h.as_tensor(), w.as_tensor(), &ids, &out.lse, &g, 300).unwrap();
+        assert!(max_diff(&dh, store.get(h.as_tensor()).unwrap()) < 1e-4);
+        assert!(max_diff(&dw, store.get(w.as_tensor()).unwrap()) < 1e-4);
+    }
+
+    #[test]
+    fn chunked_head_fused() {
+        chunked_head_equals_whole_logits();
+    }
+
+    #[test]
+    fn chunked_head_primitive() {
+        with_primitive_kernels(chunked_head_equals_whole_logits);
+    }
+
+    #[test]
+    fn out_of_vocabulary_target_is_an_error() {
+        let dev = Device::Cpu;
+        let h = Tensor::zeros((2, 4), candle_core::DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((5, 4), candle_core::DType::F32, &dev).unwrap();
+        let ids = Tensor::from_vec(vec![1u32, 7], 2, &dev).unwrap();
+        assert!(head_logprobs(&h, &w, &ids).is_err());
+    }
 }

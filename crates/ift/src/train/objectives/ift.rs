@@ -32,8 +32,8 @@ pub fn micro_batch(
     let lambda = p.lambda_at(ctx.step, ctx.seed);
     let (ids, attention) = (&t.input_ids, &t.attention_mask);
     let seq = ids.dim(1)?;
-    // No graph: the detached view records nothing, so this costs one forward.
-    let logits0 = model.detached().forward(ModelInput::Ids(ids), attention)?;
+    // No graph: this costs one forward.
+    let logits0 = policy.logits_no_grad(ModelInput::Ids(ids), attention)?;
     let predictions = predict_tokens(
         &logits0,
         &p.prediction_params(),
