@@ -77,8 +77,14 @@ impl Tape {
         let hid = cfg.hidden_size;
         let g = dlogp.contiguous()?.flatten_all()?;
         let head = model.lm_head().detach();
-        let (dh_rows, d_head) =
-            head_backward(&self.head_rows, &head, &self.targets, &self.lse, &g)?;
+        let (dh_rows, d_head) = head_backward(
+            &self.head_rows,
+            &head,
+            &self.targets,
+            &self.lse,
+            &g,
+            self.head_chunks.as_deref(),
+        )?;
         let dh = Tensor::cat(
             &[
                 &dh_rows.reshape((b, t - 1, hid))?,

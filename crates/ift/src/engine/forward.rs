@@ -44,6 +44,8 @@ pub struct Tape {
     pub(super) head_rows: Tensor,
     pub(super) targets: Tensor,
     pub(super) lse: Tensor,
+    /// The head's logit chunks, when small enough to keep.
+    pub(super) head_chunks: Option<Vec<Tensor>>,
     pub(super) cos: Tensor,
     pub(super) sin: Tensor,
 }
@@ -189,7 +191,7 @@ pub fn forward_logps(
         .contiguous()?
         .reshape((b * (t - 1), hid))?;
     let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
-    let out = head_logprobs(&head_rows, &model.lm_head().detach(), &targets)?;
+    let out = head_logprobs(&head_rows, &model.lm_head().detach(), &targets, record)?;
     let logp = out.logp.reshape((b, t - 1))?;
     let tape = record.then(|| Tape {
         from_ids: dec.from_ids,
@@ -200,6 +202,7 @@ pub fn forward_logps(
         head_rows,
         targets,
         lse: out.lse,
+        head_chunks: out.chunks,
         cos: dec.cos,
         sin: dec.sin,
     });

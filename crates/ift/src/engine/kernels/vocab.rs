@@ -5,7 +5,8 @@
 //!
 //! `logp[r] = h[r]·w[y_r] − lse[r]`.
 //!
-//! Backward recomputes each chunk's logits and uses
+//! Backward recomputes each chunk's logits (or reuses them, for heads small
+//! enough to keep) and uses
 //! `dlogits = g ∘ (onehot(y) − exp(logits − lse))`:
 //! `dh = Σ_chunks dlogits · W_c`, `dW_c = dlogitsᵀ · h` (each chunk's rows of
 //! `dW` are written once, never accumulated).
@@ -17,10 +18,17 @@ use crate::engine::view::{fused, par_rows, F32View};
 /// About this many logits per chunk (16 MiB of f32).
 const CHUNK_ELEMS: usize = 1 << 22;
 
+/// A forward that will be followed by a backward keeps its logit chunks when
+/// they total at most this many (256 MiB of f32), trading memory for the
+/// head's recomputation (7 % of a SmolLM2 step's FLOPs); bigger heads recompute.
+const KEEP_ELEMS: usize = 1 << 26;
+
 /// Each row's target log-probability and logsumexp, both `(rows,)`.
 pub struct HeadLogps {
     pub logp: Tensor,
     pub lse: Tensor,
+    /// The logits chunk by chunk, when kept for the backward.
+    pub chunks: Option<Vec<Tensor>>,
 }
 
 fn chunk_cols(rows: usize, vocab: usize) -> usize {
@@ -32,12 +40,27 @@ fn chunk_logits(h: &Tensor, w: &Tensor, v0: usize, n: usize) -> Result<Tensor> {
 }
 
 /// `h` `(rows, hidden)`, `w` `(vocab, hidden)`, `targets` `(rows,)` u32.
-pub fn head_logprobs(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<HeadLogps> {
-    head_logprobs_in(h, w, targets, chunk_cols(h.dim(0)?, w.dim(0)?))
+/// With `for_backward`, small heads keep their logits ([`KEEP_ELEMS`]).
+pub fn head_logprobs(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    for_backward: bool,
+) -> Result<HeadLogps> {
+    let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
+    let keep = for_backward && rows * vocab <= KEEP_ELEMS;
+    head_logprobs_in(h, w, targets, chunk_cols(rows, vocab), keep)
 }
 
-fn head_logprobs_in(h: &Tensor, w: &Tensor, targets: &Tensor, step: usize) -> Result<HeadLogps> {
+fn head_logprobs_in(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    step: usize,
+    keep: bool,
+) -> Result<HeadLogps> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
+    let mut kept = Vec::new();
     let ids = targets.to_vec1::<u32>()?;
     if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
         candle_core::bail!("token id {bad} is outside the vocabulary of {vocab}");
@@ -48,6 +71,9 @@ fn head_logprobs_in(h: &Tensor, w: &Tensor, targets: &Tensor, step: usize) -> Re
         let mut sum: Option<Tensor> = None;
         for v0 in (0..vocab).step_by(step) {
             let l = chunk_logits(h, w, v0, step.min(vocab - v0))?;
+            if keep {
+                kept.push(l.clone());
+            }
             let m_c = l.max_keepdim(D::Minus1)?;
             let m = match &max {
                 Some(m) => m.maximum(&m_c)?,
@@ -67,6 +93,7 @@ fn head_logprobs_in(h: &Tensor, w: &Tensor, targets: &Tensor, step: usize) -> Re
         return Ok(HeadLogps {
             logp: (picked - &lse)?,
             lse,
+            chunks: keep.then_some(kept),
         });
     }
     // Per row: running max, running Σ exp(· − max), the target's logit.
@@ -88,12 +115,17 @@ fn head_logprobs_in(h: &Tensor, w: &Tensor, targets: &Tensor, step: usize) -> Re
                 s[2] = row[y - v0];
             }
         });
+        drop(lv);
+        if keep {
+            kept.push(l);
+        }
     }
     let lse: Vec<f32> = state.chunks(3).map(|s| s[0] + s[1].ln()).collect();
     let logp: Vec<f32> = state.chunks(3).zip(&lse).map(|(s, l)| s[2] - l).collect();
     Ok(HeadLogps {
         logp: Tensor::from_vec(logp, rows, h.device())?,
         lse: Tensor::from_vec(lse, rows, h.device())?,
+        chunks: keep.then_some(kept),
     })
 }
 
@@ -104,8 +136,10 @@ pub fn head_backward(
     targets: &Tensor,
     lse: &Tensor,
     g: &Tensor,
+    kept: Option<&[Tensor]>,
 ) -> Result<(Tensor, Tensor)> {
-    head_backward_in(h, w, targets, lse, g, chunk_cols(h.dim(0)?, w.dim(0)?))
+    let step = chunk_cols(h.dim(0)?, w.dim(0)?);
+    head_backward_in(h, w, targets, lse, g, step, kept)
 }
 
 fn head_backward_in(
@@ -115,6 +149,7 @@ fn head_backward_in(
     lse: &Tensor,
     g: &Tensor,
     step: usize,
+    kept: Option<&[Tensor]>,
 ) -> Result<(Tensor, Tensor)> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
     let mut dh: Option<Tensor> = None;
@@ -124,9 +159,13 @@ fn head_backward_in(
         lse.to_vec1::<f32>()?,
         g.to_vec1::<f32>()?,
     );
-    for v0 in (0..vocab).step_by(step) {
+    for (c, v0) in (0..vocab).step_by(step).enumerate() {
         let n = step.min(vocab - v0);
-        let l = chunk_logits(h, w, v0, n)?.contiguous()?;
+        let l = match kept.and_then(|k| k.get(c)) {
+            Some(l) => l.clone(),
+            None => chunk_logits(h, w, v0, n)?,
+        }
+        .contiguous()?;
         let dl = if fused(&[&l]) {
             let lv = F32View::new(&l)?;
             let ls = lv.get();
@@ -199,12 +238,16 @@ mod tests {
         let want = want.squeeze(1).unwrap();
         let store = (&want * &g).unwrap().sum_all().unwrap().backward().unwrap();
 
-        let out = head_logprobs_in(h.as_tensor(), w.as_tensor(), &ids, 300).unwrap();
-        assert!(max_diff(&out.logp, &want) < 1e-4);
-        let (dh, dw) =
-            head_backward_in(h.as_tensor(), w.as_tensor(), &ids, &out.lse, &g, 300).unwrap();
-        assert!(max_diff(&dh, store.get(h.as_tensor()).unwrap()) < 1e-4);
-        assert!(max_diff(&dw, store.get(w.as_tensor()).unwrap()) < 1e-4);
+        for keep in [false, true] {
+            let (ht, wt) = (h.as_tensor(), w.as_tensor());
+            let out = head_logprobs_in(ht, wt, &ids, 300, keep).unwrap();
+            assert!(max_diff(&out.logp, &want) < 1e-4);
+            assert_eq!(out.chunks.as_ref().map(Vec::len), keep.then_some(4));
+            let kept = out.chunks.as_deref();
+            let (dh, dw) = head_backward_in(ht, wt, &ids, &out.lse, &g, 300, kept).unwrap();
+            assert!(max_diff(&dh, store.get(ht).unwrap()) < 1e-4);
+            assert!(max_diff(&dw, store.get(wt).unwrap()) < 1e-4);
+        }
     }
 
     #[test]
@@ -223,6 +266,6 @@ mod tests {
         let h = Tensor::zeros((2, 4), candle_core::DType::F32, &dev).unwrap();
         let w = Tensor::zeros((5, 4), candle_core::DType::F32, &dev).unwrap();
         let ids = Tensor::from_vec(vec![1u32, 7], 2, &dev).unwrap();
-        assert!(head_logprobs(&h, &w, &ids).is_err());
+        assert!(head_logprobs(&h, &w, &ids, false).is_err());
     }
 }
