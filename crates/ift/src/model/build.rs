@@ -106,7 +106,7 @@ fn build(
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Ok(Linear::dense(weight, bias))
         };
         let self_attn = Attention {
             q_proj: linear(format!("{p}.self_attn.q_proj"), h * d, hid, cfg.qkv_bias)?,
@@ -156,5 +156,6 @@ fn build(
         lm_head,
         params,
         raw_config: serde_json::Value::Null,
+        adapter: None,
     })
 }

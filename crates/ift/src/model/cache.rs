@@ -75,11 +75,7 @@ impl LlamaForCausalLM {
             x = (x + layer.mlp.forward(&h)?)?;
         }
         let x = self.norm.forward(&x)?;
-        Linear {
-            weight: self.lm_head().clone(),
-            bias: None,
-        }
-        .forward(&x)
+        Linear::dense(self.lm_head().clone(), None).forward(&x)
     }
 }
 
