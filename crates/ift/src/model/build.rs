@@ -19,10 +19,22 @@ use crate::error::{Error, Result};
 /// A function that yields the tensor of a given Hugging Face name and shape.
 type Source<'a> = dyn FnMut(&str, &[usize]) -> Result<Tensor> + 'a;
 
+thread_local! {
+    static LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many model directories [`LlamaForCausalLM::from_pretrained`] has read
+/// on this thread: lets a test assert that a run loaded no second model
+/// (thread-local, so tests running in parallel do not see each other's).
+pub fn checkpoint_loads_on_this_thread() -> usize {
+    LOADS.with(|n| n.get())
+}
+
 impl LlamaForCausalLM {
     /// Loads `config.json` and the safetensors weights of a Hugging Face
     /// model directory (tokenizer files are read by [`crate::tokenizer`]).
     pub fn from_pretrained(dir: &Path, trainable: &Trainable, device: &Device) -> Result<Self> {
+        LOADS.with(|n| n.set(n.get() + 1));
         let config_path = dir.join("config.json");
         let raw = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let raw: serde_json::Value = serde_json::from_str(&raw).map_err(|source| Error::Json {

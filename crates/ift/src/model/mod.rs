@@ -16,6 +16,7 @@ mod save;
 pub mod weights;
 
 pub use attention::{attention_bias, attention_bias_new_rows};
+pub use build::checkpoint_loads_on_this_thread;
 pub use cache::{position_ids_from_mask, KvCache};
 pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};
 pub use layers::{softmax_last_dim, Linear, Weight};
