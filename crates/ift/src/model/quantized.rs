@@ -23,22 +23,27 @@ pub enum Quantize {
     #[serde(rename = "q8_0")]
     Q8_0,
     /// llama.cpp's Q4_K: 256-weight super-blocks of 4-bit values (4.5 bits per
-    /// weight). Rows whose length is not a multiple of 256 fall back to Q5_0,
-    /// as llama.cpp's quantiser does.
+    /// weight). Rows whose length is not a multiple of 256 fall back to Q4_0
+    /// (32-weight blocks, 4.5 bits), as llama.cpp's quantiser also falls back.
     #[serde(rename = "q4_k")]
     Q4K,
 }
 
 impl Quantize {
-    /// The GGML type for a row of `row_len` weights; `None` for `none`.
+    /// The GGML type for a row of `row_len` weights; `None` for `none`, and
+    /// for a row that is not a whole number of 32-weight blocks (kept f32:
+    /// candle's kernels need whole blocks).
     pub fn ggml_type(self, row_len: usize) -> Option<GgmlDType> {
+        if !row_len.is_multiple_of(32) {
+            return None;
+        }
         match self {
             Quantize::None => None,
             Quantize::Q8_0 => Some(GgmlDType::Q8_0),
             Quantize::Q4K if row_len.is_multiple_of(GgmlDType::Q4K.block_size()) => {
                 Some(GgmlDType::Q4K)
             }
-            Quantize::Q4K => Some(GgmlDType::Q5_0),
+            Quantize::Q4K => Some(GgmlDType::Q4_0),
         }
     }
 }
@@ -208,5 +213,20 @@ impl super::llama::LlamaForCausalLM {
             .iter()
             .any(|p| p.dense_weight().is_none())
         })
+    }
+}
+
+impl super::llama::LlamaForCausalLM {
+    /// The same model with every quantised projection dequantised back to
+    /// f32 (frozen): the dense model a quantised one approximates, to compare with.
+    pub fn dequantized_base(&self) -> crate::Result<Self> {
+        let mut model = self.clone();
+        for (_, _, lin) in model.projections_mut() {
+            if let super::layers::Weight::Quantized(q) = &lin.weight {
+                let device = lin.bias.as_ref().map_or(Device::Cpu, |b| b.device().clone());
+                lin.weight = super::layers::Weight::Dense(q.dequantize(&device)?);
+            }
+        }
+        Ok(model)
     }
 }
