@@ -15,7 +15,7 @@ use super::peft::{write_adapter_files, ADAPTER_CONFIG};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::{
-    copy_companions, write_atomically, LlamaForCausalLM, Pretrained, SaveOptions, Trainable,
+    copy_companions, gguf, write_atomically, LlamaForCausalLM, Pretrained, SaveOptions, Trainable,
 };
 
 /// Loads the policy of a run; `resume` is the checkpoint being resumed.
@@ -26,9 +26,9 @@ pub fn load_policy(
 ) -> Result<Pretrained> {
     let Some(lora) = config.adapter.lora() else {
         let dir = resume.unwrap_or(&config.model.path);
-        return Pretrained::load(dir, &config.trainable(), device);
+        return load_base(dir, &config.trainable(), device);
     };
-    let mut pre = Pretrained::load(&config.model.path, &Trainable::None, device)?;
+    let mut pre = load_base(&config.model.path, &Trainable::None, device)?;
     pre.model.quantize_base(config.model.quantize)?;
     match resume.or(config.model.adapter.as_deref()) {
         Some(dir) => {
@@ -40,6 +40,14 @@ pub fn load_policy(
         None => attach_fresh(&mut pre.model, &lora, config.train.seed)?,
     }
     Ok(pre)
+}
+
+/// A Hugging Face directory, or a GGUF file read directly (in memory).
+fn load_base(path: &Path, trainable: &Trainable, device: &Device) -> Result<Pretrained> {
+    match gguf::is_gguf(path) {
+        true => gguf::load_gguf(path, trainable, device),
+        false => Pretrained::load(path, trainable, device),
+    }
 }
 
 /// An adapter being continued must have the shape `[adapter]` describes.

@@ -34,8 +34,19 @@ impl LlamaForCausalLM {
     /// Loads `config.json` and the safetensors weights of a Hugging Face
     /// model directory (tokenizer files are read by [`crate::tokenizer`]).
     pub fn from_pretrained(dir: &Path, trainable: &Trainable, device: &Device) -> Result<Self> {
+        let tensors = CheckpointTensors::read(dir, device)?;
+        Self::from_config_and_tensors(&dir.join("config.json"), tensors, trainable)
+    }
+
+    /// The model `config_path` describes, its weights taken from `tensors`
+    /// (a checkpoint directory's, or a GGUF file's read in memory).
+    pub(crate) fn from_config_and_tensors(
+        config_path: &Path,
+        mut tensors: CheckpointTensors,
+        trainable: &Trainable,
+    ) -> Result<Self> {
         LOADS.with(|n| n.set(n.get() + 1));
-        let config_path = dir.join("config.json");
+        let config_path = config_path.to_path_buf();
         let raw = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let raw: serde_json::Value = serde_json::from_str(&raw).map_err(|source| Error::Json {
             path: config_path.clone(),
@@ -46,7 +57,6 @@ impl LlamaForCausalLM {
             source,
         })?;
         let config = LlamaConfig::resolve(&wire, &config_path)?;
-        let mut tensors = CheckpointTensors::read(dir, device)?;
         if config.tie_word_embeddings {
             // Some checkpoints store the tied head anyway; it is the same matrix.
             tensors.discard("lm_head.weight");

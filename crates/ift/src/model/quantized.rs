@@ -223,7 +223,10 @@ impl super::llama::LlamaForCausalLM {
         let mut model = self.clone();
         for (_, _, lin) in model.projections_mut() {
             if let super::layers::Weight::Quantized(q) = &lin.weight {
-                let device = lin.bias.as_ref().map_or(Device::Cpu, |b| b.device().clone());
+                let device = lin
+                    .bias
+                    .as_ref()
+                    .map_or(Device::Cpu, |b| b.device().clone());
                 lin.weight = super::layers::Weight::Dense(q.dequantize(&device)?);
             }
         }
