@@ -18,8 +18,8 @@ use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{Objective, ObjectiveKind};
 use ift::reference::prepare_reference_logps;
 use ift::train::{
-    clip_grad_norm, step_passes, Optimizer, OptimizerConfig, OptimizerKind, Reference, StepBatch,
-    StepContext, StepEnv,
+    clip_grad_norm, step_passes, Engine, Optimizer, OptimizerConfig, OptimizerKind, Reference,
+    StepBatch, StepContext, StepEnv,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -138,6 +138,7 @@ fn main() -> ift::Result<()> {
                     step: i as u64,
                     seed: 0,
                 },
+                engine: Engine::default(),
                 device: &dev,
             };
             let mut passes = step_passes(&model, batch, 4, &env, true)?;

@@ -19,7 +19,8 @@ use ift::loss::token_logprobs;
 use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
 use ift::objective::{IftParams, Objective, SftParams};
 use ift::train::{
-    clip_grad_norm, forward_backward, Optimizer, OptimizerConfig, OptimizerKind, StepContext,
+    clip_grad_norm, forward_backward, Engine, Optimizer, OptimizerConfig, OptimizerKind,
+    StepContext,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -134,11 +135,29 @@ fn main() -> Result<()> {
     }
     // (c) the trainer's real step: forward/backward through the objective,
     // clipping, AdamW. SFT, then IFT (one more graph-free forward).
-    let steps: Vec<(&str, Objective)> = vec![
-        ("train_step_sft", Objective::Sft(SftParams::default())),
-        ("train_step_ift", Objective::Ift(IftParams::default())),
+    let steps: Vec<(&str, Objective, Engine)> = vec![
+        (
+            "train_step_sft",
+            Objective::Sft(SftParams::default()),
+            Engine::Explicit,
+        ),
+        (
+            "train_step_ift",
+            Objective::Ift(IftParams::default()),
+            Engine::Explicit,
+        ),
+        (
+            "train_step_sft_graph",
+            Objective::Sft(SftParams::default()),
+            Engine::Graph,
+        ),
+        (
+            "train_step_ift_graph",
+            Objective::Ift(IftParams::default()),
+            Engine::Graph,
+        ),
     ];
-    for (name, objective) in steps {
+    for (name, objective, engine) in steps {
         if !wanted(name) && !wanted("train_step") {
             continue;
         }
@@ -161,7 +180,7 @@ fn main() -> Result<()> {
         figures.push(measure(name, &opts, || {
             let ctx = StepContext { step, seed: SEED };
             step += 1;
-            let mut passes = forward_backward(&model, &refs, BATCH, &objective, ctx, &dev)
+            let mut passes = forward_backward(&model, &refs, BATCH, &objective, ctx, &dev, engine)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             clip_grad_norm(&mut passes.grads, optimizer.vars(), 1.0)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;

@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod loss;

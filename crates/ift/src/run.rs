@@ -93,11 +93,16 @@ pub fn train_from_config(
     let (mut logps, mut report) = (None, None);
     let use_cache = adapter_off.is_none() || config.train.reference_cache.is_some();
     if objective.uses_cached_reference() && use_cache {
+        // The reference is a view of the loaded policy when it is the base
+        // with the adapter off, or a fresh run's own initial weights.
+        let own_initial = explicit.is_none() && resume.is_none();
+        let view = adapter_off
+            .clone()
+            .or_else(|| own_initial.then(|| pretrained.model.detached()));
         let (l, r) = reference_pass(
             config,
             &pretrained,
-            adapter_off.as_ref(),
-            resume.is_some(),
+            view.as_ref(),
             &train_set,
             &eval_set,
             device,
@@ -197,16 +202,14 @@ fn load_reference(
 }
 
 /// Reference log-probabilities of every sequence the run can need, from the
-/// cache or one graph-free pass. With an adapter the reference is
-/// `adapter_off`, the base with the adapter switched off, never a load. A
-/// fresh run whose reference is its own
-/// initial policy uses the loaded policy (its weights are the reference's
-/// until the first step); otherwise the reference is loaded, only if needed.
+/// cache or one graph-free pass. `view` is the reference when it is a view
+/// of the loaded policy (the base with the adapter switched off, or a fresh
+/// run's initial weights, the reference's until the first step); otherwise
+/// the reference is loaded, only if needed.
 fn reference_pass(
     config: &RunConfig,
     pretrained: &Pretrained,
-    adapter_off: Option<&LlamaForCausalLM>,
-    resuming: bool,
+    view: Option<&LlamaForCausalLM>,
     train_set: &TrainData,
     eval_set: &TrainData,
     device: &Device,
@@ -216,18 +219,16 @@ fn reference_pass(
     let chosen = objective.reference().and_then(|r| r.reference.as_deref());
     let dir = reference_dir(config, chosen);
     let mut fingerprint = weights_fingerprint(&dir)?;
-    if adapter_off.is_some() && config.model.quantize != Quantize::None {
+    if chosen.is_none() && config.model.quantize != Quantize::None {
         // A quantised base scores differently from the file's weights.
         fingerprint = format!("{fingerprint}-{:?}", config.model.quantize).to_lowercase();
     }
     let (plan, total) = batch_plan(train_set, &config.train);
     let micro = config.train.micro_batch_size;
     let needed = needed_sequences(objective, train_set, &plan, total, eval_set, micro);
-    let own_policy = chosen.is_none() && !resuming;
-    let mut load = || match (adapter_off, own_policy) {
-        (Some(base), _) => Ok(base.clone()),
-        (None, true) => Ok(pretrained.model.detached()),
-        (None, false) => load_reference(config, chosen, &pretrained.tokenizer, device),
+    let mut load = || match view {
+        Some(m) => Ok(m.clone()),
+        None => load_reference(config, chosen, &pretrained.tokenizer, device),
     };
     let cache_dir = config.train.reference_cache_dir();
     let mut progress =

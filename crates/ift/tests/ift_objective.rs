@@ -8,7 +8,7 @@ use ift::data::EncodedExample;
 use ift::loss::{predict_tokens, PredictionMode, PredictionParams};
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{Disturb, EmbeddingGrad, IftParams, Lambda, Objective};
-use ift::train::{forward_backward, StepContext, StepPasses};
+use ift::train::{forward_backward, Engine, StepContext, StepPasses};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn model() -> LlamaForCausalLM {
@@ -49,6 +49,7 @@ fn run(model: &LlamaForCausalLM, objective: &Objective, micro: usize) -> StepPas
         objective,
         StepContext { step: 3, seed: 9 },
         &Device::Cpu,
+        Engine::default(),
     )
     .unwrap()
 }

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use ift::data::EncodedExample;
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{EmbeddingGrad, IftParams, Lambda, Objective};
-use ift::train::{forward_backward, StepContext, StepPasses};
+use ift::train::{forward_backward, Engine, StepContext, StepPasses};
 use serde_json::Value;
 
 mod golden;
@@ -57,10 +57,15 @@ fn objective(c: &Value) -> Objective {
     })
 }
 
-fn step(model: &LlamaForCausalLM, data: &[EncodedExample], o: &Objective) -> StepPasses {
+fn step(
+    model: &LlamaForCausalLM,
+    data: &[EncodedExample],
+    o: &Objective,
+    engine: Engine,
+) -> StepPasses {
     let refs: Vec<&EncodedExample> = data.iter().collect();
     let ctx = StepContext { step: 0, seed: 0 };
-    forward_backward(model, &refs, refs.len(), o, ctx, &Device::Cpu).unwrap()
+    forward_backward(model, &refs, refs.len(), o, ctx, &Device::Cpu, engine).unwrap()
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -72,7 +77,7 @@ fn scalar(t: &Tensor) -> f64 {
         .unwrap()[0]
 }
 
-fn check_model(name: &str) {
+fn check_model(name: &str, engine: Engine) {
     let model = LlamaForCausalLM::from_pretrained(
         &fixture(&format!("models/{name}")),
         &Trainable::All,
@@ -91,7 +96,7 @@ fn check_model(name: &str) {
     let combos = json(&f, "combos");
     let mut failures = Vec::new();
     for (i, c) in combos.as_array().unwrap().iter().enumerate() {
-        let got = step(&model, &data, &objective(c));
+        let got = step(&model, &data, &objective(c), engine);
         let want = scalar(&f.tensors[&format!("combo.{i}.loss")]);
         if (got.loss - want).abs() > 1e-4 * want.abs().max(1e-3) {
             failures.push(format!("combo {i} {c}: loss {} vs {want}", got.loss));
@@ -126,7 +131,7 @@ fn check_model(name: &str) {
     );
 }
 
-fn check_full(name: &str) {
+fn check_full(name: &str, engine: Engine) {
     let model = LlamaForCausalLM::from_pretrained(
         &fixture(&format!("models/{name}")),
         &Trainable::All,
@@ -136,7 +141,7 @@ fn check_full(name: &str) {
     let data = examples(&read(fixture(&format!("ift/{name}.safetensors"))));
     let f = read(fixture(&format!("ift/{name}.full.safetensors")));
     for (k, c) in json(&f, "full").as_array().unwrap().iter().enumerate() {
-        let got = step(&model, &data, &objective(c));
+        let got = step(&model, &data, &objective(c), engine);
         for (pname, var) in model.parameters().vars() {
             let key = format!("full.{k}.grad.{pname}");
             let Some(want) = f.tensors.get(&key) else {
@@ -171,18 +176,29 @@ fn check_full(name: &str) {
     }
 }
 
+// Every check runs on both engines: the explicit one (the default) and the
+// graph path it replaced, against the same fixtures.
+
 #[test]
 fn every_option_combination_matches_the_reference_llama() {
-    check_model("llama_gqa");
+    check_model("llama_gqa", Engine::Explicit);
 }
 
 #[test]
 fn every_option_combination_matches_the_reference_qwen2_tied() {
-    check_model("qwen2_tied");
+    check_model("qwen2_tied", Engine::Explicit);
+}
+
+#[test]
+fn every_option_combination_matches_the_reference_graph_path() {
+    check_model("llama_gqa", Engine::Graph);
+    check_model("qwen2_tied", Engine::Graph);
 }
 
 #[test]
 fn full_gradients_match_the_reference() {
-    check_full("llama_gqa");
-    check_full("qwen2_tied");
+    for engine in [Engine::Explicit, Engine::Graph] {
+        check_full("llama_gqa", engine);
+        check_full("qwen2_tied", engine);
+    }
 }

@@ -84,6 +84,14 @@ fn adapted_logits_loss_and_every_lora_gradient_match_peft() {
         );
 
         let grads = loss.backward().unwrap();
+        // The frozen base records no weight gradient (model/frozen.rs): not
+        // a projection's, not the vocabulary head's.
+        for (name, t) in m.parameters().named() {
+            assert!(
+                grads.get(t).is_none(),
+                "{model}_{set}: a gradient was kept for frozen {name}"
+            );
+        }
         let vars = m.parameters().vars();
         let expected =
             c.fx.tensors

@@ -14,7 +14,7 @@ use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::Objective;
 use ift::reference::{prepare_reference_logps, ReferenceLogps};
 use ift::train::{
-    kto_kl_sequences, step_passes, Reference, StepBatch, StepContext, StepEnv, StepPasses,
+    kto_kl_sequences, step_passes, Engine, Reference, StepBatch, StepContext, StepEnv, StepPasses,
 };
 use serde_json::Value;
 
@@ -120,12 +120,14 @@ fn run(
     o: &Objective,
     reference: Reference<'_>,
     micro: usize,
+    engine: Engine,
 ) -> StepPasses {
     let env = StepEnv {
         objective: o,
         reference,
         ctx: StepContext { step: 0, seed: 0 },
         device: &Device::Cpu,
+        engine,
     };
     let pairs: Vec<&EncodedPreference> = d.pairs.iter().collect();
     let kto: Vec<&EncodedKto> = d.kto.iter().collect();
@@ -136,7 +138,7 @@ fn run(
     step_passes(model, batch, micro, &env, true).unwrap()
 }
 
-fn check_model(name: &str) {
+fn check_model(name: &str, engine: Engine) {
     let dev = Device::Cpu;
     let model = LlamaForCausalLM::from_pretrained(
         &fixture(&format!("models/{name}")),
@@ -206,7 +208,7 @@ fn check_model(name: &str) {
         };
         for micro in [4, 1] {
             let what = format!("{name} combo {i} {c} micro {micro}");
-            let out = run(&model, &d, &o, r, micro);
+            let out = run(&model, &d, &o, r, micro, engine);
             let loss = f32s(&f.tensors[&format!("combo.{i}.loss")])[0] as f64;
             close(out.loss, loss, 2e-5, &format!("{what}: loss"));
             // Rewards: the reference's per-example values, as our means.
@@ -290,12 +292,21 @@ fn check_model(name: &str) {
     }
 }
 
+// Every check runs on the explicit engine (the default) and on the graph
+// path, against the same fixtures.
+
 #[test]
 fn preference_objectives_match_the_reference_on_llama_gqa() {
-    check_model("llama_gqa");
+    check_model("llama_gqa", Engine::Explicit);
 }
 
 #[test]
 fn preference_objectives_match_the_reference_on_qwen2_tied() {
-    check_model("qwen2_tied");
+    check_model("qwen2_tied", Engine::Explicit);
+}
+
+#[test]
+fn preference_objectives_match_the_reference_on_the_graph_path() {
+    check_model("llama_gqa", Engine::Graph);
+    check_model("qwen2_tied", Engine::Graph);
 }

@@ -16,7 +16,8 @@ use ift::objective::{Objective, ObjectiveKind};
 use ift::reference::{prepare_reference_logps, ReferenceReport};
 use ift::run::train_from_config;
 use ift::train::{
-    kto_kl_sequences, step_passes, Observer, Reference, StepBatch, StepContext, StepEnv, StepPasses,
+    kto_kl_sequences, step_passes, Engine, Observer, Reference, StepBatch, StepContext, StepEnv,
+    StepPasses,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -138,6 +139,7 @@ fn passes(
         reference: r,
         ctx: StepContext { step: 0, seed: 1 },
         device: &Device::Cpu,
+        engine: Engine::default(),
     };
     step_passes(model, batch, micro, &env, true).unwrap()
 }

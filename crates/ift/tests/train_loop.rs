@@ -50,14 +50,20 @@ fn accumulation_1x8_equals_8x1() {
     let model = load(&model_dir());
     let data = examples(8, 1);
     let batch: Vec<&EncodedExample> = data.iter().collect();
-    for normalize in [Normalize::Sequence, Normalize::Token] {
+    let engines = [ift::train::Engine::Explicit, ift::train::Engine::Graph];
+    for (normalize, engine) in [Normalize::Sequence, Normalize::Token]
+        .into_iter()
+        .flat_map(|n| engines.map(|e| (n, e)))
+    {
         let objective = Objective::Sft(SftParams { normalize });
         let ctx = ift::train::StepContext { step: 0, seed: 0 };
-        let whole = forward_backward(&model, &batch, 8, &objective, ctx, &Device::Cpu).unwrap();
-        let split = forward_backward(&model, &batch, 1, &objective, ctx, &Device::Cpu).unwrap();
+        let whole =
+            forward_backward(&model, &batch, 8, &objective, ctx, &Device::Cpu, engine).unwrap();
+        let split =
+            forward_backward(&model, &batch, 1, &objective, ctx, &Device::Cpu, engine).unwrap();
         assert!(
             (whole.loss - split.loss).abs() < 1e-5 * whole.loss.abs(),
-            "{normalize:?}: {} vs {}",
+            "{normalize:?} {engine:?}: {} vs {}",
             whole.loss,
             split.loss
         );

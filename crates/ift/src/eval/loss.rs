@@ -4,7 +4,7 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::data::{EncodedExample, SequenceBatch};
-use crate::loss::token_logprobs;
+use crate::engine::forward_logps;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::train::{target_mask, PAD_ID};
 use crate::Result;
@@ -20,21 +20,26 @@ pub struct EvalLoss {
     pub eval_tokens: usize,
 }
 
-/// Scores `examples` in batches of `batch_size` on a graph-free view of `model`.
+/// Scores `examples` in batches of `batch_size`, graph-free, with the
+/// engine's chunked vocabulary head.
 pub fn evaluate_loss(
     model: &LlamaForCausalLM,
     examples: &[EncodedExample],
     batch_size: usize,
     device: &Device,
 ) -> Result<EvalLoss> {
-    let model = model.detached();
     let (mut total, mut count) = (0f64, 0usize);
     let refs: Vec<&EncodedExample> = examples.iter().collect();
     for chunk in refs.chunks(batch_size.max(1)) {
         let mb = SequenceBatch::collate(chunk, PAD_ID);
+        if mb.seq_len() < 2 {
+            continue; // no token has context: nothing to score
+        }
         let tensors = mb.to_tensors(device)?;
-        let logits = model.forward(ModelInput::Ids(&tensors.input_ids), &tensors.attention_mask)?;
-        let logp: Vec<Vec<f32>> = token_logprobs(&logits, &tensors.input_ids)?.to_vec2()?;
+        let ids = &tensors.input_ids;
+        let mask = &tensors.attention_mask;
+        let (logp, _) = forward_logps(model, ModelInput::Ids(ids), mask, ids, false)?;
+        let logp: Vec<Vec<f32>> = logp.to_vec2()?;
         for (row, mask) in logp.iter().zip(target_mask(&mb)) {
             for (lp, m) in row.iter().zip(mask) {
                 if m {

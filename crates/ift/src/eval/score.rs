@@ -5,7 +5,7 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::data::{EncodedExample, SequenceBatch};
-use crate::loss::token_logprobs;
+use crate::engine::forward_logps;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::train::{target_mask, PAD_ID};
 use crate::Result;
@@ -29,11 +29,10 @@ pub fn score_sequences(
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Score>> {
-    let model = model.detached();
     let mut out = Vec::with_capacity(examples.len());
     let refs: Vec<&EncodedExample> = examples.iter().collect();
     for chunk in refs.chunks(batch_size.max(1)) {
-        out.extend(score_batch(&model, chunk, device)?);
+        out.extend(score_batch(model, chunk, device)?);
         progress(out.len());
     }
     Ok(out)
@@ -56,8 +55,16 @@ fn score_batch(
             .collect());
     }
     let tensors = batch.to_tensors(device)?;
-    let logits = model.forward(ModelInput::Ids(&tensors.input_ids), &tensors.attention_mask)?;
-    let logp: Vec<Vec<f32>> = token_logprobs(&logits, &tensors.input_ids)?.to_vec2()?;
+    // The engine's chunked head: never the whole (batch, tokens, vocab) logits.
+    let ids = &tensors.input_ids;
+    let (logp, _) = forward_logps(
+        model,
+        ModelInput::Ids(ids),
+        &tensors.attention_mask,
+        ids,
+        false,
+    )?;
+    let logp: Vec<Vec<f32>> = logp.to_vec2()?;
     Ok(logp
         .iter()
         .zip(target_mask(&batch))

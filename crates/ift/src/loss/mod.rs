@@ -32,7 +32,7 @@ pub use log_sigmoid::{log1m_exp, log_sigmoid};
 pub use normalize::{token_coefficients, Normalize, StepTotals};
 pub use orpo::{orpo_log_odds, orpo_loss, OrpoParams};
 pub use pair_logps::{PairLogps, PairLoss};
-pub use sft::{sft_loss, SftOutput};
+pub use sft::{sft_loss, sft_loss_from_logps, SftOutput};
 pub use simpo::{simpo_loss, SimpoParams};
 pub use tdpo::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms, TdpoVariant};
 pub use token_logprobs::{

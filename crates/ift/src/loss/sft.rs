@@ -22,7 +22,16 @@ pub struct SftOutput {
 /// `logits`: `(b, t, vocab)`; `input_ids`: `(b, t)` u32; `coefficients`:
 /// `(b, t - 1)` f32.
 pub fn sft_loss(logits: &Tensor, input_ids: &Tensor, coefficients: &Tensor) -> Result<SftOutput> {
-    let token_nll = token_logprobs(logits, input_ids)?.neg()?;
-    let loss = token_nll.mul(coefficients)?.sum_all()?;
-    Ok(SftOutput { loss, token_nll })
+    let token_logps = token_logprobs(logits, input_ids)?;
+    let loss = sft_loss_from_logps(&token_logps, coefficients)?;
+    Ok(SftOutput {
+        loss,
+        token_nll: token_logps.neg()?,
+    })
+}
+
+/// The same loss from the target tokens' log-probabilities `(b, t − 1)`:
+/// `−Σ c · log p`.
+pub fn sft_loss_from_logps(token_logps: &Tensor, coefficients: &Tensor) -> Result<Tensor> {
+    token_logps.mul(coefficients)?.sum_all()?.neg()
 }

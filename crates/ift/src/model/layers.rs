@@ -14,6 +14,9 @@ use super::quantized::QuantizedWeight;
 pub enum Weight {
     /// An f32 tensor (trainable when it is a `Var`'s).
     Dense(Tensor),
+    /// A frozen f32 tensor whose matmul records only the input gradient
+    /// (`frozen.rs`): every base projection of a model with an adapter.
+    Frozen(Tensor),
     /// A frozen quantised matrix (`model.quantize`, QLoRA-style; `quantized.rs`).
     Quantized(QuantizedWeight),
 }
@@ -48,6 +51,7 @@ impl Linear {
         let x = x.reshape((rows, *in_dim))?;
         let y = match &self.weight {
             Weight::Dense(w) => x.matmul(&w.t()?)?,
+            Weight::Frozen(w) => super::frozen::frozen_matmul(&x, w)?,
             Weight::Quantized(q) => q.forward(&x)?,
         };
         let y = match &self.bias {
@@ -63,10 +67,10 @@ impl Linear {
         y.reshape(out)
     }
 
-    /// The dense base weight; `None` when it is quantised.
+    /// The dense base weight (trainable or frozen); `None` when it is quantised.
     pub fn dense_weight(&self) -> Option<&Tensor> {
         match &self.weight {
-            Weight::Dense(w) => Some(w),
+            Weight::Dense(w) | Weight::Frozen(w) => Some(w),
             Weight::Quantized(_) => None,
         }
     }

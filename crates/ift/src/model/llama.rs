@@ -70,7 +70,20 @@ impl LlamaForCausalLM {
             x = (x + layer.mlp.forward(&h)?)?;
         }
         let x = self.norm.forward(&x)?;
-        Linear::dense(self.lm_head().clone(), None).forward(&x)
+        self.head().forward(&x)
+    }
+
+    /// The vocabulary head as a layer; frozen (no weight gradient) when the
+    /// model carries an adapter, since then nothing of the base trains.
+    pub(crate) fn head(&self) -> Linear {
+        match self.adapter {
+            Some(_) => Linear {
+                weight: Weight::Frozen(self.lm_head().clone()),
+                bias: None,
+                lora: None,
+            },
+            None => Linear::dense(self.lm_head().clone(), None),
+        }
     }
 
     /// Input embeddings `(b, t, hidden)` of token ids `(b, t)`.

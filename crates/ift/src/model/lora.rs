@@ -115,12 +115,21 @@ impl LlamaForCausalLM {
         trainable: bool,
     ) -> crate::Result<()> {
         let mut params = std::mem::take(&mut self.params);
+        if !params.vars().is_empty() {
+            return Err(crate::Error::Train(
+                "a LoRA adapter needs a frozen base (load it with Trainable::None)".into(),
+            ));
+        }
         for (module, short, lin) in self.projections_mut() {
+            // The whole base is frozen: its matmuls skip the weight gradient.
+            if let Weight::Dense(w) = &lin.weight {
+                lin.weight = Weight::Frozen(w.clone());
+            }
             if !config.targets(short) {
                 continue;
             }
             let (out_dim, in_dim) = match &lin.weight {
-                Weight::Dense(w) => w.dims2()?,
+                Weight::Dense(w) | Weight::Frozen(w) => w.dims2()?,
                 Weight::Quantized(q) => q.dims(),
             };
             let mut get = |matrix: &str, shape: [usize; 2]| -> crate::Result<Tensor> {
@@ -142,6 +151,13 @@ impl LlamaForCausalLM {
         self.params = params;
         self.adapter = Some(config.clone());
         Ok(())
+    }
+
+    /// Whether the explicit training engine (`crate::engine`) can run this
+    /// model: not with a LoRA adapter or a quantised base, which only the
+    /// graph-built `forward` computes.
+    pub fn explicit_engine_supported(&self) -> bool {
+        self.adapter.is_none() && !self.is_quantized()
     }
 
     /// The adapter's settings, if the model carries one.
@@ -208,7 +224,7 @@ impl LlamaForCausalLM {
         let mut params = model.params.frozen();
         for (module, _, lin) in model.projections_mut() {
             let Some(l) = lin.lora.take() else { continue };
-            let Weight::Dense(w) = &lin.weight else {
+            let (Weight::Dense(w) | Weight::Frozen(w)) = &lin.weight else {
                 return Err(crate::Error::Train(format!(
                     "{module}: cannot merge an adapter into a quantised base; load the base with model.quantize = \"none\""
                 )));
@@ -217,6 +233,11 @@ impl LlamaForCausalLM {
             let merged = (w.detach() + delta)?;
             params.replace(&format!("{module}.weight"), merged.clone());
             lin.weight = Weight::Dense(merged);
+        }
+        for (_, _, lin) in model.projections_mut() {
+            if let Weight::Frozen(w) = &lin.weight {
+                lin.weight = Weight::Dense(w.clone());
+            }
         }
         model.params = params;
         model.adapter = None;

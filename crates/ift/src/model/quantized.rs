@@ -176,7 +176,8 @@ impl super::llama::LlamaForCausalLM {
         let mut bytes = 0;
         for (module, _, lin) in self.projections_mut() {
             let name = format!("{module}.weight");
-            if let super::layers::Weight::Dense(w) = &lin.weight {
+            if let super::layers::Weight::Dense(w) | super::layers::Weight::Frozen(w) = &lin.weight
+            {
                 let Some(dtype) = kind.ggml_type(w.dim(1)?) else {
                     continue;
                 };
@@ -227,7 +228,7 @@ impl super::llama::LlamaForCausalLM {
                     .bias
                     .as_ref()
                     .map_or(Device::Cpu, |b| b.device().clone());
-                lin.weight = super::layers::Weight::Dense(q.dequantize(&device)?);
+                lin.weight = super::layers::Weight::Frozen(q.dequantize(&device)?);
             }
         }
         Ok(model)

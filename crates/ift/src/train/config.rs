@@ -65,6 +65,13 @@ pub struct TrainConfig {
     /// runs and seeds. Default: `reference-cache/` beside `output_dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference_cache: Option<PathBuf>,
+    /// How forward and backward passes are computed: `explicit` (default; a
+    /// hand-written backward with fused kernels, never the whole
+    /// `(tokens, vocab)` logits) or `graph` (candle's autograd over the
+    /// graph-built model: the reference path, slower, more memory). Both give
+    /// the same gradients to float rounding; TDPO's policy logits always use
+    /// the graph path.
+    pub engine: super::policy::Engine,
 }
 
 impl Default for TrainConfig {
@@ -90,6 +97,7 @@ impl Default for TrainConfig {
             keep_last: 2,
             max_bad_steps: 5,
             reference_cache: None,
+            engine: super::policy::Engine::Explicit,
         }
     }
 }

@@ -10,6 +10,7 @@ use candle_core::{Device, Var};
 use super::examples::StepBatch;
 pub use super::objectives::StepContext;
 use super::objectives::{micro_batch_loss, step_info, Diagnostics, Reference, StepEnv};
+use super::policy::{Engine, Policy};
 use crate::data::{EncodedExample, SequenceBatch};
 use crate::model::LlamaForCausalLM;
 use crate::objective::Objective;
@@ -45,7 +46,8 @@ pub fn target_mask(batch: &SequenceBatch) -> Vec<Vec<bool>> {
         .collect()
 }
 
-/// Forward + backward of SFT or IFT over `batch` in micro-batches of `micro`.
+/// Forward + backward of SFT or IFT over `batch` in micro-batches of `micro`,
+/// on `engine`.
 pub fn forward_backward(
     model: &LlamaForCausalLM,
     batch: &[&EncodedExample],
@@ -53,12 +55,14 @@ pub fn forward_backward(
     objective: &Objective,
     ctx: StepContext,
     device: &Device,
+    engine: Engine,
 ) -> Result<StepPasses> {
     let env = StepEnv {
         objective,
         reference: Reference::default(),
         ctx,
         device,
+        engine,
     };
     step_passes(model, StepBatch::Sequences(batch), micro, &env, true)
 }
@@ -82,9 +86,10 @@ pub fn step_passes(
         // LoRA dropout while training only, its masks a pure function of
         // (seed, step, micro-batch) so that resuming is exact.
         let model = &model.with_dropout_if(backward, env.ctx.seed, env.ctx.step, i);
-        let loss = micro_batch_loss(model, mb, &info, env, &mut diag)?;
+        let policy = Policy::new(model, env.engine, backward);
+        let loss = micro_batch_loss(&policy, mb, &info, env, &mut diag)?;
         if backward {
-            let store = loss.backward()?;
+            let store = policy.backward(&loss)?;
             for (_, var) in vars {
                 if let Some(g) = store.get(var.as_tensor()) {
                     let sum = match grads.get(var.as_tensor()) {

@@ -123,6 +123,7 @@ pub fn train(
             reference: run.reference,
             ctx,
             device: run.device,
+            engine: cfg.engine,
         };
         let micro = cfg.micro_batch_size;
         let mut passes = step_passes(model, examples.as_batch(), micro, &env, true)?;

@@ -11,28 +11,29 @@ use crate::loss::{
     ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, shift_predictions,
     token_coefficients, token_logprobs,
 };
-use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::model::ModelInput;
 use crate::objective::{EmbeddingGrad, IftParams};
+use crate::train::policy::Policy;
 use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 pub fn micro_batch(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     examples: &[&EncodedExample],
     p: &IftParams,
     info: &StepInfo,
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let ctx = env.ctx;
+    let (ctx, model) = (env.ctx, policy.model);
     let mb = SequenceBatch::collate(examples, PAD_ID);
     let coef = token_coefficients(&target_mask(&mb), p.normalize, info.totals, env.device)?;
     let t = mb.to_tensors(env.device)?;
     let lambda = p.lambda_at(ctx.step, ctx.seed);
     let (ids, attention) = (&t.input_ids, &t.attention_mask);
     let seq = ids.dim(1)?;
-    // No graph: the detached view records nothing, so this costs one forward.
-    let logits0 = model.detached().forward(ModelInput::Ids(ids), attention)?;
+    // No graph: this costs one forward.
+    let logits0 = policy.logits_no_grad(ModelInput::Ids(ids), attention)?;
     let predictions = predict_tokens(
         &logits0,
         &p.prediction_params(),
@@ -44,8 +45,9 @@ pub fn micro_batch(
         EmbeddingGrad::Live => model.embed_tokens().clone(),
     };
     let embeds = mixed_embeddings(&embedding, ids, &mixed_ids, lambda)?;
-    let logits = model.forward(ModelInput::Embeds(&embeds), attention)?;
-    let token_loss = token_logprobs(&logits, ids)?.neg()?;
+    let token_loss = policy
+        .token_logprobs(ModelInput::Embeds(&embeds), attention, ids)?
+        .neg()?;
     let mask = t.loss_mask.narrow(1, 1, seq - 1)?;
     let params = p.propagation_params();
     let weights = ift_weights(&token_loss, &mask, p.propagation, &params, p.detach_weights)?;

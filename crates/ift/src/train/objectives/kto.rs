@@ -9,9 +9,10 @@ use super::{
 };
 use crate::data::{EncodedExample, EncodedKto, SequenceBatch};
 use crate::eval::score_sequences;
-use crate::loss::{kto_loss, kto_reference_point, token_logprobs, KtoParams};
+use crate::loss::{kto_loss, kto_reference_point, KtoParams};
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::objective::ReferenceOptions;
+use crate::train::policy::Policy;
 use crate::train::step::PAD_ID;
 use crate::Result;
 
@@ -74,7 +75,7 @@ pub fn reference_point(
 }
 
 pub fn micro_batch(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     batch: &[&EncodedKto],
     p: &KtoParams,
     r: &ReferenceOptions,
@@ -84,11 +85,12 @@ pub fn micro_batch(
 ) -> Result<Tensor> {
     let seqs: Vec<&EncodedExample> = batch.iter().map(|k| &k.example).collect();
     let t = SequenceBatch::collate(&seqs, PAD_ID).to_tensors(env.device)?;
-    let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
-    let (logps, lens) = row_sums(
-        &token_logprobs(&logits, &t.input_ids)?,
-        &target_mask_tensor(&t.loss_mask)?,
+    let token_logps = policy.token_logprobs(
+        ModelInput::Ids(&t.input_ids),
+        &t.attention_mask,
+        &t.input_ids,
     )?;
+    let (logps, lens) = row_sums(&token_logps, &target_mask_tensor(&t.loss_mask)?)?;
     let n = batch.len();
     let reference = Tensor::from_vec(reference_logps(&seqs, r, env)?, n, env.device)?;
     let labels: Vec<f32> = batch.iter().map(|k| f32::from(u8::from(k.label))).collect();

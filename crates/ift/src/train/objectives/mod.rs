@@ -20,6 +20,7 @@ use crate::loss::StepTotals;
 use crate::model::LlamaForCausalLM;
 use crate::objective::{Objective, ReferenceOptions};
 use crate::reference::ReferenceLogps;
+use crate::train::policy::{Engine, Policy};
 use crate::Result;
 
 /// Where in the run a step is: λ and sampled predictions depend on it.
@@ -46,6 +47,8 @@ pub struct StepEnv<'a> {
     pub reference: Reference<'a>,
     pub ctx: StepContext,
     pub device: &'a Device,
+    /// How the policy's passes are computed (`train.engine`).
+    pub engine: Engine,
 }
 
 /// Figures of the whole optimiser step that every micro-batch's loss uses.
@@ -61,7 +64,7 @@ pub struct StepInfo {
 
 /// The loss of one micro-batch `mb` of a step described by `info`.
 pub fn micro_batch_loss(
-    model: &LlamaForCausalLM,
+    model: &Policy<'_>,
     mb: StepBatch<'_>,
     info: &StepInfo,
     env: &StepEnv<'_>,

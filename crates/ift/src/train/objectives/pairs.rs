@@ -11,8 +11,9 @@ use crate::loss::{
     dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLogps, PairLoss,
     SimpoParams,
 };
-use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::model::ModelInput;
 use crate::objective::ReferenceOptions;
+use crate::train::policy::Policy;
 use crate::train::step::PAD_ID;
 use crate::Result;
 
@@ -22,24 +23,33 @@ pub struct PairForward {
     pub logps: PairLogps,
     /// The concatenated batch (chosen rows, then rejected rows).
     pub tensors: SequenceTensors,
-    /// `(2b, t, vocab)` logits, with graph.
-    pub logits: Tensor,
+    /// `(2b, t, vocab)` logits with graph, when asked for (TDPO).
+    pub logits: Option<Tensor>,
     /// `(2b, t − 1)` f32 target mask.
     pub mask: Tensor,
 }
 
-/// The policy's forward pass over a micro-batch of pairs.
+/// The policy's forward pass over a micro-batch of pairs; with `full_logits`
+/// on the graph path, keeping the logits.
 pub fn pair_forward(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
     env: &StepEnv<'_>,
+    full_logits: bool,
 ) -> Result<PairForward> {
     let b = pairs.len();
     let batch = PreferenceBatch::collate(pairs, PAD_ID).concatenated(PAD_ID);
     let t = batch.to_tensors(env.device)?;
-    let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
+    let input = ModelInput::Ids(&t.input_ids);
+    let (token_logps, logits) = if full_logits {
+        let logits = policy.logits(input, &t.attention_mask)?;
+        (token_logprobs(&logits, &t.input_ids)?, Some(logits))
+    } else {
+        let logps = policy.token_logprobs(input, &t.attention_mask, &t.input_ids)?;
+        (logps, None)
+    };
     let mask = target_mask_tensor(&t.loss_mask)?;
-    let (sums, lens) = row_sums(&token_logprobs(&logits, &t.input_ids)?, &mask)?;
+    let (sums, lens) = row_sums(&token_logps, &mask)?;
     let logps = PairLogps {
         chosen: sums.narrow(0, 0, b)?,
         rejected: sums.narrow(0, b, b)?,
@@ -115,7 +125,7 @@ fn pair_reference(
 }
 
 pub fn dpo(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
     p: &DpoParams,
     r: &ReferenceOptions,
@@ -123,7 +133,7 @@ pub fn dpo(
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let f = pair_forward(model, pairs, env)?;
+    let f = pair_forward(policy, pairs, env, false)?;
     let reference = pair_reference(pairs, &f.logps, r, env)?;
     let out = dpo_loss(&f.logps, &reference, p)?;
     finish(
@@ -136,28 +146,28 @@ pub fn dpo(
 }
 
 pub fn orpo(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
     p: &OrpoParams,
     info: &StepInfo,
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let f = pair_forward(model, pairs, env)?;
+    let f = pair_forward(policy, pairs, env, false)?;
     let out = orpo_loss(&f.logps, p)?;
     // ORPO's L_SFT is part of the method (weight 1), not an option.
     finish(&out, &f.logps, sft_term(&f.logps, 1.0, info)?, info, diag)
 }
 
 pub fn simpo(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
     p: &SimpoParams,
     info: &StepInfo,
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let f = pair_forward(model, pairs, env)?;
+    let f = pair_forward(policy, pairs, env, false)?;
     let out = simpo_loss(&f.logps, p)?;
     finish(
         &out,

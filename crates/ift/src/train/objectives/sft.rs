@@ -4,14 +4,15 @@ use candle_core::Tensor;
 
 use super::{StepEnv, StepInfo};
 use crate::data::{EncodedExample, SequenceBatch};
-use crate::loss::{sft_loss, token_coefficients};
-use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::loss::{sft_loss_from_logps, token_coefficients};
+use crate::model::ModelInput;
 use crate::objective::SftParams;
+use crate::train::policy::Policy;
 use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 pub fn micro_batch(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     examples: &[&EncodedExample],
     params: &SftParams,
     info: &StepInfo,
@@ -20,6 +21,10 @@ pub fn micro_batch(
     let mb = SequenceBatch::collate(examples, PAD_ID);
     let coef = token_coefficients(&target_mask(&mb), params.normalize, info.totals, env.device)?;
     let t = mb.to_tensors(env.device)?;
-    let logits = model.forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
-    Ok(sft_loss(&logits, &t.input_ids, &coef)?.loss)
+    let logp = policy.token_logprobs(
+        ModelInput::Ids(&t.input_ids),
+        &t.attention_mask,
+        &t.input_ids,
+    )?;
+    Ok(sft_loss_from_logps(&logp, &coef)?)
 }

@@ -1,5 +1,6 @@
 //! TDPO's micro-batch: the policy's forward over both answers, the reference
-//! model's (kept in memory, no graph) over the same rows, then the
+//! model's (kept in memory, no graph) over the same rows, both on the graph
+//! path (TDPO needs the full next-token distributions), then the
 //! per-sequence margins and sequential KLs of `loss/tdpo.rs`.
 
 use candle_core::Tensor;
@@ -9,11 +10,12 @@ use super::pairs::{pair_forward, sft_term};
 use super::{to_vec, Diagnostics, StepEnv, StepInfo};
 use crate::data::EncodedPreference;
 use crate::loss::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms};
-use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::model::ModelInput;
+use crate::train::policy::Policy;
 use crate::Result;
 
 pub fn micro_batch(
-    model: &LlamaForCausalLM,
+    policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
     p: &TdpoParams,
     info: &StepInfo,
@@ -23,12 +25,17 @@ pub fn micro_batch(
     let reference = env.reference.model.ok_or_else(|| {
         crate::Error::Train("TDPO needs the reference model in memory, and none was loaded".into())
     })?;
-    let f = pair_forward(model, pairs, env)?;
+    // The sequential KL needs whole distributions: the graph path's logits.
+    let f = pair_forward(policy, pairs, env, true)?;
+    let logits = f
+        .logits
+        .as_ref()
+        .ok_or_else(|| crate::Error::Train("TDPO's forward kept no logits".into()))?;
     let t = &f.tensors;
     let ref_logits = reference
         .detached()
         .forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
-    let terms = tdpo_terms(&f.logits, &ref_logits, &t.input_ids, &f.mask)?;
+    let terms = tdpo_terms(logits, &ref_logits, &t.input_ids, &f.mask)?;
     let b = pairs.len();
     let half = |x: &Tensor, from: usize| x.narrow(0, from, b);
     let split = |from: usize| -> Result<TdpoTerms> {

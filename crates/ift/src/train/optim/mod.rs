@@ -9,6 +9,7 @@
 //! moments are kept in f32, and the new value is cast back when written into the `Var`.
 
 mod adamw;
+mod fused;
 mod rmsprop;
 mod sgd;
 mod state;
@@ -170,6 +171,25 @@ fn update_var(
     let grad = grad.detach().to_dtype(DType::F32)?;
     slot.step += 1;
     let bufs = &mut slot.buffers;
+    // f32 on the CPU: rewrite the moments and the parameter in place, the
+    // same arithmetic in far fewer passes (`fused.rs`).
+    let adaptive = matches!(cfg.kind, OptimizerKind::AdamW | OptimizerKind::RmsProp);
+    if adaptive && fused::applies(&[var.as_tensor(), &grad]) {
+        if bufs.is_empty() {
+            *bufs = buffer_names(cfg)
+                .iter()
+                .map(|_| param.zeros_like())
+                .collect::<candle_core::Result<_>>()?;
+        }
+        if fused::applies(&bufs.iter().collect::<Vec<_>>()) {
+            return match cfg.kind {
+                OptimizerKind::AdamW => {
+                    fused::adamw(cfg, lr, slot.step, var.as_tensor(), &grad, bufs)
+                }
+                _ => fused::rmsprop(cfg, lr, var.as_tensor(), &grad, bufs),
+            };
+        }
+    }
     let new = match cfg.kind {
         OptimizerKind::AdamW => adamw::update(cfg, lr, slot.step, &param, &grad, bufs)?,
         OptimizerKind::RmsProp => rmsprop::update(cfg, lr, &param, &grad, bufs)?,

@@ -1,0 +1,203 @@
+//! The explicit engine's backward pass: from `∂L/∂logp` (the gradient an
+//! objective's small autograd graph gives for each target token's
+//! log-probability) back through the head, every layer and the embedding,
+//! by the chain rule written out (llm.c's approach): no graph, no
+//! zero-filled gradient per node.
+
+use std::collections::HashSet;
+
+use candle_core::{Result, Tensor};
+
+use super::forward::{LayerTape, Tape};
+use super::kernels::norm::rms_norm_backward;
+use super::kernels::rope::{rope_from_heads_backward, Heads};
+use super::kernels::softmax::causal_softmax_backward;
+use super::kernels::swiglu::{swiglu, swiglu_backward};
+use super::kernels::vocab::head_backward;
+use crate::model::layers::Linear;
+use crate::model::LlamaForCausalLM;
+
+/// Parameter gradients by Hugging Face name (trainable parameters only), and
+/// the gradient of the input embeddings when the forward read embeddings.
+pub struct EngineGrads {
+    pub params: Vec<(String, Tensor)>,
+    /// `(b, t, hidden)`; `None` when the input was token ids.
+    pub input_embeds: Option<Tensor>,
+}
+
+struct Sink<'a> {
+    trains: &'a HashSet<String>,
+    out: Vec<(String, Tensor)>,
+}
+
+impl Sink<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.trains.contains(name)
+    }
+
+    fn put(&mut self, name: String, g: Tensor) {
+        self.out.push((name, g));
+    }
+
+    /// `dx` of `y = x Wᵀ + b` given `dy`, recording `dW = dyᵀ x` and `db`.
+    fn linear(&mut self, name: &str, l: &Linear, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let w = format!("{name}.weight");
+        if self.wants(&w) {
+            self.put(w, dy.t()?.matmul(x)?);
+        }
+        let bias = format!("{name}.bias");
+        if l.bias.is_some() && self.wants(&bias) {
+            self.put(bias, dy.sum(0)?);
+        }
+        dy.matmul(&super::forward::dense(l)?.detach())
+    }
+
+    fn norm(&mut self, name: String, dw: Tensor) {
+        if self.wants(&name) {
+            self.put(name, dw);
+        }
+    }
+}
+
+impl Tape {
+    /// Every trainable parameter's gradient given `dlogp` `(b, t − 1)`.
+    pub fn backward(&self, model: &LlamaForCausalLM, dlogp: &Tensor) -> Result<EngineGrads> {
+        let trains: HashSet<String> = model
+            .parameters()
+            .vars()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut sink = Sink {
+            trains: &trains,
+            out: Vec::new(),
+        };
+        let cfg = &model.config;
+        let (b, t) = self.shape;
+        let hid = cfg.hidden_size;
+        let g = dlogp.contiguous()?.flatten_all()?;
+        let head = model.lm_head().detach();
+        let (dh_rows, d_head) = head_backward(
+            &self.head_rows,
+            &head,
+            &self.targets,
+            &self.lse,
+            &g,
+            self.head_chunks.as_deref(),
+        )?;
+        let dh = Tensor::cat(
+            &[
+                &dh_rows.reshape((b, t - 1, hid))?,
+                &Tensor::zeros((b, 1, hid), candle_core::DType::F32, dh_rows.device())?,
+            ],
+            1,
+        )?
+        .reshape((b * t, hid))?;
+        let (mut dx, dw) = rms_norm_backward(
+            &self.x_final,
+            &model.norm.weight.detach(),
+            &self.rstd_f,
+            &dh,
+        )?;
+        sink.norm("model.norm.weight".into(), dw);
+        for (i, (layer, tape)) in model.layers.iter().zip(&self.layers).enumerate().rev() {
+            dx = self.layer_backward(model, i, layer, tape, dx, &mut sink)?;
+        }
+        let tied = model.lm_head.is_none();
+        let embed_name = "model.embed_tokens.weight";
+        let mut d_head = Some(d_head);
+        if !tied && sink.wants("lm_head.weight") {
+            sink.put(
+                "lm_head.weight".into(),
+                d_head.take().unwrap_or(head.zeros_like()?),
+            );
+        }
+        let input_embeds = match &self.from_ids {
+            Some(ids) => {
+                if sink.wants(embed_name) {
+                    let rows = model.embed_tokens.zeros_like()?.index_add(ids, &dx, 0)?;
+                    let total = match (tied, d_head.take()) {
+                        (true, Some(dh)) => (rows + dh)?,
+                        _ => rows,
+                    };
+                    sink.put(embed_name.into(), total);
+                }
+                None
+            }
+            None => {
+                if let (true, Some(dh)) = (tied, d_head.take()) {
+                    if sink.wants(embed_name) {
+                        sink.put(embed_name.into(), dh);
+                    }
+                }
+                Some(dx.reshape((b, t, hid))?)
+            }
+        };
+        Ok(EngineGrads {
+            params: sink.out,
+            input_embeds,
+        })
+    }
+
+    fn layer_backward(
+        &self,
+        model: &LlamaForCausalLM,
+        i: usize,
+        layer: &crate::model::DecoderLayer,
+        tp: &LayerTape,
+        dx: Tensor,
+        sink: &mut Sink<'_>,
+    ) -> Result<Tensor> {
+        let cfg = &model.config;
+        let (b, t) = self.shape;
+        let (h, kvh, d) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let p = format!("model.layers.{i}");
+        // MLP: x_out = x_mid + down(silu(gate) ∘ up).
+        let mlp = &layer.mlp;
+        let act = swiglu(&tp.gate, &tp.up)?;
+        let d_act = sink.linear(&format!("{p}.mlp.down_proj"), &mlp.down_proj, &act, &dx)?;
+        drop(act);
+        let (d_gate, d_up) = swiglu_backward(&tp.gate, &tp.up, &d_act)?;
+        let dh2 = (sink.linear(
+            &format!("{p}.mlp.gate_proj"),
+            &mlp.gate_proj,
+            &tp.h2,
+            &d_gate,
+        )? + sink.linear(&format!("{p}.mlp.up_proj"), &mlp.up_proj, &tp.h2, &d_up)?)?;
+        let post = &layer.post_attention_layernorm;
+        let (dn, dw) = rms_norm_backward(&tp.x_mid, &post.weight.detach(), &tp.rstd2, &dh2)?;
+        sink.norm(format!("{p}.post_attention_layernorm.weight"), dw);
+        let dx = (dx + dn)?;
+        // Attention: x_mid = x_in + o_proj(softmax(q kᵀ·scale + mask) v).
+        let a = &layer.self_attn;
+        let d_o = sink.linear(&format!("{p}.self_attn.o_proj"), &a.o_proj, &tp.o, &dx)?;
+        let d_o = d_o
+            .reshape((b, t, h, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, kvh, (h / kvh) * t, d))?;
+        let dp = d_o.matmul(&tp.v.t()?)?;
+        let dv = tp.p.t()?.matmul(&d_o)?; // sums over the query heads sharing it
+        let ds = causal_softmax_backward(&tp.p, &dp, 1.0 / (d as f64).sqrt())?;
+        drop(dp);
+        let dq = ds.matmul(&tp.k)?.reshape((b, h, t, d))?;
+        let dk = ds.t()?.matmul(&tp.q)?;
+        let dq = rope_from_heads_backward(&dq, Heads { b, t, n: h, d }, &self.cos, &self.sin)?;
+        let dk = rope_from_heads_backward(&dk, Heads { b, t, n: kvh, d }, &self.cos, &self.sin)?;
+        let dv = dv
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * t, kvh * d))?;
+        let dh1 = (sink.linear(&format!("{p}.self_attn.q_proj"), &a.q_proj, &tp.h1, &dq)?
+            + sink.linear(&format!("{p}.self_attn.k_proj"), &a.k_proj, &tp.h1, &dk)?)?
+        .add(&sink.linear(&format!("{p}.self_attn.v_proj"), &a.v_proj, &tp.h1, &dv)?)?;
+        let inp = &layer.input_layernorm;
+        let (dn, dw) = rms_norm_backward(&tp.x_in, &inp.weight.detach(), &tp.rstd1, &dh1)?;
+        sink.norm(format!("{p}.input_layernorm.weight"), dw);
+        dx + dn
+    }
+}

@@ -1,0 +1,243 @@
+//! The explicit engine's forward pass: the decoder written out layer by
+//! layer with the fused kernels, returning each target token's
+//! log-probability and, when asked, a [`Tape`] holding exactly what
+//! [`Tape::backward`] needs (no autograd graph is recorded).
+
+use candle_core::{Result, Tensor};
+
+use super::kernels::norm::{rms_norm, Normed};
+use super::kernels::rope::{rope_to_heads, Heads};
+use super::kernels::softmax::{causal_softmax, AttnMask};
+use super::kernels::swiglu::swiglu;
+use super::kernels::vocab::head_logprobs;
+use crate::model::layers::Linear;
+use crate::model::{rope, LlamaForCausalLM, ModelInput};
+
+/// The activations one decoder layer's backward reads.
+pub(super) struct LayerTape {
+    pub x_in: Tensor,
+    pub rstd1: Tensor,
+    pub h1: Tensor,
+    /// Rotated queries `(b, kvh, n_rep·t, d)`, keys and values `(b, kvh, t, d)`.
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    /// Attention probabilities `(b, kvh, n_rep·t, t)`.
+    pub p: Tensor,
+    /// Attention output before `o_proj`, `(b·t, h·d)`.
+    pub o: Tensor,
+    pub x_mid: Tensor,
+    pub rstd2: Tensor,
+    pub h2: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+}
+
+/// What the backward pass needs from one forward.
+pub struct Tape {
+    pub(super) from_ids: Option<Tensor>,
+    pub(super) shape: (usize, usize),
+    pub(super) layers: Vec<LayerTape>,
+    pub(super) x_final: Tensor,
+    pub(super) rstd_f: Tensor,
+    /// Final hidden states of the positions that predict a token, `(b·(t−1), hidden)`.
+    pub(super) head_rows: Tensor,
+    pub(super) targets: Tensor,
+    pub(super) lse: Tensor,
+    /// The head's logit chunks, when small enough to keep.
+    pub(super) head_chunks: Option<Vec<Tensor>>,
+    pub(super) cos: Tensor,
+    pub(super) sin: Tensor,
+}
+
+/// `y = x Wᵀ + b` on `(rows, in)`, never recording a graph.
+pub(super) fn linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
+    let y = x.matmul(&dense(l)?.detach().t()?)?;
+    match &l.bias {
+        Some(b) => y.broadcast_add(&b.detach()),
+        None => Ok(y),
+    }
+}
+
+/// A projection's dense weight. Adapted or quantised models never reach the
+/// engine (`graph_fallback`), so anything else is a bug.
+pub(super) fn dense(l: &Linear) -> Result<&Tensor> {
+    l.dense_weight()
+        .ok_or_else(|| candle_core::Error::Msg("the explicit engine got a quantised weight".into()))
+}
+
+/// The decoder's output before the head, and what backward needs of it.
+struct Decoded {
+    from_ids: Option<Tensor>,
+    layers: Vec<LayerTape>,
+    /// Residual stream after the last layer, `(b·t, hidden)`.
+    x_final: Tensor,
+    /// The final norm's output and `rstd`.
+    hidden: Normed,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Embedding and every layer, keeping each layer's tape when `record`.
+fn decode(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+    record: bool,
+) -> Result<Decoded> {
+    let cfg = &model.config;
+    let (b, t) = attention_mask.dims2()?;
+    let hid = cfg.hidden_size;
+    let (h, kvh, d) = (
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+    );
+    let from_ids = match input {
+        ModelInput::Ids(ids) => Some(ids.flatten_all()?),
+        ModelInput::Embeds(_) => None,
+    };
+    let mut x = match (input, &from_ids) {
+        (_, Some(flat)) => model.embed_tokens.detach().index_select(flat, 0)?,
+        (ModelInput::Embeds(e), None) | (ModelInput::Ids(e), None) => {
+            e.detach().reshape((b * t, hid))?
+        }
+    };
+    let (cos, sin) = rope::cos_sin(&model.inv_freq, t, x.device())?;
+    let mask = AttnMask::new(attention_mask, cfg.sliding_window)?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut layers = Vec::new();
+    for layer in &model.layers {
+        let a = &layer.self_attn;
+        let n1 = rms_norm(
+            &x,
+            &layer.input_layernorm.weight.detach(),
+            layer.input_layernorm.eps,
+        )?;
+        let q = rope_to_heads(
+            &linear(&n1.y, &a.q_proj)?,
+            Heads { b, t, n: h, d },
+            &cos,
+            &sin,
+        )?
+        .reshape((b, kvh, (h / kvh) * t, d))?;
+        let k = rope_to_heads(
+            &linear(&n1.y, &a.k_proj)?,
+            Heads { b, t, n: kvh, d },
+            &cos,
+            &sin,
+        )?;
+        let v = linear(&n1.y, &a.v_proj)?
+            .reshape((b, t, kvh, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let p = causal_softmax(&q.matmul(&k.t()?)?, &mask, t, scale)?;
+        let o = p
+            .matmul(&v)?
+            .reshape((b, h, t, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * t, h * d))?;
+        let x_mid = (&x + linear(&o, &a.o_proj)?)?;
+        let post = &layer.post_attention_layernorm;
+        let n2 = rms_norm(&x_mid, &post.weight.detach(), post.eps)?;
+        let gate = linear(&n2.y, &layer.mlp.gate_proj)?;
+        let up = linear(&n2.y, &layer.mlp.up_proj)?;
+        let x_out = (&x_mid + linear(&swiglu(&gate, &up)?, &layer.mlp.down_proj)?)?;
+        if record {
+            layers.push(LayerTape {
+                x_in: x,
+                rstd1: n1.rstd,
+                h1: n1.y,
+                q,
+                k,
+                v,
+                p,
+                o,
+                x_mid,
+                rstd2: n2.rstd,
+                h2: n2.y,
+                gate,
+                up,
+            });
+        }
+        x = x_out;
+    }
+    let hidden = rms_norm(&x, &model.norm.weight.detach(), model.norm.eps)?;
+    Ok(Decoded {
+        from_ids,
+        layers,
+        x_final: x,
+        hidden,
+        cos,
+        sin,
+    })
+}
+
+/// Log-probabilities `(b, t − 1)` of `ids[:, 1:]` given the prefix, as
+/// `token_logprobs(model.forward(..), ids)`; with `record`, the tape too.
+/// The vocabulary head runs in chunks (`kernels::vocab`).
+pub fn forward_logps(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+    ids: &Tensor,
+    record: bool,
+) -> Result<(Tensor, Option<Tape>)> {
+    let (b, t) = ids.dims2()?;
+    if t < 2 {
+        candle_core::bail!("a sequence needs at least two tokens to predict one");
+    }
+    if !model.explicit_engine_supported() {
+        // LoRA or a quantised base: the graph-built model computes them
+        // (`Policy` never asks this engine to record for such a model).
+        if record {
+            candle_core::bail!("the explicit engine cannot train an adapted or quantised model");
+        }
+        let logits = model.detached().forward(input, attention_mask)?;
+        return Ok((crate::loss::token_logprobs(&logits, ids)?, None));
+    }
+    let hid = model.config.hidden_size;
+    let dec = decode(model, input, attention_mask, record)?;
+    let head_rows = dec
+        .hidden
+        .y
+        .reshape((b, t, hid))?
+        .narrow(1, 0, t - 1)?
+        .contiguous()?
+        .reshape((b * (t - 1), hid))?;
+    let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
+    let out = head_logprobs(&head_rows, &model.lm_head().detach(), &targets, record)?;
+    let logp = out.logp.reshape((b, t - 1))?;
+    let tape = record.then(|| Tape {
+        from_ids: dec.from_ids,
+        shape: (b, t),
+        layers: dec.layers,
+        x_final: dec.x_final,
+        rstd_f: dec.hidden.rstd,
+        head_rows,
+        targets,
+        lse: out.lse,
+        head_chunks: out.chunks,
+        cos: dec.cos,
+        sin: dec.sin,
+    });
+    Ok((logp, tape))
+}
+
+/// The whole `(b, t, vocab)` logits, without a graph or a tape: for passes
+/// that need every next-token distribution (IFT's predictions). Equals
+/// `model.forward` to float rounding, at the fused kernels' speed.
+pub fn forward_logits(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+) -> Result<Tensor> {
+    if !model.explicit_engine_supported() {
+        return model.detached().forward(input, attention_mask);
+    }
+    let (b, t) = attention_mask.dims2()?;
+    let dec = decode(model, input, attention_mask, false)?;
+    let logits = linear(&dec.hidden.y, &Linear::dense(model.lm_head().clone(), None))?;
+    logits.reshape((b, t, model.lm_head().dim(0)?))
+}

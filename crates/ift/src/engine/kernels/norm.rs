@@ -1,0 +1,109 @@
+//! RMSNorm forward and backward over `(rows, h)`, with `rstd = 1/√(mean x² + ε)`
+//! kept from the forward:
+//!
+//! `y = w ∘ x · rstd`,
+//! `dx = rstd · (w∘dy − x̂ · mean(w∘dy∘x̂))` with `x̂ = x · rstd`,
+//! `dw = Σ_rows dy ∘ x̂`.
+
+use candle_core::{Result, Tensor, D};
+use rayon::prelude::*;
+
+use crate::engine::view::{fused, par_rows, F32View};
+
+/// A normalised activation and the per-row `rstd` its backward needs.
+pub struct Normed {
+    /// `(rows, h)`.
+    pub y: Tensor,
+    /// `(rows, 1)`.
+    pub rstd: Tensor,
+}
+
+/// `x`: `(rows, h)` contiguous; `w`: `(h,)`.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Normed> {
+    if !fused(&[x, w]) {
+        let rstd = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+        let y = x.broadcast_mul(&rstd)?.broadcast_mul(w)?;
+        return Ok(Normed { y, rstd });
+    }
+    let (rows, h) = x.dims2()?;
+    let (xv, wv) = (F32View::new(x)?, F32View::new(w)?);
+    let (xs, ws) = (xv.get(), wv.get());
+    let mut rstd = vec![0f32; rows];
+    par_rows(&mut rstd, 1, |r, o| {
+        let row = &xs[r * h..(r + 1) * h];
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
+        // As the graph path: (mean + ε) in f32, then √ and 1/·.
+        o[0] = 1.0 / (mean + eps as f32).sqrt();
+    });
+    let mut y = vec![0f32; rows * h];
+    par_rows(&mut y, h, |r, o| {
+        let row = &xs[r * h..(r + 1) * h];
+        for ((o, &v), &g) in o.iter_mut().zip(row).zip(ws) {
+            *o = v * rstd[r] * g;
+        }
+    });
+    Ok(Normed {
+        y: Tensor::from_vec(y, (rows, h), x.device())?,
+        rstd: Tensor::from_vec(rstd, (rows, 1), x.device())?,
+    })
+}
+
+/// Gradients `(dx (rows, h), dw (h,))` of [`rms_norm`] given `dy`.
+pub fn rms_norm_backward(
+    x: &Tensor,
+    w: &Tensor,
+    rstd: &Tensor,
+    dy: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    if !fused(&[x, w, rstd, dy]) {
+        let xhat = x.broadcast_mul(rstd)?;
+        let wdy = dy.broadcast_mul(w)?;
+        let dot = (&wdy * &xhat)?.mean_keepdim(D::Minus1)?;
+        let dx = (wdy - xhat.broadcast_mul(&dot)?)?.broadcast_mul(rstd)?;
+        let dw = (dy * xhat)?.sum(0)?;
+        return Ok((dx, dw));
+    }
+    let (rows, h) = x.dims2()?;
+    let (xv, wv, rv, dv) = (
+        F32View::new(x)?,
+        F32View::new(w)?,
+        F32View::new(rstd)?,
+        F32View::new(dy)?,
+    );
+    let (xs, ws, rs, ds) = (xv.get(), wv.get(), rv.get(), dv.get());
+    let mut dx = vec![0f32; rows * h];
+    par_rows(&mut dx, h, |r, o| {
+        let (xr, dr, s) = (&xs[r * h..(r + 1) * h], &ds[r * h..(r + 1) * h], rs[r]);
+        let dot: f32 = (0..h).map(|i| ws[i] * dr[i] * xr[i] * s).sum::<f32>() / h as f32;
+        for i in 0..h {
+            o[i] = s * (ws[i] * dr[i] - xr[i] * s * dot);
+        }
+    });
+    // dw: per-block partial sums, then one reduction.
+    let block = rows
+        .div_ceil(candle_core::utils::get_num_threads().max(1))
+        .max(1);
+    let dw = (0..rows.div_ceil(block))
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0f32; h];
+            for r in c * block..((c + 1) * block).min(rows) {
+                let s = rs[r];
+                for i in 0..h {
+                    acc[i] += ds[r * h + i] * xs[r * h + i] * s;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![0f32; h],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    Ok((
+        Tensor::from_vec(dx, (rows, h), x.device())?,
+        Tensor::from_vec(dw, h, x.device())?,
+    ))
+}

@@ -1,0 +1,114 @@
+//! The attention softmax with causal, padding and sliding-window masking
+//! fused in, over scores laid out `(b, kvh, n_rep·t, tk)` (the query heads
+//! sharing a KV head stacked along time), and its backward
+//! `dS = scale · P ∘ (dP − Σⱼ Pⱼ dPⱼ)`.
+//!
+//! A query that may see no key gets a uniform row, as the graph path's
+//! finite mask gives; such rows belong to padding and never reach a loss.
+
+use candle_core::{DType, Result, Tensor, D};
+
+use crate::engine::view::{fused, par_rows, F32View};
+
+/// Which keys each query of a batch may see.
+pub struct AttnMask {
+    /// `(b, tk)`, non-zero for real tokens.
+    pub attention_mask: Tensor,
+    /// Per row of the batch, whether each key is a real token.
+    key_valid: Vec<bool>,
+    pub sliding_window: Option<usize>,
+}
+
+impl AttnMask {
+    pub fn new(attention_mask: &Tensor, sliding_window: Option<usize>) -> Result<Self> {
+        let key_valid = attention_mask
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|v| v != 0.0)
+            .collect();
+        Ok(Self {
+            attention_mask: attention_mask.clone(),
+            key_valid,
+            sliding_window,
+        })
+    }
+
+    /// The keys that causality and the window leave to query `qi`.
+    fn visible_range(&self, qi: usize, tk: usize) -> std::ops::Range<usize> {
+        let lo = self
+            .sliding_window
+            .map_or(0, |w| (qi + 1).saturating_sub(w));
+        lo..(qi + 1).min(tk)
+    }
+
+    /// Whether query `qi` (absolute position) of row `bi` may see key `j`.
+    fn allowed(&self, bi: usize, tk: usize, qi: usize, j: usize) -> bool {
+        j <= qi && self.key_valid[bi * tk + j] && self.sliding_window.is_none_or(|w| qi - j < w)
+    }
+}
+
+/// `P = softmax(scale · S + mask)`; `scores` `(b, kvh, n_rep·t, tk)` contiguous,
+/// queries at the last `t` of `tk` positions.
+pub fn causal_softmax(scores: &Tensor, mask: &AttnMask, t: usize, scale: f64) -> Result<Tensor> {
+    let (b, kvh, rows, tk) = scores.dims4()?;
+    if !fused(&[scores]) {
+        let bias =
+            crate::model::attention_bias_new_rows(&mask.attention_mask, t, mask.sliding_window)?;
+        let s = (scores * scale)?
+            .reshape((b, kvh, rows / t, t, tk))?
+            .broadcast_add(&bias)?;
+        return crate::model::softmax_last_dim(&s)?.reshape((b, kvh, rows, tk));
+    }
+    let sv = F32View::new(scores)?;
+    let ss = sv.get();
+    let (per_batch, past, scale) = (kvh * rows, tk - t, scale as f32);
+    let mut out = vec![0f32; ss.len()];
+    par_rows(&mut out, tk, |r, o| {
+        let (bi, qi) = (r / per_batch, past + r % t);
+        let row = &ss[r * tk..(r + 1) * tk];
+        // Only keys up to the query's own position can be visible.
+        let keys = mask.visible_range(qi, tk);
+        let mut max = f32::NEG_INFINITY;
+        for j in keys.clone() {
+            if mask.allowed(bi, tk, qi, j) {
+                max = max.max(row[j] * scale);
+            }
+        }
+        if max == f32::NEG_INFINITY {
+            o.fill(1.0 / tk as f32);
+            return;
+        }
+        let mut sum = 0f32;
+        for j in keys.clone() {
+            if mask.allowed(bi, tk, qi, j) {
+                o[j] = (row[j] * scale - max).exp();
+                sum += o[j];
+            }
+        }
+        o[keys].iter_mut().for_each(|v| *v /= sum);
+    });
+    Tensor::from_vec(out, (b, kvh, rows, tk), scores.device())
+}
+
+/// `dS` from `P` and `dP` (same shape, contiguous).
+pub fn causal_softmax_backward(p: &Tensor, dp: &Tensor, scale: f64) -> Result<Tensor> {
+    if !fused(&[p, dp]) {
+        let dot = (p * dp)?.sum_keepdim(D::Minus1)?;
+        return (p * dp.broadcast_sub(&dot)?)? * scale;
+    }
+    let tk = p.dim(D::Minus1)?;
+    let (pv, dv) = (F32View::new(p)?, F32View::new(dp)?);
+    let (ps, ds) = (pv.get(), dv.get());
+    let scale = scale as f32;
+    let mut out = vec![0f32; ps.len()];
+    par_rows(&mut out, tk, |r, o| {
+        let (pr, dr) = (&ps[r * tk..(r + 1) * tk], &ds[r * tk..(r + 1) * tk]);
+        let dot: f32 = pr.iter().zip(dr).map(|(a, b)| a * b).sum();
+        for j in 0..tk {
+            o[j] = scale * pr[j] * (dr[j] - dot);
+        }
+    });
+    Tensor::from_vec(out, p.shape(), p.device())
+}

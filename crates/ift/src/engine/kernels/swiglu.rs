@@ -1,0 +1,61 @@
+//! SwiGLU's gate: `a = silu(g) ∘ u` over `(rows, ffn)`, and its backward
+//! `du = da ∘ silu(g)`, `dg = da ∘ u ∘ σ(g)(1 + g(1 − σ(g)))`.
+
+use candle_core::{Result, Tensor};
+
+use rayon::prelude::*;
+
+use crate::engine::view::{fused, par_rows, F32View};
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `silu(g) ∘ u`; `g`, `u` contiguous, same shape.
+pub fn swiglu(g: &Tensor, u: &Tensor) -> Result<Tensor> {
+    if !fused(&[g, u]) {
+        return g.silu()? * u;
+    }
+    let (gv, uv) = (F32View::new(g)?, F32View::new(u)?);
+    let (gs, us) = (gv.get(), uv.get());
+    let d = *g.dims().last().unwrap_or(&1);
+    let mut out = vec![0f32; gs.len()];
+    par_rows(&mut out, d, |r, o| {
+        let (gr, ur) = (&gs[r * d..(r + 1) * d], &us[r * d..(r + 1) * d]);
+        for ((o, &x), &y) in o.iter_mut().zip(gr).zip(ur) {
+            *o = x * sigmoid(x) * y;
+        }
+    });
+    Tensor::from_vec(out, g.shape(), g.device())
+}
+
+/// `(dg, du)` of [`swiglu`] given `da`.
+pub fn swiglu_backward(g: &Tensor, u: &Tensor, da: &Tensor) -> Result<(Tensor, Tensor)> {
+    if !fused(&[g, u, da]) {
+        let s = candle_nn::ops::sigmoid(g)?;
+        let silu = (g * &s)?;
+        let du = (da * &silu)?;
+        let dsilu = (&s * ((g * (1.0 - &s)?)? + 1.0)?)?;
+        return Ok(((da * u)?.mul(&dsilu)?, du));
+    }
+    let (gv, uv, av) = (F32View::new(g)?, F32View::new(u)?, F32View::new(da)?);
+    let (gs, us, as_) = (gv.get(), uv.get(), av.get());
+    let d = *g.dims().last().unwrap_or(&1);
+    // One pass writes both gradients.
+    let (mut dg, mut du) = (vec![0f32; gs.len()], vec![0f32; gs.len()]);
+    dg.par_chunks_mut(d)
+        .zip(du.par_chunks_mut(d))
+        .enumerate()
+        .with_min_len(16)
+        .for_each(|(r, (dg, du))| {
+            for i in 0..d {
+                let (x, y, a) = (gs[r * d + i], us[r * d + i], as_[r * d + i]);
+                let s = sigmoid(x);
+                du[i] = a * x * s;
+                dg[i] = a * y * s * (1.0 + x * (1.0 - s));
+            }
+        });
+    let dg = Tensor::from_vec(dg, g.shape(), g.device())?;
+    let du = Tensor::from_vec(du, g.shape(), g.device())?;
+    Ok((dg, du))
+}

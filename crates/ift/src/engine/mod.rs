@@ -1,0 +1,20 @@
+//! The explicit training engine: the decoder's forward pass with exactly the
+//! activations its backward needs kept ([`forward_logps`] → [`Tape`]) and a
+//! hand-written backward ([`Tape::backward`]) from the gradient of each
+//! target token's log-probability to every parameter. Objectives stay small
+//! functions of those log-probabilities (their own gradient comes from
+//! candle's autograd on `(b, t − 1)` tensors); the `(tokens, vocab)` logits
+//! are never materialised (`kernels::vocab`).
+//!
+//! The graph-built model (`model/llama.rs`) stays the reference: tests compare
+//! this engine's log-probabilities and gradients with it, and objectives that
+//! need full next-token distributions (TDPO) train on it.
+
+mod backward;
+mod forward;
+pub mod kernels;
+pub mod view;
+
+pub use backward::EngineGrads;
+pub use forward::{forward_logits, forward_logps, Tape};
+pub use view::with_primitive_kernels;

@@ -1,0 +1,156 @@
+//! The policy as the objectives see it: target-token log-probabilities with a
+//! gradient path to the parameters, on the explicit engine (`crate::engine`,
+//! the default) or the graph-built model (the reference path; TDPO, which needs
+//! full next-token distributions, always uses it for its logits).
+//!
+//! On the explicit engine each forward returns a leaf tensor and keeps its
+//! tape; [`Policy::backward`] runs candle's autograd over the objective's
+//! small graph down to those leaves, then each tape's hand-written backward
+//! from the leaf's gradient.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{forward_logits, forward_logps, Tape};
+use crate::loss::token_logprobs;
+use crate::model::{LlamaForCausalLM, ModelInput};
+use crate::Result;
+
+/// How the decoder's forward and backward passes are computed (`train.engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Hand-written backward, fused kernels, chunked vocabulary head.
+    #[default]
+    Explicit,
+    /// candle's autograd over the graph-built model (the reference path).
+    Graph,
+}
+
+struct Pending {
+    leaf: Var,
+    tape: Tape,
+    /// The input embeddings when they carry a graph (IFT's `live` embedding).
+    embeds: Option<Tensor>,
+}
+
+/// The model being trained (or evaluated), for one optimiser step's passes.
+pub struct Policy<'m> {
+    pub model: &'m LlamaForCausalLM,
+    engine: Engine,
+    /// Whether a backward pass follows (tapes are kept only then).
+    train: bool,
+    pending: RefCell<Vec<Pending>>,
+}
+
+impl<'m> Policy<'m> {
+    pub fn new(model: &'m LlamaForCausalLM, engine: Engine, train: bool) -> Self {
+        // The explicit engine has no LoRA or quantised-matmul kernels: such
+        // a model trains on the graph-built path (issue 14).
+        let engine = match model.explicit_engine_supported() {
+            true => engine,
+            false => Engine::Graph,
+        };
+        Self {
+            model,
+            engine,
+            train,
+            pending: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `logp[b, i] = log p(ids[b, i + 1] | prefix)`, `(b, t − 1)`, with a
+    /// gradient path to the parameters (and to `input`'s embeddings if they
+    /// have a graph) when training.
+    pub fn token_logprobs(
+        &self,
+        input: ModelInput<'_>,
+        attention_mask: &Tensor,
+        ids: &Tensor,
+    ) -> Result<Tensor> {
+        if self.engine == Engine::Graph {
+            let logits = self.model.forward(input, attention_mask)?;
+            return Ok(token_logprobs(&logits, ids)?);
+        }
+        let (logp, tape) = forward_logps(self.model, input, attention_mask, ids, self.train)?;
+        let Some(tape) = tape else {
+            return Ok(logp);
+        };
+        let leaf = Var::from_tensor(&logp)?;
+        let embeds = match input {
+            ModelInput::Embeds(e) if e.track_op() => Some(e.clone()),
+            _ => None,
+        };
+        let out = leaf.as_tensor().clone();
+        self.pending
+            .borrow_mut()
+            .push(Pending { leaf, tape, embeds });
+        Ok(out)
+    }
+
+    /// `(b, t, vocab)` logits with graph, always on the graph path (for
+    /// objectives that need whole distributions).
+    pub fn logits(&self, input: ModelInput<'_>, attention_mask: &Tensor) -> Result<Tensor> {
+        Ok(self.model.forward(input, attention_mask)?)
+    }
+
+    /// `(b, t, vocab)` logits without any graph (IFT's prediction pass), on
+    /// this policy's engine.
+    pub fn logits_no_grad(&self, input: ModelInput<'_>, attention_mask: &Tensor) -> Result<Tensor> {
+        Ok(match self.engine {
+            Engine::Explicit => forward_logits(self.model, input, attention_mask)?,
+            Engine::Graph => self.model.detached().forward(input, attention_mask)?,
+        })
+    }
+
+    /// Gradients of `loss` for the trainable parameters: autograd down to the
+    /// log-probabilities, then each forward's explicit backward.
+    pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        let mut store = loss.backward()?;
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(store);
+        }
+        let vars: HashMap<&str, &Var> = self
+            .model
+            .parameters()
+            .vars()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v))
+            .collect();
+        for p in pending {
+            let Some(g) = store.get(p.leaf.as_tensor()).cloned() else {
+                continue; // this forward did not reach the loss
+            };
+            let grads = p.tape.backward(self.model, &g)?;
+            for (name, grad) in grads.params {
+                if let Some(var) = vars.get(name.as_str()) {
+                    add_grad(&mut store, var.as_tensor(), grad)?;
+                }
+            }
+            if let (Some(e), Some(de)) = (p.embeds, grads.input_embeds) {
+                // ∂L/∂θ through the embeddings = autograd of ⟨e, ∂L/∂e⟩.
+                let through = (e * de)?.sum_all()?.backward()?;
+                for var in vars.values() {
+                    if let Some(g) = through.get(var.as_tensor()) {
+                        add_grad(&mut store, var.as_tensor(), g.clone())?;
+                    }
+                }
+            }
+        }
+        Ok(store)
+    }
+}
+
+fn add_grad(store: &mut GradStore, var: &Tensor, g: Tensor) -> Result<()> {
+    let sum = match store.get(var) {
+        Some(acc) => (acc + g)?,
+        None => g,
+    };
+    store.insert(var, sum);
+    Ok(())
+}
