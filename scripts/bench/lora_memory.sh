@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Peak RSS and step time of full fine-tuning vs LoRA vs LoRA on a q8_0 / q4_k base, SFT and DPO,
+# Peak RSS and step time of full fine-tuning (explicit engine, the default, and the graph-built
+# model LoRA runs on) vs LoRA vs LoRA on a q8_0 / q4_k base, SFT and DPO,
 # on SmolLM2-135M-Instruct (issue 14). One run per setting per repetition; the step time is the
 # median of steps 2..N from metrics.jsonl (step 1 includes one-off allocation), peak RSS is
 # GNU time's "Maximum resident set size" of the whole process (loading included).
@@ -14,9 +15,10 @@ printf "objective\tsetting\trun\tpeak_rss_mib\tstep_s_median\n"
 for rep in $(seq 1 "$REPEATS"); do
 for obj in sft dpo; do
   data=$DATA/alpaca_en_demo.json; [ $obj = dpo ] && data=$DATA/dpo_en_demo.json
-  for setting in full lora lora_q8_0 lora_q4_k; do
-    adapter=""; quant="none"
+  for setting in full full_graph lora lora_q8_0 lora_q4_k; do
+    adapter=""; quant="none"; engine="explicit"
     case $setting in
+      full_graph) engine="graph" ;;
       lora) adapter='kind = "lora"' ;;
       lora_q8_0) adapter='kind = "lora"'; quant=q8_0 ;;
       lora_q4_k) adapter='kind = "lora"'; quant=q4_k ;;
@@ -33,11 +35,12 @@ max_length = 256
 kind = "$obj"
 [train]
 output_dir = "$dir"
-max_steps = 4
+max_steps = 3
 batch_size = 2
 micro_batch_size = 2
 lr = 1e-5
 optimizer = "adamw"
+engine = "$engine"
 reference_cache = "$OUT/cache-$setting-$rep"
 [adapter]
 $adapter

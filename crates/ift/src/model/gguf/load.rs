@@ -34,26 +34,14 @@ pub fn load_gguf(path: &Path, trainable: &Trainable, device: &Device) -> Result<
         .map_or(0, |d| d.as_nanos());
     let tmp = std::env::temp_dir().join(format!("ift-gguf-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let loaded = (|| {
-        let files = [
-            ("config.json", &parts.config_json),
-            ("tokenizer.json", &parts.files.tokenizer),
-            ("tokenizer_config.json", &parts.files.tokenizer_config),
-        ];
-        for (name, value) in files {
-            let file = tmp.join(name);
-            let text = serde_json::to_string(value).expect("JSON values serialise");
-            std::fs::write(&file, text).map_err(|e| Error::io(&file, e))?;
-        }
-        let tokenizer = HfTokenizer::from_dir(&tmp)?;
-        let tensors = CheckpointTensors::from_map(path, parts.tensors);
-        let model = LlamaForCausalLM::from_config_and_tensors(
-            &tmp.join("config.json"),
-            tensors,
-            trainable,
-        )?;
-        Ok::<_, Error>((tokenizer, model))
-    })();
+    let loaded = load_from(
+        &tmp,
+        path,
+        parts.config_json.clone(),
+        parts.files,
+        parts.tensors,
+        trainable,
+    );
     let _ = std::fs::remove_dir_all(&tmp);
     let (tokenizer, mut model) = loaded?;
     model.raw_config = parts.config_json;
@@ -63,4 +51,31 @@ pub fn load_gguf(path: &Path, trainable: &Trainable, device: &Device) -> Result<
         tokenizer,
         dir: path.to_path_buf(),
     })
+}
+
+/// Writes the JSON files into `tmp` and builds tokenizer and model from them
+/// and the in-memory `tensors`.
+fn load_from(
+    tmp: &Path,
+    origin: &Path,
+    config_json: serde_json::Value,
+    files: super::tokenizer::TokenizerFiles,
+    tensors: std::collections::HashMap<String, candle_core::Tensor>,
+    trainable: &Trainable,
+) -> Result<(HfTokenizer, LlamaForCausalLM)> {
+    let written = [
+        ("config.json", &config_json),
+        ("tokenizer.json", &files.tokenizer),
+        ("tokenizer_config.json", &files.tokenizer_config),
+    ];
+    for (name, value) in written {
+        let file = tmp.join(name);
+        let text = serde_json::to_string(value).expect("JSON values serialise");
+        std::fs::write(&file, text).map_err(|e| Error::io(&file, e))?;
+    }
+    let tokenizer = HfTokenizer::from_dir(tmp)?;
+    let tensors = CheckpointTensors::from_map(origin, tensors);
+    let model =
+        LlamaForCausalLM::from_config_and_tensors(&tmp.join("config.json"), tensors, trainable)?;
+    Ok((tokenizer, model))
 }
