@@ -5,6 +5,9 @@
 # median of steps 2..N from metrics.jsonl (step 1 includes one-off allocation), peak RSS is
 # GNU time's "Maximum resident set size" of the whole process (loading included).
 #   scripts/bench/lora_memory.sh [IFT_BINARY] [REPEATS]
+# OBJECTIVES, SETTINGS and DPO_DATA narrow it down. Full-fine-tuning DPO first scores the reference
+# log-probabilities of every pair of the file (a LoRA run scores only the steps' pairs), so the
+# figures in docs/lora.md use the first 6 pairs of dpo_en_demo.json as DPO_DATA.
 set -euo pipefail
 BIN=${1:-target/debug/ift}
 REPEATS=${2:-1}
@@ -13,9 +16,9 @@ DATA=/work/shared/data/llamafactory
 OUT=$(mktemp -d)
 printf "objective\tsetting\trun\tpeak_rss_mib\tstep_s_median\n"
 for rep in $(seq 1 "$REPEATS"); do
-for obj in sft dpo; do
-  data=$DATA/alpaca_en_demo.json; [ $obj = dpo ] && data=$DATA/dpo_en_demo.json
-  for setting in full full_graph lora lora_q8_0 lora_q4_k; do
+for obj in ${OBJECTIVES:-sft dpo}; do
+  data=$DATA/alpaca_en_demo.json; [ $obj = dpo ] && data=${DPO_DATA:-$DATA/dpo_en_demo.json}
+  for setting in ${SETTINGS:-full full_graph lora lora_q8_0 lora_q4_k}; do
     adapter=""; quant="none"; engine="explicit"
     case $setting in
       full_graph) engine="graph" ;;
