@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use ift::data::{Message, Role};
-use ift::model::{Pretrained, Trainable};
 
 use crate::generate::{chat_prompt, stream, SamplingArgs};
 
@@ -16,6 +15,10 @@ pub struct ChatArgs {
     /// Hugging Face model directory (config.json, safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT adapter directory (adapter_config.json, adapter_model.safetensors)
+    /// applied to --model, merged in on load.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// A system message put first in every conversation.
     #[arg(long)]
     system: Option<String>,
@@ -24,7 +27,7 @@ pub struct ChatArgs {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let pre = Pretrained::load(&args.model, &Trainable::None, &Device::Cpu)
+    let pre = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &Device::Cpu)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let opts = args.sampling.options(&args.model, &pre)?;
     let template = args.sampling.template(&pre)?;

@@ -7,13 +7,17 @@ use anyhow::Result;
 use candle_core::Device;
 use ift::data::{ChatTemplate, TemplateOptions};
 use ift::eval::tasks::{load_task, EvalOptions, Evaluator, TaskResult};
-use ift::model::{Pretrained, Trainable};
+use ift::model::Pretrained;
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
     /// Hugging Face model directory.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT adapter directory (adapter_config.json, adapter_model.safetensors)
+    /// applied to --model, merged in on load.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// `FILE[:kind]`, kind one of multiple_choice, schema, generation,
     /// perplexity; without it the kind is detected from the record keys.
     #[arg(long = "task", required = true)]
@@ -45,7 +49,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = Device::Cpu;
     let Pretrained {
         model, tokenizer, ..
-    } = Pretrained::load(&args.model, &Trainable::None, &device)?;
+    } = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &device)?;
     let template = ChatTemplate::for_tokenizer(&tokenizer, &TemplateOptions::default())?;
     let evaluator = Evaluator {
         model: &model,

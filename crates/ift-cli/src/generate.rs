@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use ift::data::{BuiltinTemplate, ChatTemplate, Message, TemplateOptions};
 use ift::eval::{default_stop_ids, generate, GenerateOptions, TextStream};
-use ift::model::{Pretrained, Trainable};
+use ift::model::Pretrained;
 
 use crate::score::parse_builtin;
 
@@ -16,6 +16,10 @@ pub struct GenerateArgs {
     /// Hugging Face model directory (config.json, safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT adapter directory (adapter_config.json, adapter_model.safetensors)
+    /// applied to --model, merged in on load.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// The prompt text (raw, tokenized as `tokenizer(text)`, unless --chat).
     #[arg(long)]
     prompt: String,
@@ -122,7 +126,7 @@ pub fn stream(pre: &Pretrained, prompt: Vec<u32>, opts: &GenerateOptions) -> Res
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let pre = Pretrained::load(&args.model, &Trainable::None, &Device::Cpu)
+    let pre = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &Device::Cpu)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let opts = args.sampling.options(&args.model, &pre)?;
     let prompt = if args.chat {

@@ -13,6 +13,7 @@ mod eval;
 mod fetch;
 mod frozen_lake;
 mod generate;
+mod merge;
 mod observer;
 mod progress;
 mod score;
@@ -47,6 +48,8 @@ enum Commands {
     Compare(compare::CompareArgs),
     /// Re-save a model directory (e.g. in another dtype), or convert a GGUF file to one.
     Convert(convert::ConvertArgs),
+    /// Merge a PEFT LoRA adapter into its base model: one Hugging Face directory.
+    Merge(merge::MergeArgs),
     /// Download a ready model and convert it (prints the model directory).
     Fetch(fetch::FetchArgs),
     /// Continue a prompt (or answer it with --chat), streaming the text.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Commands::Score(args) => score::run(args),
         Commands::Convert(args) => convert::run(args),
         Commands::Fetch(args) => fetch::run(args),
+        Commands::Merge(args) => merge::run(args),
         Commands::Eval(args) => eval::run(args),
         Commands::Compare(args) => compare::run(args),
         Commands::Plot(args) => plot::run(args),

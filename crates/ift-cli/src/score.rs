@@ -10,13 +10,17 @@ use ift::data::{
     EncodedExample, TemplateOptions,
 };
 use ift::eval::score_sequences;
-use ift::model::{Pretrained, Trainable};
+use ift::model::Pretrained;
 
 #[derive(clap::Args)]
 pub struct ScoreArgs {
     /// Hugging Face model directory (config.json, safetensors, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT adapter directory (adapter_config.json, adapter_model.safetensors)
+    /// applied to --model, merged in on load.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Records, JSONL or a JSON array: `{"text"}` (every token after the
     /// first scored, tokenized as `tokenizer(text)`), or chat,
     /// prompt/completion, Alpaca, ShareGPT (the answer tokens scored, with
@@ -38,7 +42,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let device = Device::Cpu;
     let Pretrained {
         model, tokenizer, ..
-    } = Pretrained::load(&args.model, &Trainable::None, &device)?;
+    } = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &device)?;
     let template_options = TemplateOptions {
         name: None,
         fallback: args.template_fallback,

@@ -10,12 +10,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::{AdapterConfig, AdapterKind};
 use crate::data::{
     BuiltinTemplate, DataFormat, EncodeOptions, LoadOptions, PromptTruncation, TemplateOptions,
     TrainOn,
 };
 use crate::error::{Error, Result};
-use crate::model::Trainable;
+use crate::model::{Quantize, Trainable};
 use crate::objective::{from_table, FieldError, Objective};
 use crate::train::TrainConfig;
 
@@ -28,6 +29,14 @@ pub struct ModelConfig {
     /// Parameters kept frozen, by Hugging Face name prefix (e.g.
     /// `"model.embed_tokens"`). Default: none, full fine-tuning.
     pub freeze: Vec<String>,
+    /// A PEFT adapter directory to continue training (needs `adapter.kind =
+    /// "lora"` with the same `r`, `alpha`, `target_modules`, `use_rslora`).
+    /// Default: none, a fresh adapter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<PathBuf>,
+    /// The frozen base's projections held in memory as `none` (f32, default),
+    /// `q8_0` or `q4_k` (QLoRA-style; needs `adapter.kind = "lora"`).
+    pub quantize: Quantize,
 }
 
 /// `[data]`.
@@ -106,10 +115,11 @@ pub struct RunConfig {
     pub data: DataConfig,
     pub objective: Objective,
     pub train: TrainConfig,
+    pub adapter: AdapterConfig,
 }
 
 /// The sections of a run configuration.
-const SECTIONS: [&str; 4] = ["model", "data", "objective", "train"];
+const SECTIONS: [&str; 5] = ["model", "data", "objective", "train", "adapter"];
 
 impl RunConfig {
     /// Parses TOML `text` (named `source` in errors), applies `overrides`
@@ -171,6 +181,7 @@ impl RunConfig {
             data: from_table(&take("data"), "data")?,
             objective: Objective::from_table(take("objective"))?,
             train: from_table(&take("train"), "train")?,
+            adapter: from_table(&take("adapter"), "adapter")?,
         })
     }
 
@@ -187,6 +198,19 @@ impl RunConfig {
                 "data.train",
                 "is required (a file of training records)".into(),
             ));
+        }
+        self.adapter.validate()?;
+        let lora = self.adapter.kind == AdapterKind::Lora;
+        let needs_lora = |what: &str| format!("{what} needs adapter.kind = \"lora\"");
+        if !lora && self.model.quantize != Quantize::None {
+            return Err(("model.quantize", needs_lora("a quantised base")));
+        }
+        if !lora && self.model.adapter.is_some() {
+            return Err(("model.adapter", needs_lora("continuing an adapter")));
+        }
+        if lora && !self.model.freeze.is_empty() {
+            let m = "has no effect with adapter.kind = \"lora\" (the whole base is frozen)";
+            return Err(("model.freeze", m.into()));
         }
         self.train.validate()
     }

@@ -58,6 +58,9 @@ pub enum Error {
         field: String,
         message: String,
     },
+    /// A PEFT adapter directory is invalid or does not fit the model.
+    #[error("{path}: {message}")]
+    Adapter { path: PathBuf, message: String },
     /// Training could not go on (optimiser errors, too many bad steps, ...).
     #[error("{0}")]
     Train(String),

@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
+pub mod adapter;
 pub mod config;
 pub mod data;
 pub mod demo;

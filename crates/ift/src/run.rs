@@ -8,13 +8,16 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
 
+use crate::adapter::load_policy;
 use crate::config::RunConfig;
 use crate::data::{
     load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary,
 };
 use crate::error::{Error, Result};
 use crate::eval::tasks::{Benchmarks, EvalOptions};
-use crate::model::{check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Trainable};
+use crate::model::{
+    check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Quantize, Trainable,
+};
 use crate::objective::{ExampleKind, Objective};
 use crate::reference::{
     needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
@@ -48,8 +51,7 @@ pub fn train_from_config(
     let config_toml = config.to_toml();
     write_file_atomically(&out.join(CONFIG_FILE), config_toml.as_bytes())?;
 
-    let model_dir = resume.unwrap_or(&config.model.path);
-    let pretrained = Pretrained::load(model_dir, &config.trainable(), device)?;
+    let pretrained = load_policy(config, resume, device)?;
     let objective = &config.objective;
     let train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
     if train_set.is_empty() {
@@ -82,12 +84,25 @@ pub fn train_from_config(
         }
     };
 
+    // With an adapter and no `objective.reference`, the reference is the base
+    // with the adapter switched off: the same weights, no second model. It is
+    // scored per micro-batch unless a cache is configured.
+    let explicit = objective.reference().and_then(|r| r.reference.as_ref());
+    let adapter_off = (pretrained.model.adapter().is_some() && explicit.is_none())
+        .then(|| pretrained.model.without_adapter().detached());
     let (mut logps, mut report) = (None, None);
-    if objective.uses_cached_reference() {
+    let use_cache = adapter_off.is_none() || config.train.reference_cache.is_some();
+    if objective.uses_cached_reference() && use_cache {
+        // The reference is a view of the loaded policy when it is the base
+        // with the adapter off, or a fresh run's own initial weights.
+        let own_initial = explicit.is_none() && resume.is_none();
+        let view = adapter_off
+            .clone()
+            .or_else(|| own_initial.then(|| pretrained.model.detached()));
         let (l, r) = reference_pass(
             config,
             &pretrained,
-            resume.is_some(),
+            view.as_ref(),
             &train_set,
             &eval_set,
             device,
@@ -96,7 +111,7 @@ pub fn train_from_config(
         (logps, report) = (Some(l), Some(r));
     }
     let tdpo_reference = match objective {
-        Objective::Tdpo(_, r) => Some(load_reference(
+        Objective::Tdpo(_, r) if adapter_off.is_none() => Some(load_reference(
             config,
             r.reference.as_deref(),
             &pretrained.tokenizer,
@@ -118,7 +133,7 @@ pub fn train_from_config(
         objective,
         reference: Reference {
             logps: logps.as_ref(),
-            model: tdpo_reference.as_ref(),
+            model: tdpo_reference.as_ref().or(adapter_off.as_ref()),
         },
         config_toml: &config_toml,
         companions: &companions,
@@ -187,13 +202,14 @@ fn load_reference(
 }
 
 /// Reference log-probabilities of every sequence the run can need, from the
-/// cache or one graph-free pass. A fresh run whose reference is its own
-/// initial policy uses the loaded policy (its weights are the reference's
-/// until the first step); otherwise the reference is loaded, only if needed.
+/// cache or one graph-free pass. `view` is the reference when it is a view
+/// of the loaded policy (the base with the adapter switched off, or a fresh
+/// run's initial weights, the reference's until the first step); otherwise
+/// the reference is loaded, only if needed.
 fn reference_pass(
     config: &RunConfig,
     pretrained: &Pretrained,
-    resuming: bool,
+    view: Option<&LlamaForCausalLM>,
     train_set: &TrainData,
     eval_set: &TrainData,
     device: &Device,
@@ -202,14 +218,17 @@ fn reference_pass(
     let objective = &config.objective;
     let chosen = objective.reference().and_then(|r| r.reference.as_deref());
     let dir = reference_dir(config, chosen);
-    let fingerprint = weights_fingerprint(&dir)?;
+    let mut fingerprint = weights_fingerprint(&dir)?;
+    if chosen.is_none() && config.model.quantize != Quantize::None {
+        // A quantised base scores differently from the file's weights.
+        fingerprint = format!("{fingerprint}-{:?}", config.model.quantize).to_lowercase();
+    }
     let (plan, total) = batch_plan(train_set, &config.train);
     let micro = config.train.micro_batch_size;
     let needed = needed_sequences(objective, train_set, &plan, total, eval_set, micro);
-    let own_policy = chosen.is_none() && !resuming;
-    let mut load = || match own_policy {
-        true => Ok(pretrained.model.detached()),
-        false => load_reference(config, chosen, &pretrained.tokenizer, device),
+    let mut load = || match view {
+        Some(m) => Ok(m.clone()),
+        None => load_reference(config, chosen, &pretrained.tokenizer, device),
     };
     let cache_dir = config.train.reference_cache_dir();
     let mut progress =

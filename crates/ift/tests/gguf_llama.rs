@@ -348,3 +348,38 @@ fn llama_bpe_and_qwen2_tokenizers_load_and_llama3_adds_bos() {
     assert_eq!(tok.decode(&ids, true).unwrap(), "the 12345");
     assert_ne!(ids[0], 1, "qwen2 adds no BOS");
 }
+
+/// Issue 14: `model.path` may name a GGUF file; it loads in memory (nothing
+/// written out) to exactly the model its converted directory holds.
+#[test]
+fn a_gguf_file_loads_directly_as_its_converted_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    write_gguf(&gguf, "llama", "smollm", true, GgmlDType::Q8_0);
+    let out = dir.path().join("hf");
+    convert_gguf(&gguf, &out, DType::F32).unwrap();
+    assert!(ift::model::gguf::is_gguf(&gguf) && !ift::model::gguf::is_gguf(&out));
+    let direct = ift::model::gguf::load_gguf(&gguf, &Trainable::None, &Device::Cpu).unwrap();
+    let converted = Pretrained::load(&out, &Trainable::None, &Device::Cpu).unwrap();
+    let text = "12 the<|im_end|>";
+    let ids = direct.tokenizer.encode(text, false).unwrap().ids;
+    assert_eq!(ids, converted.tokenizer.encode(text, false).unwrap().ids);
+    let x = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mask = Tensor::ones(x.dims(), DType::F32, &Device::Cpu).unwrap();
+    let logits = |p: &Pretrained| {
+        let l = p
+            .model
+            .forward(ift::model::ModelInput::Ids(&x), &mask)
+            .unwrap();
+        l.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    assert_eq!(logits(&direct), logits(&converted));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "load_gguf wrote beside the file"
+    );
+}

@@ -123,6 +123,8 @@ fn documented_example_parses_and_shows_the_defaults() {
         }
     );
     assert_eq!(c.objective, defaults.objective);
+    assert_eq!(c.adapter, defaults.adapter);
+    assert_eq!(c.model.quantize, defaults.model.quantize);
     assert_eq!(c.data.max_length, defaults.data.max_length);
     assert_eq!(c.data.train_on, defaults.data.train_on);
 }

@@ -49,7 +49,7 @@ impl Sink<'_> {
         if l.bias.is_some() && self.wants(&bias) {
             self.put(bias, dy.sum(0)?);
         }
-        dy.matmul(&l.weight.detach())
+        dy.matmul(&super::forward::dense(l)?.detach())
     }
 
     fn norm(&mut self, name: String, dw: Tensor) {

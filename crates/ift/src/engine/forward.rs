@@ -52,11 +52,18 @@ pub struct Tape {
 
 /// `y = x Wᵀ + b` on `(rows, in)`, never recording a graph.
 pub(super) fn linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
-    let y = x.matmul(&l.weight.detach().t()?)?;
+    let y = x.matmul(&dense(l)?.detach().t()?)?;
     match &l.bias {
         Some(b) => y.broadcast_add(&b.detach()),
         None => Ok(y),
     }
+}
+
+/// A projection's dense weight. Adapted or quantised models never reach the
+/// engine (`graph_fallback`), so anything else is a bug.
+pub(super) fn dense(l: &Linear) -> Result<&Tensor> {
+    l.dense_weight()
+        .ok_or_else(|| candle_core::Error::Msg("the explicit engine got a quantised weight".into()))
 }
 
 /// The decoder's output before the head, and what backward needs of it.
@@ -181,6 +188,15 @@ pub fn forward_logps(
     if t < 2 {
         candle_core::bail!("a sequence needs at least two tokens to predict one");
     }
+    if !model.explicit_engine_supported() {
+        // LoRA or a quantised base: the graph-built model computes them
+        // (`Policy` never asks this engine to record for such a model).
+        if record {
+            candle_core::bail!("the explicit engine cannot train an adapted or quantised model");
+        }
+        let logits = model.detached().forward(input, attention_mask)?;
+        return Ok((crate::loss::token_logprobs(&logits, ids)?, None));
+    }
     let hid = model.config.hidden_size;
     let dec = decode(model, input, attention_mask, record)?;
     let head_rows = dec
@@ -217,14 +233,11 @@ pub fn forward_logits(
     input: ModelInput<'_>,
     attention_mask: &Tensor,
 ) -> Result<Tensor> {
+    if !model.explicit_engine_supported() {
+        return model.detached().forward(input, attention_mask);
+    }
     let (b, t) = attention_mask.dims2()?;
     let dec = decode(model, input, attention_mask, false)?;
-    let logits = linear(
-        &dec.hidden.y,
-        &Linear {
-            weight: model.lm_head().clone(),
-            bias: None,
-        },
-    )?;
+    let logits = linear(&dec.hidden.y, &Linear::dense(model.lm_head().clone(), None))?;
     logits.reshape((b, t, model.lm_head().dim(0)?))
 }

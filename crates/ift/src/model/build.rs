@@ -19,11 +19,34 @@ use crate::error::{Error, Result};
 /// A function that yields the tensor of a given Hugging Face name and shape.
 type Source<'a> = dyn FnMut(&str, &[usize]) -> Result<Tensor> + 'a;
 
+thread_local! {
+    static LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many model directories [`LlamaForCausalLM::from_pretrained`] has read
+/// on this thread: lets a test assert that a run loaded no second model
+/// (thread-local, so tests running in parallel do not see each other's).
+pub fn checkpoint_loads_on_this_thread() -> usize {
+    LOADS.with(|n| n.get())
+}
+
 impl LlamaForCausalLM {
     /// Loads `config.json` and the safetensors weights of a Hugging Face
     /// model directory (tokenizer files are read by [`crate::tokenizer`]).
     pub fn from_pretrained(dir: &Path, trainable: &Trainable, device: &Device) -> Result<Self> {
-        let config_path = dir.join("config.json");
+        let tensors = CheckpointTensors::read(dir, device)?;
+        Self::from_config_and_tensors(&dir.join("config.json"), tensors, trainable)
+    }
+
+    /// The model `config_path` describes, its weights taken from `tensors`
+    /// (a checkpoint directory's, or a GGUF file's read in memory).
+    pub(crate) fn from_config_and_tensors(
+        config_path: &Path,
+        mut tensors: CheckpointTensors,
+        trainable: &Trainable,
+    ) -> Result<Self> {
+        LOADS.with(|n| n.set(n.get() + 1));
+        let config_path = config_path.to_path_buf();
         let raw = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let raw: serde_json::Value = serde_json::from_str(&raw).map_err(|source| Error::Json {
             path: config_path.clone(),
@@ -34,7 +57,6 @@ impl LlamaForCausalLM {
             source,
         })?;
         let config = LlamaConfig::resolve(&wire, &config_path)?;
-        let mut tensors = CheckpointTensors::read(dir, device)?;
         if config.tie_word_embeddings {
             // Some checkpoints store the tied head anyway; it is the same matrix.
             tensors.discard("lm_head.weight");
@@ -106,7 +128,7 @@ fn build(
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Ok(Linear::dense(weight, bias))
         };
         let self_attn = Attention {
             q_proj: linear(format!("{p}.self_attn.q_proj"), h * d, hid, cfg.qkv_bias)?,
@@ -156,5 +178,6 @@ fn build(
         lm_head,
         params,
         raw_config: serde_json::Value::Null,
+        adapter: None,
     })
 }

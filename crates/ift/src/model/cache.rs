@@ -7,7 +7,6 @@
 use candle_core::{Result, Tensor};
 
 use super::attention::attention_bias_new_rows;
-use super::layers::Linear;
 use super::llama::LlamaForCausalLM;
 use super::rope;
 
@@ -75,11 +74,7 @@ impl LlamaForCausalLM {
             x = (x + layer.mlp.forward(&h)?)?;
         }
         let x = self.norm.forward(&x)?;
-        Linear {
-            weight: self.lm_head().clone(),
-            bias: None,
-        }
-        .forward(&x)
+        self.head().forward(&x)
     }
 }
 

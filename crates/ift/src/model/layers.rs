@@ -6,14 +6,41 @@
 
 use candle_core::{Result, Tensor, D};
 
-/// A dense layer `y = x Wᵀ + b` with Hugging Face's `(out, in)` weight layout.
+use super::lora::Lora;
+use super::quantized::QuantizedWeight;
+
+/// A projection's frozen or trainable base matrix, Hugging Face's `(out, in)`.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// An f32 tensor (trainable when it is a `Var`'s).
+    Dense(Tensor),
+    /// A frozen f32 tensor whose matmul records only the input gradient
+    /// (`frozen.rs`): every base projection of a model with an adapter.
+    Frozen(Tensor),
+    /// A frozen quantised matrix (`model.quantize`, QLoRA-style; `quantized.rs`).
+    Quantized(QuantizedWeight),
+}
+
+/// A dense layer `y = x Wᵀ + b` with Hugging Face's `(out, in)` weight layout,
+/// plus an optional LoRA adapter (`lora.rs`) added to its output.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: Weight,
     pub bias: Option<Tensor>,
+    /// `None` for a plain layer (every layer without `[adapter]`).
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
+    /// A plain dense layer.
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear {
+            weight: Weight::Dense(weight),
+            bias,
+            lora: None,
+        }
+    }
+
     /// `x`: `(..., in)` → `(..., out)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -21,14 +48,31 @@ impl Linear {
             .split_last()
             .expect("Linear input has at least one dim");
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, *in_dim))?.matmul(&self.weight.t()?)?;
+        let x = x.reshape((rows, *in_dim))?;
+        let y = match &self.weight {
+            Weight::Dense(w) => x.matmul(&w.t()?)?,
+            Weight::Frozen(w) => super::frozen::frozen_matmul(&x, w)?,
+            Weight::Quantized(q) => q.forward(&x)?,
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
+        let y = match &self.lora {
+            Some(l) => (y + l.delta(&x)?)?,
+            None => y,
+        };
         let mut out = lead.to_vec();
-        out.push(self.weight.dim(0)?);
+        out.push(y.dim(1)?);
         y.reshape(out)
+    }
+
+    /// The dense base weight (trainable or frozen); `None` when it is quantised.
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) | Weight::Frozen(w) => Some(w),
+            Weight::Quantized(_) => None,
+        }
     }
 }
 

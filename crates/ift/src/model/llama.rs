@@ -6,9 +6,10 @@ use candle_core::{Result, Tensor};
 
 use super::attention::{attention_bias, Attention};
 use super::config::LlamaConfig;
-use super::layers::{Linear, Mlp, RmsNorm};
+use super::layers::{Linear, Mlp, RmsNorm, Weight};
 use super::params::Parameters;
 use super::rope;
+use crate::adapter::LoraConfig;
 
 /// What [`LlamaForCausalLM::forward`] reads: token ids, or input embeddings
 /// (IFT feeds mixed embeddings).
@@ -43,6 +44,8 @@ pub struct LlamaForCausalLM {
     /// `config.json` as read (or as generated for a random model), kept so a
     /// saved checkpoint carries every key the original had.
     pub(crate) raw_config: serde_json::Value,
+    /// The LoRA adapter's settings when the projections carry one (`lora.rs`).
+    pub(crate) adapter: Option<LoraConfig>,
 }
 
 impl LlamaForCausalLM {
@@ -67,11 +70,20 @@ impl LlamaForCausalLM {
             x = (x + layer.mlp.forward(&h)?)?;
         }
         let x = self.norm.forward(&x)?;
-        Linear {
-            weight: self.lm_head().clone(),
-            bias: None,
+        self.head().forward(&x)
+    }
+
+    /// The vocabulary head as a layer; frozen (no weight gradient) when the
+    /// model carries an adapter, since then nothing of the base trains.
+    pub(crate) fn head(&self) -> Linear {
+        match self.adapter {
+            Some(_) => Linear {
+                weight: Weight::Frozen(self.lm_head().clone()),
+                bias: None,
+                lora: None,
+            },
+            None => Linear::dense(self.lm_head().clone(), None),
         }
-        .forward(&x)
     }
 
     /// Input embeddings `(b, t, hidden)` of token ids `(b, t)`.
@@ -105,13 +117,32 @@ impl LlamaForCausalLM {
     /// storage with `self`, so it sees every optimiser update.
     pub fn detached(&self) -> Self {
         let lin = |l: &Linear| Linear {
-            weight: l.weight.detach(),
+            weight: match &l.weight {
+                Weight::Dense(w) => Weight::Dense(w.detach()),
+                q => q.clone(),
+            },
             bias: l.bias.as_ref().map(Tensor::detach),
+            lora: l.lora.as_ref().map(|a| a.detached()),
         };
         let norm = |n: &RmsNorm| RmsNorm {
             weight: n.weight.detach(),
             eps: n.eps,
         };
+        LlamaForCausalLM {
+            embed_tokens: self.embed_tokens.detach(),
+            lm_head: self.lm_head.as_ref().map(Tensor::detach),
+            params: Parameters::default(),
+            ..self.map_modules(&lin, &norm)
+        }
+    }
+
+    /// A copy whose every projection went through `lin` and every norm
+    /// through `norm`; everything else is shared with `self`.
+    pub(crate) fn map_modules(
+        &self,
+        lin: &dyn Fn(&Linear) -> Linear,
+        norm: &dyn Fn(&RmsNorm) -> RmsNorm,
+    ) -> Self {
         let layers = self
             .layers
             .iter()
@@ -133,14 +164,9 @@ impl LlamaForCausalLM {
             })
             .collect();
         LlamaForCausalLM {
-            config: self.config.clone(),
-            embed_tokens: self.embed_tokens.detach(),
             layers,
             norm: norm(&self.norm),
-            lm_head: self.lm_head.as_ref().map(Tensor::detach),
-            inv_freq: self.inv_freq.clone(),
-            params: Parameters::default(),
-            raw_config: self.raw_config.clone(),
+            ..self.clone()
         }
     }
 }

@@ -4,22 +4,28 @@ mod attention;
 mod build;
 mod cache;
 pub mod config;
+mod frozen;
 pub mod gguf;
 pub(crate) mod layers;
 mod llama;
+mod lora;
 mod params;
 mod pretrained;
+mod quantized;
 pub mod rope;
 mod save;
 pub mod weights;
 
 pub use attention::{attention_bias, attention_bias_new_rows};
+pub use build::checkpoint_loads_on_this_thread;
 pub use cache::{position_ids_from_mask, KvCache};
 pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};
-pub use layers::softmax_last_dim;
+pub use layers::{softmax_last_dim, Linear, Weight};
 pub use llama::{DecoderLayer, LlamaForCausalLM, ModelInput};
+pub use lora::{peft_name, Lora};
 pub use params::{Parameters, Trainable};
 pub use pretrained::{check_vocab, Pretrained};
+pub use quantized::{Quantize, QuantizedWeight};
 pub use save::{
     copy_companions, write_atomically, write_file_atomically, SaveOptions, COMPANION_FILES,
 };

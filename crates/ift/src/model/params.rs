@@ -56,6 +56,34 @@ impl Parameters {
         Ok(tensor)
     }
 
+    /// Registers a trainable tensor that is not part of the base checkpoint
+    /// (a LoRA adapter's, under its PEFT name); returns the `Var`'s tensor.
+    pub(crate) fn add_var(&mut self, name: &str, tensor: Tensor) -> candle_core::Result<Tensor> {
+        let var = Var::from_tensor(&tensor)?;
+        self.vars.push((name.to_string(), var.clone()));
+        Ok(var.as_tensor().clone())
+    }
+
+    /// Replaces the tensor of checkpoint parameter `name` (a merged weight).
+    pub(crate) fn replace(&mut self, name: &str, tensor: Tensor) {
+        if let Some(slot) = self.named.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = tensor;
+        }
+    }
+
+    /// Drops checkpoint parameter `name` (a weight now held quantised).
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.named.retain(|(n, _)| n != name);
+    }
+
+    /// The checkpoint parameters with nothing trainable.
+    pub(crate) fn frozen(&self) -> Parameters {
+        Parameters {
+            named: self.named.clone(),
+            vars: Vec::new(),
+        }
+    }
+
     /// All parameters, trainable or not, by Hugging Face name.
     pub fn named(&self) -> &[(String, Tensor)] {
         &self.named

@@ -57,6 +57,12 @@ impl LlamaForCausalLM {
     /// directory, without the atomic rename (for callers that add files of
     /// their own, such as training checkpoints, before renaming).
     pub fn write_model_files(&self, dir: &Path, options: &SaveOptions) -> Result<()> {
+        if self.is_quantized() {
+            return Err(Error::Train(format!(
+                "{}: a quantised base is not saved (it is frozen and read from model.path); save the adapter",
+                dir.display()
+            )));
+        }
         let dtype_name = match options.dtype {
             DType::F16 => "float16",
             DType::BF16 => "bfloat16",

@@ -41,6 +41,14 @@ impl CheckpointTensors {
         })
     }
 
+    /// Tensors already in memory (f32), named as from `origin` in errors.
+    pub fn from_map(origin: &Path, tensors: HashMap<String, Tensor>) -> Self {
+        CheckpointTensors {
+            dir: origin.to_path_buf(),
+            tensors,
+        }
+    }
+
     /// Takes tensor `name`, checking it has `shape`.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let t = self

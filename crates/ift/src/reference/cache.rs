@@ -138,10 +138,21 @@ pub fn write_cache(path: &Path, map: &HashMap<SeqKey, f32>) -> Result<()> {
     write_file_atomically(path, &bytes)
 }
 
+fn file_fingerprint(path: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    std::io::copy(&mut file, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(hex(&h.finalize()))
+}
+
 /// Hex SHA-256 of a model directory's `config.json` and weight files (names
 /// and bytes, in name order): the identity of a reference model, computed
 /// without loading it.
 pub fn weights_fingerprint(dir: &Path) -> Result<String> {
+    if dir.is_file() {
+        // A GGUF file used as the model: the file is the identity.
+        return file_fingerprint(dir);
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut files: Vec<std::path::PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

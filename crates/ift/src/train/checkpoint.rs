@@ -1,5 +1,5 @@
 //! Training checkpoints: `checkpoint-<step>/` is a Hugging Face model
-//! directory plus what resuming needs (optimiser moments, step, data
+//! directory (with LoRA: a PEFT adapter directory) plus what resuming needs (optimiser moments, step, data
 //! position, the resolved config). Written atomically: a checkpoint
 //! directory that exists is complete.
 
@@ -54,7 +54,7 @@ pub fn save_checkpoint(
             companions_from: Some(companions.to_path_buf()),
             ..SaveOptions::default()
         };
-        model.write_model_files(tmp, &opts)?;
+        model.write_trained_files(tmp, &opts)?;
         let tensors: HashMap<String, Tensor> = optimizer
             .state_tensors()
             .map_err(other)?

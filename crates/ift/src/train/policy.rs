@@ -49,6 +49,12 @@ pub struct Policy<'m> {
 
 impl<'m> Policy<'m> {
     pub fn new(model: &'m LlamaForCausalLM, engine: Engine, train: bool) -> Self {
+        // The explicit engine has no LoRA or quantised-matmul kernels: such
+        // a model trains on the graph-built path (issue 14).
+        let engine = match model.explicit_engine_supported() {
+            true => engine,
+            false => Engine::Graph,
+        };
         Self {
             model,
             engine,

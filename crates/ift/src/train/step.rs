@@ -82,7 +82,10 @@ pub fn step_passes(
     let mut grads = GradStore::default();
     let mut loss_sum = 0f64;
     let mut diag = Diagnostics::default();
-    for mb in chunks(batch, micro.max(1)) {
+    for (i, mb) in chunks(batch, micro.max(1)).into_iter().enumerate() {
+        // LoRA dropout while training only, its masks a pure function of
+        // (seed, step, micro-batch) so that resuming is exact.
+        let model = &model.with_dropout_if(backward, env.ctx.seed, env.ctx.step, i);
         let policy = Policy::new(model, env.engine, backward);
         let loss = micro_batch_loss(&policy, mb, &info, env, &mut diag)?;
         if backward {

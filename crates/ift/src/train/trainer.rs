@@ -182,7 +182,7 @@ pub fn train(
         companions_from: Some(run.companions.to_path_buf()),
         ..SaveOptions::default()
     };
-    model.save_pretrained(&final_dir, &opts)?;
+    model.save_trained(&final_dir, &opts)?;
     Ok(RunEnd::Finished {
         final_dir,
         last_eval,

@@ -7,6 +7,7 @@
 
 mod config;
 mod error;
+mod load;
 mod meta;
 mod tensors;
 mod tokenizer;
@@ -19,6 +20,7 @@ use candle_core::DType;
 
 pub use config::Arch;
 pub use error::GgufError;
+pub use load::{is_gguf, load_gguf};
 pub use tensors::{dequantize, hf_name, permute_rows, unpermute_rows};
 
 use super::save::write_atomically;
@@ -89,10 +91,17 @@ fn explain_type(message: String) -> String {
     )
 }
 
-/// Converts the GGUF file `path` into a Hugging Face model directory `out`
-/// (`config.json`, `model.safetensors` in `dtype`, `tokenizer.json`,
-/// `tokenizer_config.json`, `generation_config.json`).
-pub fn convert_gguf(path: &Path, out: &Path, dtype: DType) -> Result<GgufSummary> {
+/// A GGUF file read into Hugging Face form, in memory: `config.json`, the
+/// tokenizer files and every tensor (dequantised to `dtype`) by HF name.
+pub(crate) struct HfParts {
+    pub arch: Arch,
+    pub config_json: serde_json::Value,
+    pub files: tokenizer::TokenizerFiles,
+    pub tensors: HashMap<String, candle_core::Tensor>,
+    pub content: Content,
+}
+
+pub(crate) fn hf_parts(path: &Path, dtype: DType) -> Result<HfParts> {
     let content = read_content(path)?;
     let meta = meta::Metadata::new(path, &content.metadata);
     let arch = Arch::from_metadata(&meta)?;
@@ -133,7 +142,26 @@ pub fn convert_gguf(path: &Path, out: &Path, dtype: DType) -> Result<GgufSummary
         _ => "float32",
     }
     .into();
+    Ok(HfParts {
+        arch,
+        config_json,
+        files,
+        tensors,
+        content,
+    })
+}
 
+/// Converts the GGUF file `path` into a Hugging Face model directory `out`
+/// (`config.json`, `model.safetensors` in `dtype`, `tokenizer.json`,
+/// `tokenizer_config.json`, `generation_config.json`).
+pub fn convert_gguf(path: &Path, out: &Path, dtype: DType) -> Result<GgufSummary> {
+    let HfParts {
+        arch,
+        config_json,
+        files,
+        tensors,
+        content,
+    } = hf_parts(path, dtype)?;
     let mut types: HashMap<String, usize> = HashMap::new();
     for info in content.tensor_infos.values() {
         *types.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;

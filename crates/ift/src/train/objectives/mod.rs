@@ -117,8 +117,9 @@ pub fn step_info(
     })
 }
 
-/// The reference log-probabilities of `seqs`: from the precomputed cache, or
-/// 0 for a reference-free objective.
+/// The reference log-probabilities of `seqs`: from the precomputed cache, from
+/// the reference model (LoRA's base with the adapter off, scored here without
+/// a graph), or 0 for a reference-free objective.
 pub(crate) fn reference_logps(
     seqs: &[&EncodedExample],
     r: &ReferenceOptions,
@@ -127,6 +128,12 @@ pub(crate) fn reference_logps(
     match (r.reference_free, env.reference.logps) {
         (true, _) => Ok(vec![0.0; seqs.len()]),
         (false, Some(cache)) => seqs.iter().map(|s| cache.get(s)).collect(),
+        (false, None) if env.reference.model.is_some() => {
+            let owned: Vec<EncodedExample> = seqs.iter().map(|&s| s.clone()).collect();
+            let m = env.reference.model.expect("checked");
+            let scores = crate::eval::score_sequences(m, &owned, owned.len(), env.device, |_| {})?;
+            Ok(scores.iter().map(|s| s.logprob_sum as f32).collect())
+        }
         (false, None) => Err(crate::Error::Train(format!(
             "objective `{}` needs reference log-probabilities, and none were computed",
             env.objective.kind().name()
