@@ -13,6 +13,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An output file could not be written; what was there before is untouched.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output directory could not be written; a previous version of it,
+    /// if any, is untouched. `source` names the file that failed.
+    #[error("{path} not written: {source}")]
+    WriteDir {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A checkpoint could not be written; the previous one is intact.
+    #[error("{source}; {}", match last_good {
+        Some(p) => format!("the last good checkpoint, {}, is intact", p.display()),
+        None => "no earlier checkpoint exists".into(),
+    })]
+    CheckpointNotWritten {
+        #[source]
+        source: Box<Error>,
+        last_good: Option<PathBuf>,
+    },
     /// A JSON file is not valid JSON or does not have the expected fields.
     #[error("{path}: {source}")]
     Json {
@@ -58,6 +83,13 @@ pub enum Error {
         field: String,
         message: String,
     },
+    /// A run cannot be resumed as asked (no checkpoint, a changed contract,
+    /// a `--set` that would change the steps already taken).
+    #[error("cannot resume {}: {message}", dir.display())]
+    Resume { dir: PathBuf, message: String },
+    /// The request itself is wrong (an output directory holding a run, ...).
+    #[error("{0}")]
+    Usage(String),
     /// Training could not go on (optimiser errors, too many bad steps, ...).
     #[error("{0}")]
     Train(String),
@@ -80,6 +112,44 @@ pub enum Error {
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// What kind of failure an error is: the `ift` binary's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The command line, the run configuration or the request is wrong.
+    Usage,
+    /// A data, model, tokenizer or task file is missing, unreadable or
+    /// malformed, or an output cannot be written.
+    Input,
+    /// Training could not go on (non-finite steps), or a bug.
+    Internal,
+}
+
+impl Error {
+    /// The class of this error, for exit codes.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::RunConfig { .. } | Error::Resume { .. } | Error::Usage(_) | Error::Generate(_) => {
+                ErrorClass::Usage
+            }
+            Error::Io { .. }
+            | Error::Write { .. }
+            | Error::WriteDir { .. }
+            | Error::CheckpointNotWritten { .. }
+            | Error::Json { .. }
+            | Error::Config { .. }
+            | Error::Safetensors { .. }
+            | Error::MissingTensor { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::Tokenizer { .. }
+            | Error::TokenizerFile(_)
+            | Error::Data(_)
+            | Error::Eval { .. }
+            | Error::Gguf(_) => ErrorClass::Input,
+            Error::Train(_) | Error::Candle(_) => ErrorClass::Internal,
+        }
+    }
 }
 
 /// The library's result type.

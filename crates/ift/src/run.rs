@@ -16,12 +16,15 @@ use crate::error::{Error, Result};
 use crate::eval::tasks::{Benchmarks, EvalOptions};
 use crate::model::{check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Trainable};
 use crate::objective::{ExampleKind, Objective};
+use crate::resume::{contract_changes, run_contract, Resume, RunContract};
 use crate::reference::{
     needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
 };
 use crate::tokenizer::HfTokenizer;
+use crate::atomic::recover_interrupted_writes;
 use crate::train::{
-    batch_plan, latest_checkpoint, train, Observer, Reference, Run, RunEnd, TrainData, CONFIG_FILE,
+    batch_plan, latest_checkpoint, read_state, train, Observer, Reference, Run, RunEnd, TrainData,
+    CONFIG_FILE,
 };
 
 /// How a run went.
@@ -32,28 +35,40 @@ pub struct RunOutcome {
     pub reference: Option<ReferenceReport>,
 }
 
-/// Trains as `config` says, in `config.train.output_dir`; `resume` is a
-/// checkpoint directory of that run. `stop` asks the loop to write a
+/// Trains as `config` says, in `config.train.output_dir`; `resume` names a
+/// checkpoint of that run (see `crate::resume::resume_config`), whose
+/// contract must hold unless forced. `stop` asks the loop to write a
 /// checkpoint and return.
 pub fn train_from_config(
     config: &RunConfig,
-    resume: Option<&Path>,
+    resume: Option<&Resume>,
     device: &Device,
     stop: &AtomicBool,
     obs: &mut dyn Observer,
 ) -> Result<RunOutcome> {
     let out = &config.train.output_dir;
-    prepare_output_dir(out, resume.is_some())?;
+    prepare_output_dir(out, resume.is_some(), obs)?;
     // Written before anything slow, so an unwritable directory fails at once.
     let config_toml = config.to_toml();
     write_file_atomically(&out.join(CONFIG_FILE), config_toml.as_bytes())?;
 
+    if !config.model.path.is_dir() && resume.is_none() {
+        return Err(Error::Usage(format!(
+            "model.path {}: no such directory (a Hugging Face model directory is expected)",
+            config.model.path.display()
+        )));
+    }
+    let contract = run_contract(config)?;
+    if let Some(r) = resume {
+        check_contract(r, &contract, config, obs)?;
+    }
+    let resume = resume.map(|r| r.checkpoint.as_path());
     let model_dir = resume.unwrap_or(&config.model.path);
     let pretrained = Pretrained::load(model_dir, &config.trainable(), device)?;
     let objective = &config.objective;
     let train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
     if train_set.is_empty() {
-        return Err(Error::Train(format!(
+        return Err(Error::Usage(format!(
             "data.train {}: no training examples left after encoding",
             config.data.train.display()
         )));
@@ -124,6 +139,7 @@ pub fn train_from_config(
         companions: &companions,
         device,
         benchmarks: benchmarks.as_ref(),
+        contract: Some(&contract),
     };
     let end = train(&pretrained.model, &run, resume, stop, obs)?;
     Ok(RunOutcome {
@@ -235,17 +251,50 @@ fn reference_pass(
     Ok((logps, report))
 }
 
-/// Creates the output directory; refuses to overwrite an earlier run's
-/// checkpoints unless resuming.
-fn prepare_output_dir(out: &Path, resuming: bool) -> Result<()> {
+/// Refuses a resume whose trajectory would differ from the run's, listing
+/// what changed; with `force`, says what was accepted.
+fn check_contract(
+    resume: &Resume,
+    now: &RunContract,
+    config: &RunConfig,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    let Some(saved) = read_state(&resume.checkpoint)?.contract else {
+        obs.on_notice("warning: the checkpoint records no fingerprints (an earlier version wrote it); resuming unchecked");
+        return Ok(());
+    };
+    if now.model_sha256.is_empty() {
+        obs.on_notice("warning: model.path is gone; the initial model is not checked");
+    }
+    let changes = contract_changes(&saved, now, config);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let list = changes.join("; ");
+    if resume.force {
+        obs.on_notice(&format!("warning: --force: resuming although {list}"));
+        return Ok(());
+    }
+    Err(Error::Resume {
+        dir: resume.checkpoint.clone(),
+        message: format!("the run would not continue the same trajectory: {list} (--force to resume anyway)"),
+    })
+}
+
+/// Creates the output directory and cleans up after a killed process;
+/// refuses to overwrite an earlier run's checkpoints unless resuming.
+fn prepare_output_dir(out: &Path, resuming: bool, obs: &mut dyn Observer) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| {
-        Error::Train(format!(
-            "cannot create train.output_dir {}: {e}",
-            out.display()
-        ))
+        Error::Write {
+            path: out.to_path_buf(),
+            source: e,
+        }
     })?;
+    for done in recover_interrupted_writes(out)? {
+        obs.on_notice(&done);
+    }
     if !resuming && (latest_checkpoint(out)?.is_some() || out.join("final").exists()) {
-        return Err(Error::Train(format!(
+        return Err(Error::Usage(format!(
             "train.output_dir {} already holds a run; resume it with `ift train --resume {}` or choose another directory",
             out.display(),
             out.display()

@@ -131,6 +131,7 @@ fn run_in(
         companions: &model_dir(),
         device: &Device::Cpu,
         benchmarks: None,
+        contract: None,
     };
     std::fs::create_dir_all(out).unwrap();
     train(model, &run, resume, stop, obs).unwrap()
@@ -231,6 +232,7 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
         companions: &model_dir(),
         device: &Device::Cpu,
         benchmarks: None,
+        contract: None,
     };
     std::fs::create_dir_all(&out).unwrap();
     let err = train(

@@ -20,6 +20,5 @@ pub use layers::softmax_last_dim;
 pub use llama::{LlamaForCausalLM, ModelInput};
 pub use params::{Parameters, Trainable};
 pub use pretrained::{check_vocab, Pretrained};
-pub use save::{
-    copy_companions, write_atomically, write_file_atomically, SaveOptions, COMPANION_FILES,
-};
+pub use crate::atomic::{write_atomically, write_file_atomically};
+pub use save::{copy_companions, SaveOptions, COMPANION_FILES};

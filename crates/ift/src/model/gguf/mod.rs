@@ -21,7 +21,7 @@ pub use config::Arch;
 pub use error::GgufError;
 pub use tensors::{dequantize, hf_name, permute_rows, unpermute_rows};
 
-use super::save::write_atomically;
+use crate::atomic::write_atomically;
 use super::weights::SINGLE_FILE;
 use crate::error::{Error, Result};
 
