@@ -52,7 +52,10 @@ pub fn run(args: TrainArgs) -> Result<Ended> {
                 .as_ref()
                 .expect("clap requires --config without --resume");
             let text = std::fs::read_to_string(path)
-                .map_err(|e| ift::Error::Io { path: path.clone(), source: e })
+                .map_err(|e| ift::Error::Io {
+                    path: path.clone(),
+                    source: e,
+                })
                 .context("reading the run configuration")?;
             let config = RunConfig::parse(&text, &path.display().to_string(), &args.overrides)?;
             (config, None)
@@ -96,7 +99,9 @@ pub fn run_training(config: &RunConfig, resume: Option<&Resume>) -> Result<RunEn
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(crate::EXIT_KILLED);
         }
-        eprintln!("\ninterrupted: writing a checkpoint before exiting (a second signal quits at once)");
+        eprintln!(
+            "\ninterrupted: writing a checkpoint before exiting (a second signal quits at once)"
+        );
     });
     let mut observer = ProgressObserver::default();
     let outcome = train_from_config(config, resume, &Device::Cpu, &stop, &mut observer)?;

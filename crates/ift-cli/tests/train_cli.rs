@@ -164,7 +164,11 @@ fn bad_key_and_unwritable_output_fail_before_training() {
         err.contains(&format!("cannot write {}", blocker.join("run").display())),
         "{err}"
     );
-    assert_eq!(res.status.code(), Some(3), "an output that cannot be written: {err}");
+    assert_eq!(
+        res.status.code(),
+        Some(3),
+        "an output that cannot be written: {err}"
+    );
     assert!(
         !err.contains("records"),
         "data must not be loaded before the output check: {err}"
@@ -214,7 +218,10 @@ fn sigterm_and_ctrl_c_checkpoint_and_resume_finishes() {
         ("-TERM", ["--config", cfg.to_str().unwrap()]),
         ("-INT", ["--resume", out_arg]),
     ] {
-        let before = rows(&metrics).len();
+        let before = match metrics.exists() {
+            true => rows(&metrics).len(),
+            false => 0,
+        };
         let res = interrupt(&args, &metrics, before, signal);
         let err = String::from_utf8_lossy(&res.stderr);
         assert_eq!(res.status.code(), Some(4), "{signal}: {err}");

@@ -99,14 +99,20 @@ pub fn recover_interrupted_writes(dir: &Path) -> Result<Vec<String>> {
         let (path, target) = (entry.path(), dir.join(name));
         if kind == ".old-" && !target.exists() {
             std::fs::rename(&path, &target).map_err(|e| Error::io(&path, e))?;
-            done.push(format!("restored {} (a replacement was interrupted)", target.display()));
+            done.push(format!(
+                "restored {} (a replacement was interrupted)",
+                target.display()
+            ));
         } else {
             let removed = match path.is_dir() {
                 true => std::fs::remove_dir_all(&path),
                 false => std::fs::remove_file(&path),
             };
             removed.map_err(|e| Error::io(&path, e))?;
-            done.push(format!("removed {} (left by a killed process)", path.display()));
+            done.push(format!(
+                "removed {} (left by a killed process)",
+                path.display()
+            ));
         }
     }
     sync_dir(dir)?;

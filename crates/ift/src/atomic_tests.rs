@@ -22,10 +22,20 @@ fn a_failed_fill_keeps_the_previous_directory() {
     })
     .unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with(&format!("{} not written: cannot write ", dir.display())), "{text}");
-    assert!(text.contains("missing/g"), "the failing file is named: {text}");
+    assert!(
+        text.starts_with(&format!("{} not written: cannot write ", dir.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing/g"),
+        "the failing file is named: {text}"
+    );
     assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"good");
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "temporary removed");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "temporary removed"
+    );
 }
 
 #[test]
@@ -55,7 +65,10 @@ fn recovery_restores_a_version_caught_between_renames_and_removes_temporaries() 
         .collect();
     left.sort();
     assert_eq!(left, [".hidden", ours.as_str(), "checkpoint-4", "final"]);
-    assert_eq!(std::fs::read_to_string(d.join("checkpoint-4/state")).unwrap(), "4");
+    assert_eq!(
+        std::fs::read_to_string(d.join("checkpoint-4/state")).unwrap(),
+        "4"
+    );
 }
 
 #[test]

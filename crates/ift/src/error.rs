@@ -76,10 +76,13 @@ pub enum Error {
     /// A tokenizer file is missing or invalid.
     #[error(transparent)]
     TokenizerFile(#[from] crate::tokenizer::TokenizerError),
-    /// The run configuration is invalid (`field` names the TOML key).
-    #[error("{source_name}: `{field}`: {message}")]
+    /// The run configuration is invalid: `field` names the TOML key, `line`
+    /// its line in `source_name` (none for a `--set` override, which is
+    /// named as the source instead).
+    #[error("{source_name}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), match field.is_empty() { true => String::new(), false => format!("`{field}`: ") })]
     RunConfig {
         source_name: String,
+        line: Option<usize>,
         field: String,
         message: String,
     },
@@ -130,9 +133,10 @@ impl Error {
     /// The class of this error, for exit codes.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::RunConfig { .. } | Error::Resume { .. } | Error::Usage(_) | Error::Generate(_) => {
-                ErrorClass::Usage
-            }
+            Error::RunConfig { .. }
+            | Error::Resume { .. }
+            | Error::Usage(_)
+            | Error::Generate(_) => ErrorClass::Usage,
             Error::Io { .. }
             | Error::Write { .. }
             | Error::WriteDir { .. }

@@ -66,7 +66,11 @@ pub struct Resume {
 /// checkpoint's resolved config, `overrides` applied (only
 /// [`RESUME_SETTABLE`] keys unless `force`), and `train.output_dir` set to
 /// `run_dir` itself, so that a copied run continues where it now is.
-pub fn resume_config(run_dir: &Path, overrides: &[String], force: bool) -> Result<(RunConfig, Resume)> {
+pub fn resume_config(
+    run_dir: &Path,
+    overrides: &[String],
+    force: bool,
+) -> Result<(RunConfig, Resume)> {
     let refuse = |message: String| Error::Resume {
         dir: run_dir.to_path_buf(),
         message,
@@ -110,7 +114,11 @@ pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
     }
     let mut m = Sha256::new();
     m.update(weights_fingerprint(model)?);
-    for name in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
         if let Ok(bytes) = std::fs::read(model.join(name)) {
             m.update(name);
             m.update(Sha256::digest(bytes));
@@ -128,8 +136,11 @@ pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
 /// line per difference; empty when the run continues the same trajectory.
 pub fn contract_changes(saved: &RunContract, now: &RunContract, config: &RunConfig) -> Vec<String> {
     let mut changes = Vec::new();
-    let keys: std::collections::BTreeSet<&String> =
-        saved.trajectory.keys().chain(now.trajectory.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> = saved
+        .trajectory
+        .keys()
+        .chain(now.trajectory.keys())
+        .collect();
     for key in keys {
         let (a, b) = (saved.trajectory.get(key), now.trajectory.get(key));
         if a != b {
@@ -146,7 +157,9 @@ pub fn contract_changes(saved: &RunContract, now: &RunContract, config: &RunConf
     }
     if !now.model_sha256.is_empty() && saved.model_sha256 != now.model_sha256 {
         let path = config.model.path.display();
-        changes.push(format!("model.path {path}: the initial model's files changed"));
+        changes.push(format!(
+            "model.path {path}: the initial model's files changed"
+        ));
     }
     changes
 }

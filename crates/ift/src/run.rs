@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
 
+use crate::atomic::recover_interrupted_writes;
 use crate::config::RunConfig;
 use crate::data::{
     load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary,
@@ -16,12 +17,11 @@ use crate::error::{Error, Result};
 use crate::eval::tasks::{Benchmarks, EvalOptions};
 use crate::model::{check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Trainable};
 use crate::objective::{ExampleKind, Objective};
-use crate::resume::{contract_changes, run_contract, Resume, RunContract};
 use crate::reference::{
     needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
 };
+use crate::resume::{contract_changes, run_contract, Resume, RunContract};
 use crate::tokenizer::HfTokenizer;
-use crate::atomic::recover_interrupted_writes;
 use crate::train::{
     batch_plan, latest_checkpoint, read_state, train, Observer, Reference, Run, RunEnd, TrainData,
     CONFIG_FILE,
@@ -277,18 +277,18 @@ fn check_contract(
     }
     Err(Error::Resume {
         dir: resume.checkpoint.clone(),
-        message: format!("the run would not continue the same trajectory: {list} (--force to resume anyway)"),
+        message: format!(
+            "the run would not continue the same trajectory: {list} (--force to resume anyway)"
+        ),
     })
 }
 
 /// Creates the output directory and cleans up after a killed process;
 /// refuses to overwrite an earlier run's checkpoints unless resuming.
 fn prepare_output_dir(out: &Path, resuming: bool, obs: &mut dyn Observer) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| {
-        Error::Write {
-            path: out.to_path_buf(),
-            source: e,
-        }
+    std::fs::create_dir_all(out).map_err(|e| Error::Write {
+        path: out.to_path_buf(),
+        source: e,
     })?;
     for done in recover_interrupted_writes(out)? {
         obs.on_notice(&done);

@@ -205,6 +205,46 @@ fn interrupted_and_resumed_run_is_bit_identical() {
     );
 }
 
+/// Issue 13: when the last step is skipped, the final evaluation still runs
+/// and `final/` is written.
+#[test]
+fn a_skipped_last_step_still_gets_its_final_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        lr: 1e30,
+        max_steps: 3,
+        save_every: 0,
+        eval_every: 0,
+        max_bad_steps: 10,
+        schedule: ift::train::ScheduleKind::Constant,
+        warmup_ratio: 0.0,
+        optimizer: OptimizerKind::Sgd,
+        ..config(&out)
+    };
+    let end = run_in(
+        &out,
+        &cfg,
+        &load(&model_dir()),
+        None,
+        &mut Quiet,
+        &AtomicBool::new(false),
+    );
+    let RunEnd::Finished { last_eval, .. } = end else {
+        panic!("not finished: {end:?}")
+    };
+    assert!(last_eval.is_some(), "the final evaluation did not run");
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r.get("eval_loss").is_some())
+        .collect();
+    assert_eq!(evals.len(), 1, "{text}");
+    assert_eq!(evals[0]["step"], 3);
+    assert!(out.join("final/model.safetensors").is_file());
+}
+
 #[test]
 fn non_finite_steps_are_skipped_then_stop_the_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -245,9 +285,10 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("3 non-finite steps in a row"), "{err}");
-    // The one good step's checkpoint survives, with finite weights.
+    // Issue 13: skipped steps keep the checkpoint cadence (steps 2 and 3 were
+    // skipped, step 4 stopped the run); the weights are the good step's.
     let ck = latest_checkpoint(&out).unwrap().unwrap();
-    assert_eq!(ck, out.join("checkpoint-1"));
+    assert_eq!(ck, out.join("checkpoint-3"));
     let m = LlamaForCausalLM::from_pretrained(&ck, &Trainable::None, &Device::Cpu).unwrap();
     assert!(m
         .parameters()

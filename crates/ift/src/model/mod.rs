@@ -13,6 +13,7 @@ pub mod rope;
 mod save;
 pub mod weights;
 
+pub use crate::atomic::{write_atomically, write_file_atomically};
 pub use attention::{attention_bias, attention_bias_new_rows};
 pub use cache::{position_ids_from_mask, KvCache};
 pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};
@@ -20,5 +21,4 @@ pub use layers::softmax_last_dim;
 pub use llama::{LlamaForCausalLM, ModelInput};
 pub use params::{Parameters, Trainable};
 pub use pretrained::{check_vocab, Pretrained};
-pub use crate::atomic::{write_atomically, write_file_atomically};
 pub use save::{copy_companions, SaveOptions, COMPANION_FILES};

@@ -98,7 +98,10 @@ pub fn copy_companions(src: &Path, dst: &Path) -> Result<()> {
         let from = src.join(name);
         if from.is_file() {
             let to = dst.join(name);
-            std::fs::copy(&from, &to).map_err(|e| Error::Write { path: to, source: e })?;
+            std::fs::copy(&from, &to).map_err(|e| Error::Write {
+                path: to,
+                source: e,
+            })?;
         }
     }
     Ok(())

@@ -21,8 +21,8 @@ pub use config::Arch;
 pub use error::GgufError;
 pub use tensors::{dequantize, hf_name, permute_rows, unpermute_rows};
 
-use crate::atomic::write_atomically;
 use super::weights::SINGLE_FILE;
+use crate::atomic::write_atomically;
 use crate::error::{Error, Result};
 
 /// What [`convert_gguf`] wrote.
