@@ -149,24 +149,49 @@ fn final_weights(out: &Path) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// Issue 13: exact resume for every optimizer and every schedule (with
+/// warm-up), stopped mid-warm-up and on an odd step.
 #[test]
 fn interrupted_and_resumed_run_is_bit_identical() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    use ift::train::ScheduleKind;
+    for optimizer in [
+        OptimizerKind::AdamW,
+        OptimizerKind::RmsProp,
+        OptimizerKind::Sgd,
+    ] {
+        for schedule in [
+            ScheduleKind::Constant,
+            ScheduleKind::Linear,
+            ScheduleKind::Cosine,
+        ] {
+            let what = format!("{optimizer:?} {schedule:?}");
+            let tmp = tempfile::tempdir().unwrap();
+            let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+            let cfg = |out: &Path| TrainConfig {
+                optimizer,
+                schedule,
+                warmup_steps: 2,
+                ..config(out)
+            };
+            resumed_equals_unbroken(&what, &a, &b, &cfg(&a), &cfg(&b));
+        }
+    }
+}
+
+fn resumed_equals_unbroken(
+    what: &str,
+    a: &Path,
+    b: &Path,
+    cfg_a: &TrainConfig,
+    cfg_b: &TrainConfig,
+) {
     let never = AtomicBool::new(false);
-    run_in(
-        &a,
-        &config(&a),
-        &load(&model_dir()),
-        None,
-        &mut Quiet,
-        &never,
-    );
+    run_in(a, cfg_a, &load(&model_dir()), None, &mut Quiet, &never);
 
     let stop = AtomicBool::new(false);
     let end = run_in(
-        &b,
-        &config(&b),
+        b,
+        cfg_b,
         &load(&model_dir()),
         None,
         &mut StopAt(3, &stop),
@@ -176,15 +201,16 @@ fn interrupted_and_resumed_run_is_bit_identical() {
         end,
         RunEnd::Stopped {
             checkpoint: b.join("checkpoint-3")
-        }
+        },
+        "{what}"
     );
-    let ck = latest_checkpoint(&b).unwrap().unwrap();
+    let ck = latest_checkpoint(b).unwrap().unwrap();
     let resumed = load(&ck);
-    run_in(&b, &config(&b), &resumed, Some(&ck), &mut Quiet, &never);
+    run_in(b, cfg_b, &resumed, Some(&ck), &mut Quiet, &never);
 
     assert!(
-        final_weights(&a) == final_weights(&b),
-        "resumed weights differ from the unbroken run"
+        final_weights(a) == final_weights(b),
+        "{what}: resumed weights differ from the unbroken run"
     );
     let rows = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
     let strip = |s: String| {
@@ -199,9 +225,9 @@ fn interrupted_and_resumed_run_is_bit_identical() {
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        strip(rows(&a)),
-        strip(rows(&b)),
-        "metrics differ after resume"
+        strip(rows(a)),
+        strip(rows(b)),
+        "{what}: metrics differ after resume"
     );
 }
 
