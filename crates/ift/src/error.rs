@@ -70,6 +70,9 @@ pub enum Error {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    /// A weight holds NaN or infinite values (a diverged or corrupt checkpoint).
+    #[error("{}: tensor `{name}` holds NaN or infinite values", dir.display())]
+    NonFiniteTensor { dir: PathBuf, name: String },
     /// The tokenizer and the model disagree (e.g. ids beyond the embedding matrix).
     #[error("{dir}: {message}")]
     Tokenizer { dir: PathBuf, message: String },
@@ -84,6 +87,14 @@ pub enum Error {
         source_name: String,
         line: Option<usize>,
         field: String,
+        message: String,
+    },
+    /// An input named by a config key (`what`, e.g. `model.path`) is
+    /// missing or unusable as a whole (no such directory, no records).
+    #[error("{what} {}: {message}", path.display())]
+    Input {
+        what: String,
+        path: PathBuf,
         message: String,
     },
     /// A run cannot be resumed as asked (no checkpoint, a changed contract,
@@ -138,6 +149,7 @@ impl Error {
             | Error::Usage(_)
             | Error::Generate(_) => ErrorClass::Usage,
             Error::Io { .. }
+            | Error::Input { .. }
             | Error::Write { .. }
             | Error::WriteDir { .. }
             | Error::CheckpointNotWritten { .. }
@@ -146,6 +158,7 @@ impl Error {
             | Error::Safetensors { .. }
             | Error::MissingTensor { .. }
             | Error::ShapeMismatch { .. }
+            | Error::NonFiniteTensor { .. }
             | Error::Tokenizer { .. }
             | Error::TokenizerFile(_)
             | Error::Data(_)

@@ -53,10 +53,11 @@ pub fn train_from_config(
     write_file_atomically(&out.join(CONFIG_FILE), config_toml.as_bytes())?;
 
     if !config.model.path.is_dir() && resume.is_none() {
-        return Err(Error::Usage(format!(
-            "model.path {}: no such directory (a Hugging Face model directory is expected)",
-            config.model.path.display()
-        )));
+        return Err(Error::Input {
+            what: "model.path".into(),
+            path: config.model.path.clone(),
+            message: "no such directory (a Hugging Face model directory is expected)".into(),
+        });
     }
     let contract = run_contract(config)?;
     if let Some(r) = resume {
@@ -65,13 +66,15 @@ pub fn train_from_config(
     let resume = resume.map(|r| r.checkpoint.as_path());
     let model_dir = resume.unwrap_or(&config.model.path);
     let pretrained = Pretrained::load(model_dir, &config.trainable(), device)?;
+    check_finite(&pretrained.model, model_dir)?;
     let objective = &config.objective;
     let train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
     if train_set.is_empty() {
-        return Err(Error::Usage(format!(
-            "data.train {}: no training examples left after encoding",
-            config.data.train.display()
-        )));
+        return Err(Error::Input {
+            what: "data.train".into(),
+            path: config.data.train.clone(),
+            message: "no training examples left after encoding".into(),
+        });
     }
     let eval_set = match &config.data.eval {
         Some(p) => load_examples(config, p, &pretrained.tokenizer, obs)?,
@@ -148,6 +151,26 @@ pub fn train_from_config(
     })
 }
 
+/// Refuses weights holding NaN or ±∞: training from them cannot work, and
+/// the first non-finite step would say so far less clearly. A tensor's sum
+/// is finite exactly when all its elements are (f32 weights never sum past
+/// 3e38).
+fn check_finite(model: &LlamaForCausalLM, dir: &Path) -> Result<()> {
+    for (name, t) in model.parameters().named() {
+        let sum = t
+            .sum_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
+        if !sum.is_finite() {
+            return Err(Error::NonFiniteTensor {
+                dir: dir.to_path_buf(),
+                name: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The records of `path` encoded as the objective trains on them.
 fn load_examples(
     config: &RunConfig,
@@ -171,6 +194,18 @@ fn load_examples(
         }
     };
     obs.on_notice(&summary.to_string());
+    if summary.records == 0 {
+        return Err(Error::Input {
+            what: if path == config.data.train {
+                "data.train"
+            } else {
+                "data.eval"
+            }
+            .into(),
+            path: path.to_path_buf(),
+            message: "the file holds no records".into(),
+        });
+    }
     Ok(data)
 }
 
