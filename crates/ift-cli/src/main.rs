@@ -113,13 +113,13 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// The error and its causes, each once: the library's messages already end
-/// with their source's text (`path: reason`), which `{:#}` would repeat.
+/// The error and its causes, each once: the library's messages already hold
+/// their source's text (`path: reason`), which `{:#}` would repeat.
 fn error_message(e: &anyhow::Error) -> String {
     let mut message = e.to_string();
     for cause in e.chain().skip(1) {
         let text = cause.to_string();
-        if !message.ends_with(&text) {
+        if !message.contains(&text) {
             message = format!("{message}: {text}");
         }
     }
