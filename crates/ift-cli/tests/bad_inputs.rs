@@ -100,6 +100,26 @@ fn docs_errors_md_is_the_catalogue() {
     );
 }
 
+/// The exit codes of docs/errors.md are the ones `ift --help` shows.
+#[test]
+fn help_lists_the_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let codes: Vec<&str> = cases::HEADER
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(" |").next())
+        .filter(|c| c.parse::<u8>().is_ok())
+        .collect();
+    assert_eq!(codes, ["0", "1", "2", "3", "4", "130"]);
+    for code in codes {
+        let listed = help.lines().any(|l| l.trim_start().starts_with(&format!("{code} ")));
+        assert!(listed, "exit code {code} missing from --help:\n{help}");
+    }
+}
+
 fn markdown(all: &[Case]) -> String {
     let mut s = String::from(cases::HEADER);
     s.push_str("| input | exit | message |\n|---|---|---|\n");

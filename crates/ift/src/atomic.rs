@@ -7,7 +7,9 @@
 //! complete previous version or the complete new one — except while a
 //! directory is being replaced, when the previous one sits at
 //! `.NAME.old-PID` for the instant between two renames;
-//! [`recover_interrupted_writes`] puts it back if the process died there.
+//! [`recover_interrupted_writes`] (run at the start of a run, and for its
+//! own name by every write) puts it back if the process died there and
+//! removes the temporaries of killed processes.
 //! A failed write removes its temporary and leaves `NAME` as it was.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ const KINDS: [&str; 3] = [".tmp-", ".old-", ".del-"];
 /// one, never a part, and a crash after this returns cannot lose it.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let (parent, name) = split(path)?;
+    recover(&parent, Some(&name))?;
     let tmp = sibling(&parent, &name, ".tmp-");
     let written = write_new_file(&tmp, bytes).and_then(|()| {
         crash_point("file-written");
@@ -39,6 +42,8 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `fill` succeeded. An error names `dir` and the file that failed.
 pub fn write_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let (parent, name) = split(dir)?;
+    // A killed earlier write of the same output leaves nothing behind.
+    recover(&parent, Some(&name))?;
     let tmp = sibling(&parent, &name, ".tmp-");
     let _ = std::fs::remove_dir_all(&tmp);
     let filled = std::fs::create_dir_all(&tmp)
@@ -82,6 +87,11 @@ pub fn remove_dir_atomically(dir: &Path) -> Result<()> {
 /// renames of a replacement is put back. Returns what was done, for a notice.
 /// Temporaries of a process still alive are left alone.
 pub fn recover_interrupted_writes(dir: &Path) -> Result<Vec<String>> {
+    recover(dir, None)
+}
+
+/// [`recover_interrupted_writes`] for the temporaries of one name only (or all).
+fn recover(dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -93,7 +103,7 @@ pub fn recover_interrupted_writes(dir: &Path) -> Result<Vec<String>> {
         let Some((name, kind, pid)) = parse_sibling(&file_name) else {
             continue;
         };
-        if pid == std::process::id() || process_alive(pid) {
+        if pid == std::process::id() || process_alive(pid) || only.is_some_and(|o| o != name) {
             continue;
         }
         let (path, target) = (entry.path(), dir.join(name));
@@ -115,7 +125,9 @@ pub fn recover_interrupted_writes(dir: &Path) -> Result<Vec<String>> {
             ));
         }
     }
-    sync_dir(dir)?;
+    if !done.is_empty() {
+        sync_dir(dir)?;
+    }
     Ok(done)
 }
 

@@ -72,6 +72,17 @@ fn recovery_restores_a_version_caught_between_renames_and_removes_temporaries() 
 }
 
 #[test]
+fn a_later_write_of_the_same_file_removes_a_killed_writes_temporary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stale = tmp.path().join(".out.json.tmp-4999999");
+    std::fs::write(&stale, "partial").unwrap();
+    std::fs::write(tmp.path().join(".other.tmp-4999999"), "").unwrap();
+    write_file_atomically(&tmp.path().join("out.json"), b"{}").unwrap();
+    assert!(!stale.exists());
+    assert!(tmp.path().join(".other.tmp-4999999").exists(), "other names are left");
+}
+
+#[test]
 fn removal_goes_through_a_temporary_name() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("checkpoint-1");
