@@ -13,7 +13,10 @@ use ift::tokenizer::HfTokenizer;
 use libfuzzer_sys::fuzz_target;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/ift/tests/fixtures/models/llama_gqa"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/ift/tests/fixtures/models/llama_gqa"
+    ))
 }
 
 /// A tokenizer directory whose `tokenizer_config.json` each input replaces.

@@ -19,8 +19,13 @@ fn dir() -> &'static PathBuf {
             false => std::env::temp_dir(),
         };
         let dir = base.join(format!("ift-fuzz-model-{}", std::process::id()));
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/ift/tests/fixtures/models/llama_gqa");
-        let model = LlamaForCausalLM::from_pretrained(fixture.as_ref(), &Trainable::None, &Device::Cpu).unwrap();
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crates/ift/tests/fixtures/models/llama_gqa"
+        );
+        let model =
+            LlamaForCausalLM::from_pretrained(fixture.as_ref(), &Trainable::None, &Device::Cpu)
+                .unwrap();
         model.save_pretrained(&dir, &Default::default()).unwrap();
         dir
     })

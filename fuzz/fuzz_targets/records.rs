@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    for format in [DataFormat::Auto, DataFormat::JsonArray, DataFormat::JsonLines] {
+    for format in [
+        DataFormat::Auto,
+        DataFormat::JsonArray,
+        DataFormat::JsonLines,
+    ] {
         if let Err(e) = parse_records(text, Path::new("fuzz.jsonl"), format) {
             assert!(e.to_string().starts_with("fuzz.jsonl"), "{e}");
         }

@@ -115,7 +115,9 @@ fn help_lists_the_exit_codes() {
         .collect();
     assert_eq!(codes, ["0", "1", "2", "3", "4", "130"]);
     for code in codes {
-        let listed = help.lines().any(|l| l.trim_start().starts_with(&format!("{code} ")));
+        let listed = help
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{code} ")));
         assert!(listed, "exit code {code} missing from --help:\n{help}");
     }
 }

@@ -142,7 +142,9 @@ fn bad_key_and_unwritable_output_fail_before_training() {
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
-        err.contains("unknown field `learning_rate`") && err.contains("sft.toml"),
+        err.contains(
+            "error: --set train.learning_rate=1e-4: `train.learning_rate`: unknown field `learning_rate`"
+        ),
         "{err}"
     );
     assert!(!out.exists(), "nothing may be written for a bad config");

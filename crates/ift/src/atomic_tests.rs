@@ -79,7 +79,10 @@ fn a_later_write_of_the_same_file_removes_a_killed_writes_temporary() {
     std::fs::write(tmp.path().join(".other.tmp-4999999"), "").unwrap();
     write_file_atomically(&tmp.path().join("out.json"), b"{}").unwrap();
     assert!(!stale.exists());
-    assert!(tmp.path().join(".other.tmp-4999999").exists(), "other names are left");
+    assert!(
+        tmp.path().join(".other.tmp-4999999").exists(),
+        "other names are left"
+    );
 }
 
 #[test]

@@ -46,9 +46,18 @@ impl Run {
             Some(_) => 40,
             None => 12,
         };
+        // IFT with every source of step-dependent randomness: a λ schedule,
+        // noise on λ and sampled predictions.
+        let options = match objective {
+            "ift" => {
+                "lambda_schedule = \"linear\"\nmax_lambda = 0.3\nlambda_warmup_steps = 6\n\
+                      lambda_disturb = \"normal\"\ndisturb_std = 0.1\nprediction = \"nucleus\"\n"
+            }
+            _ => "",
+        };
         let config = format!(
             "[model]\npath = {model:?}\n[data]\ntrain = \"data.jsonl\"\neval = \"data.jsonl\"\n\
-             [objective]\nkind = \"{objective}\"\n\
+             [objective]\nkind = \"{objective}\"\n{options}\
              [train]\noutput_dir = \"out\"\nmax_steps = {steps}\nbatch_size = 2\nmicro_batch_size = 1\n\
              lr = 1e-3\noptimizer = \"adamw\"\nwarmup_steps = 2\nsave_every = 1\nkeep_last = 2\neval_every = 3\n"
         );
