@@ -39,6 +39,21 @@ fn runaway_recursion_is_stopped() {
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
+/// Found by `fuzz/fuzz_targets/chat_template.rs`: `{%}` made the
+/// `{% generation %}` rewriting slice out of bounds (a panic); now it is the
+/// template's syntax error.
+#[test]
+fn an_open_tag_closed_by_its_own_percent_is_a_syntax_error() {
+    let (_dir, tok) = common::model(json!({}), false);
+    for source in ["{% for m in messages %}{{ m.role }}: {%}", "{%}", "x{%"] {
+        let err = ChatTemplate::new("fuzz", source, &tok).err();
+        assert!(
+            err.is_some_and(|e| e.to_string().contains("does not compile")),
+            "{source}"
+        );
+    }
+}
+
 #[test]
 fn a_real_template_renders_a_long_conversation_within_its_fuel() {
     // SmolLM2's own template, as its tokenizer_config.json has it.
