@@ -1,9 +1,10 @@
 #!/bin/sh
 # Long fuzz runs, one target after another with ONE libFuzzer job each (the
 # machine is shared): fuzz/run.sh [SECONDS per target, default 600] [TARGET...]
-# Seeds each corpus from the repository's fixtures first. A crash lands in
-# fuzz/artifacts/<target>/; turn it into a regression test in the crate's
-# tests before fixing it. `fuzz/run.sh 5` is a seconds-long smoke run.
+# Seeds each corpus from the repository's fixtures and fuzz/regressions/
+# first. A crash lands in fuzz/artifacts/<target>/; copy it to
+# fuzz/regressions/<target>/ and turn it into a regression test in the
+# crate's tests before fixing it. `fuzz/run.sh 5` is a seconds-long smoke run.
 set -eu
 cd "$(dirname "$0")"
 secs="${1:-600}"
@@ -22,6 +23,8 @@ for t in chatml llama3 zephyr; do
 done
 printf '\1{%% for m in messages %%}{{ m.role }}: {{ m.content }}{%% endfor %%}' > corpus/chat_template/plain
 seed gguf; cp $fx/gguf/*.gguf corpus/gguf/
+# Inputs that crashed once stay in the corpus (each also has a regression test).
+for d in regressions/*/; do seed "$(basename "$d")"; cp "$d"* "corpus/$(basename "$d")/"; done
 for t in $targets; do
   echo "== $t: ${secs}s" >&2
   CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" cargo +nightly fuzz run -s none "$t" "corpus/$t" -- \
