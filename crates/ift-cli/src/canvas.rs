@@ -4,8 +4,6 @@
 
 mod font;
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::Context;
@@ -109,9 +107,9 @@ impl Canvas {
 
     /// Writes the canvas as an 8-bit RGB PNG.
     pub fn save_png(&self, path: &Path) -> anyhow::Result<()> {
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut encoder =
-            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
+        // Encoded in memory, then written durably and atomically.
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, self.width as u32, self.height as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let writer = encoder
@@ -121,6 +119,6 @@ impl Canvas {
         writer
             .finish()
             .with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        Ok(ift::model::write_file_atomically(path, &bytes)?)
     }
 }

@@ -29,7 +29,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let table = markdown(&columns);
     print!("{table}");
     if let Some(out) = &args.out {
-        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+        ift::model::write_file_atomically(out, table.as_bytes())?;
     }
     Ok(())
 }

@@ -60,7 +60,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        std::fs::write(dir.join(format!("{name}.toml")), config.to_toml())?;
+        ift::model::write_file_atomically(
+            &dir.join(format!("{name}.toml")),
+            config.to_toml().as_bytes(),
+        )?;
         eprintln!("-- {name} --");
         let RunEnd::Finished {
             final_dir,
@@ -195,8 +198,10 @@ fn fresh_dir(parent: &Path) -> Result<PathBuf> {
 
 fn write_records(path: &Path, problems: &[Problem]) -> Result<()> {
     let lines: Vec<String> = problems.iter().map(|p| p.to_record().to_string()).collect();
-    std::fs::write(path, lines.join("\n") + "\n")
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(ift::model::write_file_atomically(
+        path,
+        (lines.join("\n") + "\n").as_bytes(),
+    )?)
 }
 
 /// The training-loss curve as one line of block characters, first and last values beside it.

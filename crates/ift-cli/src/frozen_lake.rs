@@ -100,7 +100,7 @@ fn config(args: &FrozenLakeArgs, setup: Setup) -> anyhow::Result<ExperimentConfi
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     let path = dir.join(name);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    Ok(ift::model::write_file_atomically(&path, text.as_bytes())?)
 }
 
 /// One reading into `dir`: the configuration first (before training), then the results,

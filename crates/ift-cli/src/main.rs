@@ -19,9 +19,25 @@ mod progress;
 mod score;
 mod train;
 
+/// Exit codes (also in `ift --help` and docs/errors.md).
+const EXIT_INTERNAL: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_INPUT: u8 = 3;
+const EXIT_INTERRUPTED: u8 = 4;
+/// A second SIGINT/SIGTERM: exited at once (128 + SIGINT, the shell's convention).
+pub const EXIT_KILLED: i32 = 130;
+
+const EXIT_CODES: &str = "Exit codes:
+  0    success
+  1    training failed (non-finite steps) or an internal error
+  2    usage or configuration error (command line, run config, a resume refused)
+  3    input or output error (a data, model, tokenizer or task file missing or malformed; an output that cannot be written)
+  4    interrupted by SIGINT or SIGTERM after writing a checkpoint (`ift train --resume` continues)
+  130  a second SIGINT/SIGTERM: exited at once (the last checkpoint is intact)";
+
 /// Intuitive Fine-Tuning (and SFT, DPO, ...) for Hugging Face Llama-family models.
 #[derive(Parser)]
-#[command(name = "ift", version, about)]
+#[command(name = "ift", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -60,37 +76,54 @@ enum Commands {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Commands::Score(args) => score::run(args),
-        Commands::Convert(args) => convert::run(args),
-        Commands::Fetch(args) => fetch::run(args),
-        Commands::Merge(args) => merge::run(args),
-        Commands::Eval(args) => eval::run(args),
-        Commands::Compare(args) => compare::run(args),
-        Commands::Plot(args) => plot::run(args),
-        Commands::Train(args) => train::run(args),
-        Commands::Demo(args) => demo::run(args),
-        Commands::Data(command) => data_inspect::run(command),
-        Commands::FrozenLake(args) => frozen_lake::run(&args),
-        Commands::Generate(args) => generate::run(args),
-        Commands::Chat(args) => chat::run(args),
+        Commands::Score(args) => done(score::run(args)),
+        Commands::Convert(args) => done(convert::run(args)),
+        Commands::Fetch(args) => done(fetch::run(args)),
+        Commands::Merge(args) => done(merge::run(args)),
+        Commands::Eval(args) => done(eval::run(args)),
+        Commands::Compare(args) => done(compare::run(args)),
+        Commands::Plot(args) => done(plot::run(args)),
+        Commands::Train(args) => train::run(args).map(|end| match end {
+            train::Ended::Finished => ExitCode::SUCCESS,
+            train::Ended::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        }),
+        Commands::Demo(args) => done(demo::run(args)),
+        Commands::Data(command) => done(data_inspect::run(command)),
+        Commands::FrozenLake(args) => done(frozen_lake::run(&args)),
+        Commands::Generate(args) => done(generate::run(args)),
+        Commands::Chat(args) => done(chat::run(args)),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", error_message(&e));
-            ExitCode::FAILURE
-        }
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {}", error_message(&e));
+        ExitCode::from(exit_code(&e))
+    })
+}
+
+/// The exit code of an error: the class of the library error in its chain;
+/// an I/O error of the CLI's own is an input error; anything else internal.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(lib) = e.chain().find_map(|c| c.downcast_ref::<ift::Error>()) {
+        return match lib.class() {
+            ift::ErrorClass::Usage => EXIT_USAGE,
+            ift::ErrorClass::Input => EXIT_INPUT,
+            ift::ErrorClass::Internal => EXIT_INTERNAL,
+        };
+    }
+    match e.chain().any(|c| c.is::<std::io::Error>()) {
+        true => EXIT_INPUT,
+        false => EXIT_INTERNAL,
     }
 }
 
-/// The error and its causes, each once: the library's messages already end
-/// with their source's text (`path: reason`), which `{:#}` would repeat.
+/// The error and its causes, each once: the library's messages already hold
+/// their source's text (`path: reason`), which `{:#}` would repeat.
 fn error_message(e: &anyhow::Error) -> String {
     let mut message = e.to_string();
     for cause in e.chain().skip(1) {
         let text = cause.to_string();
-        if !message.ends_with(&text) {
+        if !message.contains(&text) {
             message = format!("{message}: {text}");
         }
     }

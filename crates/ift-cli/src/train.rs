@@ -1,15 +1,16 @@
 //! `ift train`: fine-tune a model as a TOML run configuration says; resume
 //! an interrupted run with `--resume <output_dir>`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
 use ift::config::RunConfig;
+use ift::resume::{resume_config, Resume};
 use ift::run::train_from_config;
-use ift::train::{latest_checkpoint, RunEnd, CONFIG_FILE};
+use ift::train::RunEnd;
 
 use crate::observer::ProgressObserver;
 
@@ -18,30 +19,32 @@ pub struct TrainArgs {
     /// Run configuration (TOML). Not needed with --resume.
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
-    /// Override a key: `--set train.lr=1e-5` (repeatable).
+    /// Override a key: `--set train.lr=1e-5` (repeatable). On resume, only
+    /// keys that cannot change the steps already taken (train.max_steps,
+    /// eval and save cadence, data.eval, ...).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
-    /// Continue the run in this output directory from its newest checkpoint.
+    /// Continue the run in this directory (its newest checkpoint), writing
+    /// into this directory whatever its config's train.output_dir says.
     #[arg(long, conflicts_with = "config")]
     resume: Option<PathBuf>,
+    /// With --resume: continue even though the config, the data or the
+    /// initial model changed since the run started (the changes are logged).
+    #[arg(long, requires = "resume")]
+    force: bool,
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+/// Whether the run finished or stopped on a signal with a checkpoint.
+pub enum Ended {
+    Finished,
+    Interrupted,
+}
+
+pub fn run(args: TrainArgs) -> Result<Ended> {
     let (config, resume) = match &args.resume {
         Some(dir) => {
-            let ck = latest_checkpoint(dir)?.with_context(|| {
-                format!(
-                    "{}: no complete checkpoint-<step> to resume from",
-                    dir.display()
-                )
-            })?;
-            let path = ck.join(CONFIG_FILE);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            (
-                RunConfig::parse(&text, &path.display().to_string(), &args.overrides)?,
-                Some(ck),
-            )
+            let (config, resume) = resume_config(dir, &args.overrides, args.force)?;
+            (config, Some(resume))
         }
         None => {
             let path = args
@@ -49,14 +52,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .as_ref()
                 .expect("clap requires --config without --resume");
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            (
-                RunConfig::parse(&text, &path.display().to_string(), &args.overrides)?,
-                None,
-            )
+                .map_err(|e| ift::Error::Io {
+                    path: path.clone(),
+                    source: e,
+                })
+                .context("reading the run configuration")?;
+            let config = RunConfig::parse(&text, &path.display().to_string(), &args.overrides)?;
+            (config, None)
         }
     };
-    match run_training(&config, resume.as_deref())? {
+    match run_training(&config, resume.as_ref())? {
         RunEnd::Finished {
             final_dir,
             last_eval,
@@ -68,6 +73,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
             }
             eprintln!("done: model in {}", final_dir.display());
+            Ok(Ended::Finished)
         }
         RunEnd::Stopped { checkpoint } => {
             eprintln!(
@@ -75,23 +81,27 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 checkpoint.display(),
                 config.train.output_dir.display()
             );
+            Ok(Ended::Interrupted)
         }
     }
-    Ok(())
 }
 
 /// Everything between a resolved config and a finished (or stopped) run:
-/// the library assembles the run; this adds Ctrl-C handling and progress.
-/// `resume` is a checkpoint directory: the model and optimiser come from it.
-pub fn run_training(config: &RunConfig, resume: Option<&Path>) -> Result<RunEnd> {
+/// the library assembles the run; this adds signal handling and progress.
+pub fn run_training(config: &RunConfig, resume: Option<&Resume>) -> Result<RunEnd> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // Ctrl-C asks the loop to write a checkpoint and stop; a second one quits.
+    // SIGINT (Ctrl-C) or SIGTERM (what schedulers send) asks the loop to write
+    // a checkpoint and stop; a second one exits at once. That is safe at any
+    // instant: every write is atomic, and the next start removes what a
+    // killed write left behind.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            std::process::exit(crate::EXIT_KILLED);
         }
-        eprintln!("\ninterrupted: writing a checkpoint before exiting (Ctrl-C again to quit now)");
+        eprintln!(
+            "\ninterrupted: writing a checkpoint before exiting (a second signal quits at once)"
+        );
     });
     let mut observer = ProgressObserver::default();
     let outcome = train_from_config(config, resume, &Device::Cpu, &stop, &mut observer)?;

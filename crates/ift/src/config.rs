@@ -126,14 +126,34 @@ impl RunConfig {
     /// (`section.key=value`, the value in TOML syntax or a bare string), and
     /// validates the result.
     pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
-        let err = |field: &str, message: String| Error::RunConfig {
-            source_name: source.into(),
-            field: field.into(),
-            message,
+        // An error names the `--set` that caused it, or the file and line.
+        let err = |field: &str, message: String| {
+            let set = overrides.iter().find(|o| {
+                let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
+                !field.is_empty()
+                    && (field == key
+                        || field.starts_with(&format!("{key}."))
+                        || key.starts_with(&format!("{field}.")))
+            });
+            let (source_name, line) = match set {
+                Some(o) => (format!("--set {o}"), None),
+                None => (source.to_string(), line_of(text, field)),
+            };
+            Error::RunConfig {
+                source_name,
+                line,
+                field: field.into(),
+                message,
+            }
         };
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| err("", e.to_string()))?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| Error::RunConfig {
+                    source_name: source.into(),
+                    line: e.span().map(|s| line_at(text, s.start)),
+                    field: String::new(),
+                    message: e.message().trim_end().replace('\n', "; "),
+                })?;
         for o in overrides {
             let (key, value) = o
                 .split_once('=')
@@ -227,6 +247,29 @@ impl RunConfig {
             false => Trainable::AllExcept(self.model.freeze.clone()),
         }
     }
+}
+
+/// The 1-based line of `field` (`train.optimizer`) in the TOML `text`: the
+/// line of its deepest key that is present (a missing key: its section's).
+fn line_of(text: &str, field: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    for part in field.split('.').filter(|p| !p.is_empty()) {
+        let Some((key, item)) = table.get_key_value(part) else {
+            break;
+        };
+        span = key.span().or_else(|| item.span()).or(span);
+        match item.as_table_like() {
+            Some(t) => table = t,
+            None => break,
+        }
+    }
+    span.map(|s| line_at(text, s.start))
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// A TOML value, or the text as a string when it is not one (so that

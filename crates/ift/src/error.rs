@@ -13,6 +13,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An output file could not be written; what was there before is untouched.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output directory could not be written; a previous version of it,
+    /// if any, is untouched. `source` names the file that failed.
+    #[error("{path} not written: {source}")]
+    WriteDir {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A checkpoint could not be written; the previous one is intact.
+    #[error("{source}; {}", match last_good {
+        Some(p) => format!("the last good checkpoint, {}, is intact", p.display()),
+        None => "no earlier checkpoint exists".into(),
+    })]
+    CheckpointNotWritten {
+        #[source]
+        source: Box<Error>,
+        last_good: Option<PathBuf>,
+    },
     /// A JSON file is not valid JSON or does not have the expected fields.
     #[error("{path}: {source}")]
     Json {
@@ -45,22 +70,43 @@ pub enum Error {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    /// A weight holds NaN or infinite values (a diverged or corrupt checkpoint).
+    #[error("{}: tensor `{name}` holds NaN or infinite values", dir.display())]
+    NonFiniteTensor { dir: PathBuf, name: String },
     /// The tokenizer and the model disagree (e.g. ids beyond the embedding matrix).
     #[error("{dir}: {message}")]
     Tokenizer { dir: PathBuf, message: String },
     /// A tokenizer file is missing or invalid.
     #[error(transparent)]
     TokenizerFile(#[from] crate::tokenizer::TokenizerError),
-    /// The run configuration is invalid (`field` names the TOML key).
-    #[error("{source_name}: `{field}`: {message}")]
+    /// The run configuration is invalid: `field` names the TOML key, `line`
+    /// its line in `source_name` (none for a `--set` override, which is
+    /// named as the source instead).
+    #[error("{source_name}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), match field.is_empty() { true => String::new(), false => format!("`{field}`: ") })]
     RunConfig {
         source_name: String,
+        line: Option<usize>,
         field: String,
         message: String,
     },
     /// A PEFT adapter directory is invalid or does not fit the model.
     #[error("{path}: {message}")]
     Adapter { path: PathBuf, message: String },
+    /// An input named by a config key (`what`, e.g. `model.path`) is
+    /// missing or unusable as a whole (no such directory, no records).
+    #[error("{what} {}: {message}", path.display())]
+    Input {
+        what: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// A run cannot be resumed as asked (no checkpoint, a changed contract,
+    /// a `--set` that would change the steps already taken).
+    #[error("cannot resume {}: {message}", dir.display())]
+    Resume { dir: PathBuf, message: String },
+    /// The request itself is wrong (an output directory holding a run, ...).
+    #[error("{0}")]
+    Usage(String),
     /// Training could not go on (optimiser errors, too many bad steps, ...).
     #[error("{0}")]
     Train(String),
@@ -83,6 +129,48 @@ pub enum Error {
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// What kind of failure an error is: the `ift` binary's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The command line, the run configuration or the request is wrong.
+    Usage,
+    /// A data, model, tokenizer or task file is missing, unreadable or
+    /// malformed, or an output cannot be written.
+    Input,
+    /// Training could not go on (non-finite steps), or a bug.
+    Internal,
+}
+
+impl Error {
+    /// The class of this error, for exit codes.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::RunConfig { .. }
+            | Error::Resume { .. }
+            | Error::Usage(_)
+            | Error::Generate(_) => ErrorClass::Usage,
+            Error::Io { .. }
+            | Error::Input { .. }
+            | Error::Write { .. }
+            | Error::WriteDir { .. }
+            | Error::CheckpointNotWritten { .. }
+            | Error::Json { .. }
+            | Error::Config { .. }
+            | Error::Safetensors { .. }
+            | Error::MissingTensor { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::NonFiniteTensor { .. }
+            | Error::Tokenizer { .. }
+            | Error::TokenizerFile(_)
+            | Error::Data(_)
+            | Error::Eval { .. }
+            | Error::Gguf(_)
+            | Error::Adapter { .. } => ErrorClass::Input,
+            Error::Train(_) | Error::Candle(_) => ErrorClass::Internal,
+        }
+    }
 }
 
 /// The library's result type.

@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
 pub mod adapter;
+pub mod atomic;
 pub mod config;
 pub mod data;
 pub mod demo;
@@ -13,8 +14,9 @@ pub mod loss;
 pub mod model;
 pub mod objective;
 pub mod reference;
+pub mod resume;
 pub mod run;
 pub mod tokenizer;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};

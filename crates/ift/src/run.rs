@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use candle_core::Device;
 
 use crate::adapter::load_policy;
+use crate::atomic::recover_interrupted_writes;
 use crate::config::RunConfig;
 use crate::data::{
     load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary,
@@ -22,9 +23,11 @@ use crate::objective::{ExampleKind, Objective};
 use crate::reference::{
     needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
 };
+use crate::resume::{contract_changes, run_contract, Resume, RunContract};
 use crate::tokenizer::HfTokenizer;
 use crate::train::{
-    batch_plan, latest_checkpoint, train, Observer, Reference, Run, RunEnd, TrainData, CONFIG_FILE,
+    batch_plan, latest_checkpoint, read_state, train, Observer, Reference, Run, RunEnd, TrainData,
+    CONFIG_FILE,
 };
 
 /// How a run went.
@@ -35,30 +38,47 @@ pub struct RunOutcome {
     pub reference: Option<ReferenceReport>,
 }
 
-/// Trains as `config` says, in `config.train.output_dir`; `resume` is a
-/// checkpoint directory of that run. `stop` asks the loop to write a
+/// Trains as `config` says, in `config.train.output_dir`; `resume` names a
+/// checkpoint of that run (see `crate::resume::resume_config`), whose
+/// contract must hold unless forced. `stop` asks the loop to write a
 /// checkpoint and return.
 pub fn train_from_config(
     config: &RunConfig,
-    resume: Option<&Path>,
+    resume: Option<&Resume>,
     device: &Device,
     stop: &AtomicBool,
     obs: &mut dyn Observer,
 ) -> Result<RunOutcome> {
     let out = &config.train.output_dir;
-    prepare_output_dir(out, resume.is_some())?;
+    prepare_output_dir(out, resume.is_some(), obs)?;
     // Written before anything slow, so an unwritable directory fails at once.
     let config_toml = config.to_toml();
     write_file_atomically(&out.join(CONFIG_FILE), config_toml.as_bytes())?;
 
+    // A GGUF file is a valid base too (read in memory, `adapter::load_policy`).
+    let gguf_base = crate::model::gguf::is_gguf(&config.model.path);
+    if !config.model.path.is_dir() && !gguf_base && resume.is_none() {
+        return Err(Error::Input {
+            what: "model.path".into(),
+            path: config.model.path.clone(),
+            message: "no such directory (a Hugging Face model directory is expected)".into(),
+        });
+    }
+    let contract = run_contract(config)?;
+    if let Some(r) = resume {
+        check_contract(r, &contract, config, obs)?;
+    }
+    let resume = resume.map(|r| r.checkpoint.as_path());
     let pretrained = load_policy(config, resume, device)?;
+    check_finite(&pretrained.model, resume.unwrap_or(&config.model.path))?;
     let objective = &config.objective;
     let train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
     if train_set.is_empty() {
-        return Err(Error::Train(format!(
-            "data.train {}: no training examples left after encoding",
-            config.data.train.display()
-        )));
+        return Err(Error::Input {
+            what: "data.train".into(),
+            path: config.data.train.clone(),
+            message: "no training examples left after encoding".into(),
+        });
     }
     let eval_set = match &config.data.eval {
         Some(p) => load_examples(config, p, &pretrained.tokenizer, obs)?,
@@ -139,12 +159,33 @@ pub fn train_from_config(
         companions: &companions,
         device,
         benchmarks: benchmarks.as_ref(),
+        contract: Some(&contract),
     };
     let end = train(&pretrained.model, &run, resume, stop, obs)?;
     Ok(RunOutcome {
         end,
         reference: report,
     })
+}
+
+/// Refuses weights holding NaN or ±∞: training from them cannot work, and
+/// the first non-finite step would say so far less clearly. A tensor's sum
+/// is finite exactly when all its elements are (f32 weights never sum past
+/// 3e38).
+fn check_finite(model: &LlamaForCausalLM, dir: &Path) -> Result<()> {
+    for (name, t) in model.parameters().named() {
+        let sum = t
+            .sum_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
+        if !sum.is_finite() {
+            return Err(Error::NonFiniteTensor {
+                dir: dir.to_path_buf(),
+                name: name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The records of `path` encoded as the objective trains on them.
@@ -170,6 +211,18 @@ fn load_examples(
         }
     };
     obs.on_notice(&summary.to_string());
+    if summary.records == 0 {
+        return Err(Error::Input {
+            what: if path == config.data.train {
+                "data.train"
+            } else {
+                "data.eval"
+            }
+            .into(),
+            path: path.to_path_buf(),
+            message: "the file holds no records".into(),
+        });
+    }
     Ok(data)
 }
 
@@ -254,17 +307,50 @@ fn reference_pass(
     Ok((logps, report))
 }
 
-/// Creates the output directory; refuses to overwrite an earlier run's
-/// checkpoints unless resuming.
-fn prepare_output_dir(out: &Path, resuming: bool) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| {
-        Error::Train(format!(
-            "cannot create train.output_dir {}: {e}",
-            out.display()
-        ))
+/// Refuses a resume whose trajectory would differ from the run's, listing
+/// what changed; with `force`, says what was accepted.
+fn check_contract(
+    resume: &Resume,
+    now: &RunContract,
+    config: &RunConfig,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    let Some(saved) = read_state(&resume.checkpoint)?.contract else {
+        obs.on_notice("warning: the checkpoint records no fingerprints (an earlier version wrote it); resuming unchecked");
+        return Ok(());
+    };
+    if now.model_sha256.is_empty() {
+        obs.on_notice("warning: model.path is gone; the initial model is not checked");
+    }
+    let changes = contract_changes(&saved, now, config);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let list = changes.join("; ");
+    if resume.force {
+        obs.on_notice(&format!("warning: --force: resuming although {list}"));
+        return Ok(());
+    }
+    Err(Error::Resume {
+        dir: resume.checkpoint.clone(),
+        message: format!(
+            "the run would not continue the same trajectory: {list} (--force to resume anyway)"
+        ),
+    })
+}
+
+/// Creates the output directory and cleans up after a killed process;
+/// refuses to overwrite an earlier run's checkpoints unless resuming.
+fn prepare_output_dir(out: &Path, resuming: bool, obs: &mut dyn Observer) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::Write {
+        path: out.to_path_buf(),
+        source: e,
     })?;
+    for done in recover_interrupted_writes(out)? {
+        obs.on_notice(&done);
+    }
     if !resuming && (latest_checkpoint(out)?.is_some() || out.join("final").exists()) {
-        return Err(Error::Train(format!(
+        return Err(Error::Usage(format!(
             "train.output_dir {} already holds a run; resume it with `ift train --resume {}` or choose another directory",
             out.display(),
             out.display()

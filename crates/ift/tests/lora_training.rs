@@ -75,7 +75,11 @@ fn run(
     obs: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> RunOutcome {
-    train_from_config(c, resume, &Device::Cpu, stop, obs).unwrap()
+    let resume = resume.map(|dir| ift::resume::Resume {
+        checkpoint: dir.to_path_buf(),
+        force: false,
+    });
+    train_from_config(c, resume.as_ref(), &Device::Cpu, stop, obs).unwrap()
 }
 
 fn max_abs(t: &Tensor) -> f32 {

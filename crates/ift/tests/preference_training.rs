@@ -312,7 +312,10 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
         };
         let resumed = train_from_config(
             &broken,
-            Some(&checkpoint),
+            Some(&ift::resume::Resume {
+                checkpoint: checkpoint.clone(),
+                force: false,
+            }),
             &Device::Cpu,
             &AtomicBool::new(false),
             &mut Quiet,

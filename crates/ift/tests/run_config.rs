@@ -56,12 +56,43 @@ fn overrides_take_toml_values_or_bare_strings() {
 fn unknown_keys_are_rejected_by_name() {
     let err = parse(BASE, &["train.learning_rate=1e-4"]).unwrap_err();
     assert!(
-        err.contains("run.toml") && err.contains("unknown field `learning_rate`"),
+        err.starts_with(
+            "--set train.learning_rate=1e-4: `train.learning_rate`: unknown field `learning_rate`"
+        ),
         "{err}"
     );
-    assert!(err.contains("`train.learning_rate`"), "{err}");
     let err = parse(&format!("{BASE}\n[trian]\nlr = 1\n"), &[]).unwrap_err();
-    assert!(err.contains("`trian`: unknown section"), "{err}");
+    assert!(
+        err.starts_with("run.toml:9: `trian`: unknown section"),
+        "{err}"
+    );
+}
+
+/// Issue 13: every config error names the file and the line of the key.
+#[test]
+fn errors_name_the_file_line_and_full_key() {
+    let text = "[model]\npath = \"m\"\n[data]\ntrain = \"t.jsonl\"\n\n[train]\nlr = 1e-3\noptimizer = \"adam\"\n";
+    let err = parse(text, &[]).unwrap_err();
+    assert_eq!(
+        err,
+        "run.toml:8: `train.optimizer`: unknown variant `adam`, expected one of `adamw`, `rmsprop`, `sgd`"
+    );
+    let dotted = "model.path = \"m\"\ndata.train = \"t\"\ntrain.batch_size = 0\n";
+    assert_eq!(
+        parse(dotted, &[]).unwrap_err(),
+        "run.toml:3: `train.batch_size`: must be at least 1"
+    );
+    let err = parse("[model]\npath = \"m\"\n[data\n", &[]).unwrap_err();
+    assert!(
+        err.starts_with("run.toml:3: "),
+        "a syntax error names its line: {err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+    // A required key that is absent: its section's line.
+    assert_eq!(
+        parse("[model]\npath = \"m\"\n[data]\neval = \"e\"\n", &[]).unwrap_err(),
+        "run.toml:3: `data.train`: is required (a file of training records)"
+    );
 }
 
 #[test]

@@ -61,6 +61,7 @@ fn benchmarks_run_on_the_eval_cadence() {
         companions: &dir,
         device: &Device::Cpu,
         benchmarks: Some(&bench),
+        contract: None,
     };
     train(&model, &run, None, &AtomicBool::new(false), &mut Quiet).unwrap();
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();

@@ -137,6 +137,7 @@ fn run_in(
         companions: &model_dir(),
         device: &Device::Cpu,
         benchmarks: None,
+        contract: None,
     };
     std::fs::create_dir_all(out).unwrap();
     train(model, &run, resume, stop, obs).unwrap()
@@ -154,24 +155,49 @@ fn final_weights(out: &Path) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// Issue 13: exact resume for every optimizer and every schedule (with
+/// warm-up), stopped mid-warm-up and on an odd step.
 #[test]
 fn interrupted_and_resumed_run_is_bit_identical() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    use ift::train::ScheduleKind;
+    for optimizer in [
+        OptimizerKind::AdamW,
+        OptimizerKind::RmsProp,
+        OptimizerKind::Sgd,
+    ] {
+        for schedule in [
+            ScheduleKind::Constant,
+            ScheduleKind::Linear,
+            ScheduleKind::Cosine,
+        ] {
+            let what = format!("{optimizer:?} {schedule:?}");
+            let tmp = tempfile::tempdir().unwrap();
+            let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+            let cfg = |out: &Path| TrainConfig {
+                optimizer,
+                schedule,
+                warmup_steps: 2,
+                ..config(out)
+            };
+            resumed_equals_unbroken(&what, &a, &b, &cfg(&a), &cfg(&b));
+        }
+    }
+}
+
+fn resumed_equals_unbroken(
+    what: &str,
+    a: &Path,
+    b: &Path,
+    cfg_a: &TrainConfig,
+    cfg_b: &TrainConfig,
+) {
     let never = AtomicBool::new(false);
-    run_in(
-        &a,
-        &config(&a),
-        &load(&model_dir()),
-        None,
-        &mut Quiet,
-        &never,
-    );
+    run_in(a, cfg_a, &load(&model_dir()), None, &mut Quiet, &never);
 
     let stop = AtomicBool::new(false);
     let end = run_in(
-        &b,
-        &config(&b),
+        b,
+        cfg_b,
         &load(&model_dir()),
         None,
         &mut StopAt(3, &stop),
@@ -181,15 +207,16 @@ fn interrupted_and_resumed_run_is_bit_identical() {
         end,
         RunEnd::Stopped {
             checkpoint: b.join("checkpoint-3")
-        }
+        },
+        "{what}"
     );
-    let ck = latest_checkpoint(&b).unwrap().unwrap();
+    let ck = latest_checkpoint(b).unwrap().unwrap();
     let resumed = load(&ck);
-    run_in(&b, &config(&b), &resumed, Some(&ck), &mut Quiet, &never);
+    run_in(b, cfg_b, &resumed, Some(&ck), &mut Quiet, &never);
 
     assert!(
-        final_weights(&a) == final_weights(&b),
-        "resumed weights differ from the unbroken run"
+        final_weights(a) == final_weights(b),
+        "{what}: resumed weights differ from the unbroken run"
     );
     let rows = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
     let strip = |s: String| {
@@ -204,10 +231,50 @@ fn interrupted_and_resumed_run_is_bit_identical() {
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        strip(rows(&a)),
-        strip(rows(&b)),
-        "metrics differ after resume"
+        strip(rows(a)),
+        strip(rows(b)),
+        "{what}: metrics differ after resume"
     );
+}
+
+/// Issue 13: when the last step is skipped, the final evaluation still runs
+/// and `final/` is written.
+#[test]
+fn a_skipped_last_step_still_gets_its_final_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        lr: 1e30,
+        max_steps: 3,
+        save_every: 0,
+        eval_every: 0,
+        max_bad_steps: 10,
+        schedule: ift::train::ScheduleKind::Constant,
+        warmup_ratio: 0.0,
+        optimizer: OptimizerKind::Sgd,
+        ..config(&out)
+    };
+    let end = run_in(
+        &out,
+        &cfg,
+        &load(&model_dir()),
+        None,
+        &mut Quiet,
+        &AtomicBool::new(false),
+    );
+    let RunEnd::Finished { last_eval, .. } = end else {
+        panic!("not finished: {end:?}")
+    };
+    assert!(last_eval.is_some(), "the final evaluation did not run");
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r.get("eval_loss").is_some())
+        .collect();
+    assert_eq!(evals.len(), 1, "{text}");
+    assert_eq!(evals[0]["step"], 3);
+    assert!(out.join("final/model.safetensors").is_file());
 }
 
 #[test]
@@ -237,6 +304,7 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
         companions: &model_dir(),
         device: &Device::Cpu,
         benchmarks: None,
+        contract: None,
     };
     std::fs::create_dir_all(&out).unwrap();
     let err = train(
@@ -249,9 +317,10 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("3 non-finite steps in a row"), "{err}");
-    // The one good step's checkpoint survives, with finite weights.
+    // Issue 13: skipped steps keep the checkpoint cadence (steps 2 and 3 were
+    // skipped, step 4 stopped the run); the weights are the good step's.
     let ck = latest_checkpoint(&out).unwrap().unwrap();
-    assert_eq!(ck, out.join("checkpoint-1"));
+    assert_eq!(ck, out.join("checkpoint-3"));
     let m = LlamaForCausalLM::from_pretrained(&ck, &Trainable::None, &Device::Cpu).unwrap();
     assert!(m
         .parameters()

@@ -77,8 +77,10 @@ pub enum DataError {
         tokenizer: PathBuf,
         name: Option<String>,
     },
-    #[error("chat template `{name}` does not compile: {source}")]
+    #[error("{origin}: chat template `{name}` does not compile: {source}")]
     TemplateSyntax {
+        /// The model directory it came from, or "built-in".
+        origin: String,
         name: String,
         #[source]
         source: minijinja::Error,

@@ -2,6 +2,8 @@
 //! compatibility layer) with `trim_blocks` and `lstrip_blocks` on, `raise_exception`,
 //! `strftime_now`, a Python-style `tojson`, the special tokens and `tools=None` in the context.
 
+use std::path::Path;
+
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,9 @@ pub enum BuiltinTemplate {
     /// `<|role|>\ncontent` + EOS, HuggingFaceH4/zephyr-7b-beta's template.
     Zephyr,
 }
+
+/// Instructions one render may run (see `ChatTemplate::compile`).
+pub const TEMPLATE_FUEL: u64 = 10_000_000;
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + \
     message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}\
@@ -75,17 +80,35 @@ impl ChatTemplate {
     ) -> Result<Option<Self>, DataError> {
         if let Some(source) = tok.chat_template(options.name.as_deref()) {
             let name = options.name.clone().unwrap_or_else(|| "default".into());
-            return Self::new(&name, source, tok).map(Some);
+            let origin = tok.path().parent().unwrap_or(Path::new(".")).display();
+            return Self::compile(&origin.to_string(), &name, source, tok).map(Some);
         }
         match options.fallback {
-            Some(b) => Self::new(&format!("{b:?}").to_lowercase(), b.source(), tok).map(Some),
+            Some(b) => {
+                let name = format!("{b:?}").to_lowercase();
+                Self::compile("built-in", &name, b.source(), tok).map(Some)
+            }
             None => Ok(None),
         }
     }
 
     /// Compiles `source`; `{% generation %}` blocks (a transformers extension) render as plain blocks.
     pub fn new(name: &str, source: &str, tok: &HfTokenizer) -> Result<Self, DataError> {
+        Self::compile("template", name, source, tok)
+    }
+
+    fn compile(
+        origin: &str,
+        name: &str,
+        source: &str,
+        tok: &HfTokenizer,
+    ) -> Result<Self, DataError> {
         let mut env = Environment::new();
+        // A hostile template (an endless loop, runaway recursion) must fail,
+        // not hang: fuel bounds the instructions of one render (a long real
+        // conversation needs well under a tenth of it), and minijinja's own
+        // recursion limit bounds nesting.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -96,6 +119,7 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_template_owned("chat", strip_generation_tags(source))
             .map_err(|source| DataError::TemplateSyntax {
+                origin: origin.to_string(),
                 name: name.to_string(),
                 source,
             })?;
@@ -188,7 +212,9 @@ fn strip_generation_tags(source: &str) -> String {
     while let Some(open) = rest.find("{%") {
         let (before, tag) = rest.split_at(open);
         out.push_str(before);
-        let Some(close) = tag.find("%}") else {
+        // The close is searched after the opening `{%`: in `{%}` the `%` of
+        // the opening is not a close (found by fuzzing, a panic before).
+        let Some(close) = tag[2..].find("%}").map(|i| i + 2) else {
             out.push_str(tag);
             return out;
         };

@@ -16,6 +16,7 @@ pub mod rope;
 mod save;
 pub mod weights;
 
+pub use crate::atomic::{write_atomically, write_file_atomically};
 pub use attention::{attention_bias, attention_bias_new_rows};
 pub use build::checkpoint_loads_on_this_thread;
 pub use cache::{position_ids_from_mask, KvCache};
@@ -26,6 +27,4 @@ pub use lora::{peft_name, Lora};
 pub use params::{Parameters, Trainable};
 pub use pretrained::{check_vocab, Pretrained};
 pub use quantized::{Quantize, QuantizedWeight};
-pub use save::{
-    copy_companions, write_atomically, write_file_atomically, SaveOptions, COMPANION_FILES,
-};
+pub use save::{copy_companions, SaveOptions, COMPANION_FILES};

@@ -1,8 +1,9 @@
 //! Writing a Hugging Face model directory that `transformers` loads as is.
 //!
-//! Writes are atomic: everything goes to a temporary sibling directory that
-//! is renamed over the target only when complete, so an interrupted save
-//! never leaves a half-written checkpoint where a good one was.
+//! Writes are atomic and durable (`crate::atomic`): everything goes to a
+//! temporary sibling directory that is synced and renamed over the target
+//! only when complete, so an interrupted save never leaves a half-written
+//! checkpoint where a good one was.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use candle_core::DType;
 
 use super::llama::LlamaForCausalLM;
 use super::weights::SINGLE_FILE;
+use crate::atomic::{write_atomically, write_new_file, write_safetensors};
 use crate::error::{Error, Result};
 
 /// Tokenizer and generation files copied from the source model directory.
@@ -80,7 +82,7 @@ impl LlamaForCausalLM {
         }
         let path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
-        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
+        write_new_file(&path, (text + "\n").as_bytes())?;
 
         let mut tensors = HashMap::new();
         for (name, t) in self.params.named() {
@@ -88,12 +90,7 @@ impl LlamaForCausalLM {
         }
         let path = dir.join(SINGLE_FILE);
         let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-        safetensors::serialize_to_file(&tensors, metadata, &path).map_err(|e| {
-            Error::Safetensors {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        write_safetensors(&path, &tensors, metadata)?;
         if let Some(src) = &options.companions_from {
             copy_companions(src, dir)?;
         }
@@ -106,61 +103,12 @@ pub fn copy_companions(src: &Path, dst: &Path) -> Result<()> {
     for name in COMPANION_FILES {
         let from = src.join(name);
         if from.is_file() {
-            std::fs::copy(&from, dst.join(name)).map_err(|e| Error::io(&from, e))?;
+            let to = dst.join(name);
+            std::fs::copy(&from, &to).map_err(|e| Error::Write {
+                path: to,
+                source: e,
+            })?;
         }
     }
-    Ok(())
-}
-
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, then renames it
-/// over `path`: a reader sees the old file or the new one, never a part.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Runs `fill` on a fresh temporary sibling of `dir`, then moves it into
-/// place, replacing any previous `dir` only after `fill` succeeded.
-pub fn write_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
-    let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }

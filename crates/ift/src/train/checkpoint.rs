@@ -1,7 +1,8 @@
 //! Training checkpoints: `checkpoint-<step>/` is a Hugging Face model
 //! directory (with LoRA: a PEFT adapter directory) plus what resuming needs (optimiser moments, step, data
-//! position, the resolved config). Written atomically: a checkpoint
-//! directory that exists is complete.
+//! position, the resolved config, the run's contract). Written atomically
+//! and durably (`crate::atomic`): a checkpoint directory that exists is
+//! complete, and pruning never leaves a half-deleted one under its name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::optim::Optimizer;
+use crate::atomic::{remove_dir_atomically, write_atomically, write_new_file, write_safetensors};
 use crate::error::{Error, Result};
-use crate::model::{write_atomically, LlamaForCausalLM, SaveOptions};
+use crate::model::{LlamaForCausalLM, SaveOptions};
+use crate::resume::RunContract;
 
 /// Trainer state file inside a checkpoint.
 pub const STATE_FILE: &str = "trainer_state.json";
@@ -36,6 +39,10 @@ pub struct TrainerState {
     pub tokens_seen: u64,
     /// Wall-clock seconds of training so far (across resumes).
     pub elapsed_s: f64,
+    /// What the trajectory depends on, checked on resume (`crate::resume`).
+    /// Absent in checkpoints of earlier versions: then resume checks nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<RunContract>,
 }
 
 /// Writes `<run_dir>/checkpoint-<step>/` and deletes the oldest beyond `keep_last`.
@@ -49,7 +56,8 @@ pub fn save_checkpoint(
     keep_last: usize,
 ) -> Result<PathBuf> {
     let dir = run_dir.join(format!("checkpoint-{}", state.step));
-    write_atomically(&dir, |tmp| {
+    let last_good = latest_checkpoint(run_dir)?;
+    let written = write_atomically(&dir, |tmp| {
         let opts = SaveOptions {
             companions_from: Some(companions.to_path_buf()),
             ..SaveOptions::default()
@@ -60,14 +68,17 @@ pub fn save_checkpoint(
             .map_err(other)?
             .into_iter()
             .collect();
-        let path = tmp.join(OPTIMIZER_FILE);
-        candle_core::safetensors::save(&tensors, &path)?;
-        write(
-            &tmp.join(STATE_FILE),
-            &serde_json::to_string_pretty(state).expect("serialisable"),
-        )?;
-        write(&tmp.join(CONFIG_FILE), config_toml)
-    })?;
+        write_safetensors(&tmp.join(OPTIMIZER_FILE), &tensors, None)?;
+        let json = serde_json::to_string_pretty(state).expect("serialisable");
+        write_new_file(&tmp.join(STATE_FILE), json.as_bytes())?;
+        write_new_file(&tmp.join(CONFIG_FILE), config_toml.as_bytes())
+    });
+    if let Err(source) = written {
+        return Err(Error::CheckpointNotWritten {
+            source: Box::new(source),
+            last_good,
+        });
+    }
     prune(run_dir, keep_last)?;
     Ok(dir)
 }
@@ -79,11 +90,16 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
 
 /// Reads a checkpoint's trainer state and optimiser tensors.
 pub fn read_checkpoint(dir: &Path) -> Result<(TrainerState, HashMap<String, Tensor>)> {
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let state = serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
+    let state = read_state(dir)?;
     let tensors = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)?;
     Ok((state, tensors))
+}
+
+/// Reads a checkpoint's `trainer_state.json`.
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
 }
 
 /// `checkpoint-<step>` directories holding a trainer state, by step.
@@ -113,13 +129,9 @@ fn prune(run_dir: &Path, keep_last: usize) -> Result<()> {
         return Ok(());
     }
     for (_, dir) in &all[..all.len() - keep_last] {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        remove_dir_atomically(dir)?;
     }
     Ok(())
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
 fn other(e: super::optim::OptimError) -> Error {

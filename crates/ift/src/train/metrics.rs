@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::atomic::write_file_atomically;
 use crate::error::{Error, Result};
 
 /// The metrics file name inside a run directory.
@@ -44,7 +45,7 @@ impl MetricsWriter {
     pub fn open(run_dir: &Path, resumed_step: Option<u64>) -> Result<Self> {
         let path = run_dir.join(METRICS_FILE);
         match resumed_step {
-            None => std::fs::write(&path, "").map_err(|e| Error::io(&path, e))?,
+            None => write_file_atomically(&path, b"")?,
             Some(step) => {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let kept: Vec<&str> = text
@@ -57,10 +58,20 @@ impl MetricsWriter {
                     })
                     .collect();
                 let body = kept.iter().map(|l| format!("{l}\n")).collect::<String>();
-                std::fs::write(&path, body).map_err(|e| Error::io(&path, e))?;
+                write_file_atomically(&path, body.as_bytes())?;
             }
         }
         Ok(MetricsWriter { path })
+    }
+
+    /// Makes the rows written so far durable (before a checkpoint, so that
+    /// a resume from it finds them).
+    pub fn sync(&self) -> Result<()> {
+        let f = std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        f.sync_all().map_err(|e| Error::Write {
+            path: self.path.clone(),
+            source: e,
+        })
     }
 
     /// Appends one row.
@@ -70,6 +81,9 @@ impl MetricsWriter {
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
         let line = serde_json::to_string(row).expect("metrics serialise");
-        writeln!(f, "{line}").map_err(|e| Error::io(&self.path, e))
+        writeln!(f, "{line}").map_err(|e| Error::Write {
+            path: self.path.clone(),
+            source: e,
+        })
     }
 }

@@ -16,7 +16,7 @@ pub mod step;
 pub mod trainer;
 
 pub use checkpoint::{
-    latest_checkpoint, read_checkpoint, save_checkpoint, TrainerState, CONFIG_FILE,
+    latest_checkpoint, read_checkpoint, read_state, save_checkpoint, TrainerState, CONFIG_FILE,
 };
 pub use clip::{clip_grad_norm, global_grad_norm, ClipOutcome};
 pub use config::TrainConfig;

@@ -22,6 +22,7 @@ use crate::eval::tasks::Benchmarks;
 use crate::eval::{evaluate_loss, evaluate_objective, EvalLoss};
 use crate::model::{LlamaForCausalLM, SaveOptions};
 use crate::objective::Objective;
+use crate::resume::RunContract;
 
 /// Everything a run needs besides the model.
 pub struct Run<'a> {
@@ -39,6 +40,9 @@ pub struct Run<'a> {
     pub device: &'a Device,
     /// `train.eval_tasks`, scored on the evaluation cadence; `None`: none.
     pub benchmarks: Option<&'a Benchmarks<'a>>,
+    /// What the trajectory depends on, recorded in every checkpoint
+    /// (`crate::resume`); checked by the caller before resuming.
+    pub contract: Option<&'a RunContract>,
 }
 
 /// Hooks for progress display; every method has a no-op default.
@@ -91,8 +95,12 @@ pub fn train(
         }
         state = saved;
     }
+    // A forced resume records the contract it accepted.
+    (state.seed, state.contract) = (cfg.seed, run.contract.cloned());
     let mut metrics = MetricsWriter::open(out, resume.map(|_| state.step))?;
-    let save = |optimizer: &Optimizer, state: &TrainerState| {
+    let save = |optimizer: &Optimizer, state: &TrainerState, metrics: &MetricsWriter| {
+        // The rows up to the checkpoint must survive whatever kills us next.
+        metrics.sync()?;
         save_checkpoint(
             out,
             model,
@@ -108,7 +116,7 @@ pub fn train(
     while state.step < total {
         if stop.load(Ordering::SeqCst) {
             return Ok(RunEnd::Stopped {
-                checkpoint: save(&optimizer, &state)?,
+                checkpoint: save(&optimizer, &state, &metrics)?,
             });
         }
         let started = Instant::now();
@@ -141,27 +149,29 @@ pub fn train(
             if bad_steps >= cfg.max_bad_steps {
                 return Err(Error::Train(format!("{bad_steps} non-finite steps in a row (last: step {}); stopping. The last good checkpoint in {} is intact; try a lower train.lr", state.step, out.display())));
             }
-            continue;
+        } else {
+            bad_steps = 0;
+            optimizer.step(&passes.grads, lr).map_err(train_err)?;
+            let seconds = started.elapsed().as_secs_f64();
+            state.tokens_seen += passes.tokens as u64;
+            state.elapsed_s += seconds;
+            let row = StepMetrics {
+                step: state.step,
+                epoch: (state.step - 1) / plan.steps_per_epoch().max(1),
+                loss: passes.loss,
+                grad_norm: clip.norm as f64,
+                lr,
+                tokens: passes.tokens,
+                trained_tokens: passes.trained_tokens,
+                tokens_per_s: passes.tokens as f64 / seconds.max(1e-9),
+                elapsed_s: state.elapsed_s,
+                extra: std::mem::take(&mut passes.extra),
+            };
+            metrics.write(&row)?;
+            obs.on_step(&row);
         }
-        bad_steps = 0;
-        optimizer.step(&passes.grads, lr).map_err(train_err)?;
-        let seconds = started.elapsed().as_secs_f64();
-        state.tokens_seen += passes.tokens as u64;
-        state.elapsed_s += seconds;
-        let row = StepMetrics {
-            step: state.step,
-            epoch: (state.step - 1) / plan.steps_per_epoch().max(1),
-            loss: passes.loss,
-            grad_norm: clip.norm as f64,
-            lr,
-            tokens: passes.tokens,
-            trained_tokens: passes.trained_tokens,
-            tokens_per_s: passes.tokens as f64 / seconds.max(1e-9),
-            elapsed_s: state.elapsed_s,
-            extra: std::mem::take(&mut passes.extra),
-        };
-        metrics.write(&row)?;
-        obs.on_step(&row);
+        // A skipped step keeps the evaluation and checkpoint cadence, and the
+        // final evaluation runs even when the last step was skipped.
         let last = state.step == total;
         let eval_due = last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every));
         if let Some(b) = run.benchmarks.filter(|_| eval_due) {
@@ -174,7 +184,7 @@ pub fn train(
             }
         }
         if cfg.save_every > 0 && state.step.is_multiple_of(cfg.save_every) && !last {
-            save(&optimizer, &state)?;
+            save(&optimizer, &state, &metrics)?;
         }
     }
     let final_dir = out.join("final");

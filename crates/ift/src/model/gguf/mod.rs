@@ -23,9 +23,9 @@ pub use error::GgufError;
 pub use load::{is_gguf, load_gguf};
 pub use tensors::{dequantize, hf_name, permute_rows, unpermute_rows};
 
-use super::save::write_atomically;
 use super::weights::SINGLE_FILE;
-use crate::error::{Error, Result};
+use crate::atomic::{write_atomically, write_new_file, write_safetensors};
+use crate::error::Result;
 
 /// What [`convert_gguf`] wrote.
 #[derive(Debug, Clone)]
@@ -179,14 +179,11 @@ pub fn convert_gguf(path: &Path, out: &Path, dtype: DType) -> Result<GgufSummary
         for (name, value) in json_files {
             let file = dir.join(name);
             let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
-            std::fs::write(&file, text + "\n").map_err(|e| Error::io(&file, e))?;
+            write_new_file(&file, (text + "\n").as_bytes())?;
         }
         let file = dir.join(SINGLE_FILE);
         let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-        safetensors::serialize_to_file(&tensors, metadata, &file).map_err(|e| Error::Safetensors {
-            path: file.clone(),
-            message: e.to_string(),
-        })
+        write_safetensors(&file, &tensors, metadata)
     })?;
     Ok(GgufSummary {
         arch,

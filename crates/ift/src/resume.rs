@@ -1,0 +1,207 @@
+//! Resume as a checked contract. A run records in every checkpoint's
+//! `trainer_state.json` what its trajectory depends on — the resolved
+//! config's trajectory keys, the training data's bytes and the initial
+//! model's files — and a resume that would not continue the same trajectory
+//! is refused, naming what changed, unless forced.
+//!
+//! Keys that cannot change the steps already taken (how long to train, how
+//! often to evaluate and save, the held-out data) may be changed on resume;
+//! `max_steps` and `epochs` also set the schedule's length, so extending a
+//! run with a decaying schedule changes the learning rate of the steps still
+//! to come, never of those done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::atomic::recover_interrupted_writes;
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::reference::weights_fingerprint;
+use crate::train::{latest_checkpoint, CONFIG_FILE};
+
+/// Keys `--set` may change on resume: none of them alters a step already taken.
+pub const RESUME_SETTABLE: &[&str] = &[
+    "train.max_steps",
+    "train.epochs",
+    "train.eval_every",
+    "train.eval_tasks",
+    "train.eval_limit",
+    "train.save_every",
+    "train.keep_last",
+    "train.max_bad_steps",
+    "train.reference_cache",
+    "data.eval",
+];
+
+/// Keys left out of the config fingerprint: where the run writes, and paths
+/// whose contents are fingerprinted instead (a moved file is the same file).
+const BY_CONTENT: &[&str] = &["train.output_dir", "data.train", "model.path"];
+
+/// What a run's trajectory depends on, recorded in `trainer_state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunContract {
+    /// SHA-256 of `trajectory`.
+    pub config_sha256: String,
+    /// Every resolved key that shapes the trajectory, as TOML text (so that a
+    /// mismatch can name the key and both values).
+    pub trajectory: BTreeMap<String, String>,
+    /// SHA-256 of the bytes of `data.train`.
+    pub data_sha256: String,
+    /// SHA-256 of the initial model's `config.json`, weights and tokenizer files.
+    pub model_sha256: String,
+}
+
+/// A run to continue: its newest checkpoint, and whether a changed contract
+/// is accepted (`--force`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    pub checkpoint: PathBuf,
+    pub force: bool,
+}
+
+/// The configuration to resume the run in `run_dir` with: its newest
+/// checkpoint's resolved config, `overrides` applied (only
+/// [`RESUME_SETTABLE`] keys unless `force`), and `train.output_dir` set to
+/// `run_dir` itself, so that a copied run continues where it now is.
+pub fn resume_config(
+    run_dir: &Path,
+    overrides: &[String],
+    force: bool,
+) -> Result<(RunConfig, Resume)> {
+    let refuse = |message: String| Error::Resume {
+        dir: run_dir.to_path_buf(),
+        message,
+    };
+    recover_interrupted_writes(run_dir)?;
+    let checkpoint = latest_checkpoint(run_dir)?
+        .ok_or_else(|| refuse("no complete checkpoint-<step> directory to resume from".into()))?;
+    for o in overrides {
+        let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
+        if !force && !RESUME_SETTABLE.contains(&key) {
+            return Err(refuse(format!(
+                "--set {key} would change the steps already taken; on resume only {} may be set (--force to accept)",
+                RESUME_SETTABLE.join(", ")
+            )));
+        }
+    }
+    let path = checkpoint.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut config = RunConfig::parse(&text, &path.display().to_string(), overrides)?;
+    config.train.output_dir = run_dir.to_path_buf();
+    Ok((config, Resume { checkpoint, force }))
+}
+
+/// The contract of a run with `config`, from the files as they are now.
+pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
+    let trajectory = trajectory_keys(config);
+    let mut h = Sha256::new();
+    for (k, v) in &trajectory {
+        h.update(format!("{k}={v}\n"));
+    }
+    let model = &config.model.path;
+    // A resumed run loads its weights from the checkpoint and may have lost
+    // its base model (a run copied elsewhere): then "" (not checked). A GGUF
+    // base (`model.path` a file) is fingerprinted by its bytes.
+    if !model.is_dir() {
+        return Ok(RunContract {
+            config_sha256: hex(&h.finalize()),
+            trajectory,
+            data_sha256: file_sha256(&config.data.train)?,
+            model_sha256: match model.is_file() {
+                true => file_sha256(model)?,
+                false => String::new(),
+            },
+        });
+    }
+    let mut m = Sha256::new();
+    m.update(weights_fingerprint(model)?);
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        if let Ok(bytes) = std::fs::read(model.join(name)) {
+            m.update(name);
+            m.update(Sha256::digest(bytes));
+        }
+    }
+    Ok(RunContract {
+        config_sha256: hex(&h.finalize()),
+        trajectory,
+        data_sha256: file_sha256(&config.data.train)?,
+        model_sha256: hex(&m.finalize()),
+    })
+}
+
+/// What differs between the contract a run was started with and now, one
+/// line per difference; empty when the run continues the same trajectory.
+pub fn contract_changes(saved: &RunContract, now: &RunContract, config: &RunConfig) -> Vec<String> {
+    let mut changes = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = saved
+        .trajectory
+        .keys()
+        .chain(now.trajectory.keys())
+        .collect();
+    for key in keys {
+        let (a, b) = (saved.trajectory.get(key), now.trajectory.get(key));
+        if a != b {
+            let show = |v: Option<&String>| v.map_or("(unset)".to_string(), Clone::clone);
+            changes.push(format!("{key}: {} then, {} now", show(a), show(b)));
+        }
+    }
+    if changes.is_empty() && saved.config_sha256 != now.config_sha256 {
+        changes.push("the resolved config's fingerprint differs".into());
+    }
+    if saved.data_sha256 != now.data_sha256 {
+        let path = config.data.train.display();
+        changes.push(format!("data.train {path}: the file's bytes changed"));
+    }
+    if !now.model_sha256.is_empty() && saved.model_sha256 != now.model_sha256 {
+        let path = config.model.path.display();
+        changes.push(format!(
+            "model.path {path}: the initial model's files changed"
+        ));
+    }
+    changes
+}
+
+/// Every resolved key as `section.key` → its TOML text, minus [`BY_CONTENT`]
+/// and [`RESUME_SETTABLE`].
+fn trajectory_keys(config: &RunConfig) -> BTreeMap<String, String> {
+    let mut flat = BTreeMap::new();
+    let value = toml::Value::try_from(config).expect("the config serialises");
+    flatten("", &value, &mut flat);
+    flat.retain(|k, _| !BY_CONTENT.contains(&k.as_str()) && !RESUME_SETTABLE.contains(&k.as_str()));
+    flat
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = match prefix {
+                    "" => k.clone(),
+                    p => format!("{p}.{k}"),
+                };
+                flatten(&key, v, out);
+            }
+        }
+        v => {
+            out.insert(prefix.to_string(), v.to_string());
+        }
+    }
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut file, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,183 @@
+//! Issue 13: resume is a checked contract. The fingerprints in
+//! `trainer_state.json` refuse a resume whose config, data or initial model
+//! changed (naming what changed) unless forced; `--set` on resume takes only
+//! keys that cannot change the steps already taken; a resumed run writes
+//! where it now is, not where its config says it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Device;
+use ift::config::RunConfig;
+use ift::resume::{resume_config, Resume};
+use ift::run::train_from_config;
+use ift::train::{read_state, Observer, RunEnd, StepMetrics};
+
+const CHATS: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]}
+{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
+{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}
+{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
+"#;
+
+struct StopAt<'a>(u64, &'a AtomicBool);
+impl Observer for StopAt<'_> {
+    fn on_step(&mut self, m: &StepMetrics) {
+        if m.step == self.0 {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama_gqa")
+}
+
+/// A run of 6 steps stopped after step 2: its directory.
+fn stopped_run(dir: &Path) -> PathBuf {
+    let data = dir.join("chats.jsonl");
+    std::fs::write(&data, CHATS).unwrap();
+    let out = dir.join("run");
+    let text = format!(
+        "[model]\npath = {:?}\n[data]\ntrain = {data:?}\n[train]\noutput_dir = {out:?}\nmax_steps = 6\nbatch_size = 2\nmicro_batch_size = 2\nlr = 1e-3\nsave_every = 0\n",
+        model()
+    );
+    let config = RunConfig::parse(&text, "run.toml", &[]).unwrap();
+    let stop = AtomicBool::new(false);
+    let end = train_from_config(&config, None, &Device::Cpu, &stop, &mut StopAt(2, &stop));
+    assert!(matches!(end.unwrap().end, RunEnd::Stopped { .. }));
+    out
+}
+
+fn resume(config: &RunConfig, resume: &Resume) -> Result<RunEnd, String> {
+    let never = AtomicBool::new(false);
+    struct Quiet;
+    impl Observer for Quiet {}
+    train_from_config(config, Some(resume), &Device::Cpu, &never, &mut Quiet)
+        .map(|o| o.end)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_checkpoint_records_the_contract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    let state = read_state(&out.join("checkpoint-2")).unwrap();
+    let contract = state.contract.expect("fingerprints recorded");
+    assert_eq!(contract.trajectory["train.lr"], "0.001");
+    assert_eq!(contract.trajectory["train.seed"], "42");
+    assert!(!contract.trajectory.contains_key("train.output_dir"));
+    assert!(!contract.trajectory.contains_key("train.max_steps"));
+    assert_eq!(contract.data_sha256.len(), 64);
+    assert_eq!(contract.model_sha256.len(), 64);
+}
+
+#[test]
+fn a_set_that_would_change_the_trajectory_is_refused_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    let err = resume_config(&out, &["train.lr=0.1".into()], false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot resume {}: --set train.lr would change the steps already taken; on resume only \
+             train.max_steps, train.epochs, train.eval_every, train.eval_tasks, train.eval_limit, \
+             train.save_every, train.keep_last, train.max_bad_steps, train.reference_cache, data.eval \
+             may be set (--force to accept)",
+            out.display()
+        )
+    );
+    assert_eq!(err.class(), ift::ErrorClass::Usage);
+
+    // Forced, the change is accepted and listed against the contract.
+    let (config, r) = resume_config(&out, &["train.lr=0.1".into()], true).unwrap();
+    assert_eq!(config.train.lr, 0.1);
+    let forced = resume(&config, &r).unwrap();
+    assert!(matches!(forced, RunEnd::Finished { .. }));
+
+    // Extending the run is a key that keeps the steps taken.
+    let (config, _) = resume_config(&out, &["train.max_steps=8".into()], false).unwrap();
+    assert_eq!(config.train.max_steps, 8);
+}
+
+#[test]
+fn changed_data_is_refused_naming_it_and_accepted_with_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    let data = tmp.path().join("chats.jsonl");
+    std::fs::write(&data, CHATS.replace("Blue.", "Red.")).unwrap();
+    let (config, mut r) = resume_config(&out, &[], false).unwrap();
+    let err = resume(&config, &r).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "cannot resume {}: the run would not continue the same trajectory: data.train {}: the \
+             file's bytes changed (--force to resume anyway)",
+            out.join("checkpoint-2").display(),
+            data.display()
+        )
+    );
+    r.force = true;
+    assert!(matches!(
+        resume(&config, &r).unwrap(),
+        RunEnd::Finished { .. }
+    ));
+}
+
+#[test]
+fn an_edited_checkpoint_config_is_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    let path = out.join("checkpoint-2/config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("seed = 42", "seed = 5")).unwrap();
+    let (config, r) = resume_config(&out, &[], false).unwrap();
+    let err = resume(&config, &r).unwrap_err();
+    assert!(
+        err.ends_with("the run would not continue the same trajectory: train.seed: 42 then, 5 now (--force to resume anyway)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_copied_run_continues_in_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    let copy = tmp.path().join("copy");
+    copy_dir(&out, &copy);
+    let metrics_before = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let (config, r) = resume_config(&copy, &[], false).unwrap();
+    assert_eq!(config.train.output_dir, copy);
+    resume(&config, &r).unwrap();
+    assert!(copy.join("final/model.safetensors").is_file());
+    assert!(!out.join("final").exists(), "the original run is untouched");
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+        metrics_before
+    );
+}
+
+#[test]
+fn nothing_to_resume_is_a_usage_error_naming_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = resume_config(tmp.path(), &[], false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot resume {}: no complete checkpoint-<step> directory to resume from",
+            tmp.path().display()
+        )
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        match e.file_type().unwrap().is_dir() {
+            true => copy_dir(&e.path(), &to.join(e.file_name())),
+            false => {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
