@@ -40,9 +40,14 @@ pub struct EvalArgs {
     /// Seed for the few-shot draw.
     #[arg(long, default_value_t = 1234)]
     seed: u64,
-    /// Generation tasks: longest answer in tokens.
-    #[arg(long, default_value_t = 32)]
+    /// Generation tasks: longest answer in tokens (room for a worked answer).
+    #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
+    /// Generation tasks: the answer ends at the first occurrence of this
+    /// string (repeatable). Default: a blank line and "Question:" for raw
+    /// prompts, none with --chat (the end-of-turn token stops).
+    #[arg(long = "stop")]
+    stop: Vec<String>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -64,6 +69,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         max_new_tokens: args.max_new_tokens,
+        stop: (!args.stop.is_empty()).then(|| args.stop.clone()),
+        stop_token_ids: ift::eval::default_stop_ids(&args.model, &tokenizer)?,
     };
     let mut results = Vec::new();
     for spec in &args.tasks {

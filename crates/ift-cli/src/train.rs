@@ -57,7 +57,7 @@ pub fn run(args: TrainArgs) -> Result<Ended> {
                     source: e,
                 })
                 .context("reading the run configuration")?;
-            let config = RunConfig::parse(&text, &path.display().to_string(), &args.overrides)?;
+            let config = RunConfig::parse_file(&text, path, &args.overrides)?;
             (config, None)
         }
     };

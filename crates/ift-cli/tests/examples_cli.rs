@@ -1,5 +1,6 @@
-//! Every ready config under `examples/` runs as written (from the repository
-//! root, through the real binary), for two steps: the one-stage recipes first,
+//! Every ready config under `examples/` runs as written (through the real
+//! binary, from a working directory elsewhere: its paths are relative to the
+//! config file), for two steps: the one-stage recipes first,
 //! then the sequential ones on the SFT stage's `final/`.
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ fn train(example: &str, out: &Path, extra: &[String]) {
     let mut args = vec![
         "train".to_string(),
         "--config".into(),
-        format!("examples/{example}"),
+        root().join("examples").join(example).display().to_string(),
         "--set".into(),
         "train.max_steps=2".into(),
         "--set".into(),
@@ -35,7 +36,7 @@ fn train(example: &str, out: &Path, extra: &[String]) {
         args.extend(["--set".to_string(), e.clone()]);
     }
     let res = Command::new(env!("CARGO_BIN_EXE_ift"))
-        .current_dir(root())
+        .current_dir(out)
         .args(&args)
         .output()
         .unwrap();

@@ -3,10 +3,10 @@
 //! any key overridable with `section.key=value`. The fully resolved config is
 //! written into the run directory before step 0.
 //!
-//! Relative paths are relative to the working directory, as in other
-//! trainers' command lines.
+//! A relative path in the file is relative to the file's folder; one given
+//! with `--set` is relative to the working directory (`config_paths.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::model::{Quantize, Trainable};
 use crate::objective::{from_table, FieldError, Objective};
 use crate::train::TrainConfig;
+
+#[path = "config_paths.rs"]
+mod paths;
 
 /// `[model]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,10 +125,27 @@ pub struct RunConfig {
 const SECTIONS: [&str; 5] = ["model", "data", "objective", "train", "adapter"];
 
 impl RunConfig {
+    /// Parses the config file `path` whose contents are `text`: its relative
+    /// paths are anchored at the file's folder and made absolute, as are the
+    /// paths of `overrides` (at the working directory). Otherwise as [`Self::parse`].
+    pub fn parse_file(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
+        let base = paths::folder_of(path);
+        Self::parse_in(text, &path.display().to_string(), Some(&base), overrides)
+    }
+
     /// Parses TOML `text` (named `source` in errors), applies `overrides`
     /// (`section.key=value`, the value in TOML syntax or a bare string), and
-    /// validates the result.
+    /// validates the result. Paths are taken as written.
     pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
+        Self::parse_in(text, source, None, overrides)
+    }
+
+    fn parse_in(
+        text: &str,
+        source: &str,
+        base: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<Self> {
         // An error names the `--set` that caused it, or the file and line.
         let err = |field: &str, message: String| {
             let set = overrides.iter().find(|o| {
@@ -154,6 +174,9 @@ impl RunConfig {
                     field: String::new(),
                     message: e.message().trim_end().replace('\n', "; "),
                 })?;
+        if let Some(base) = base {
+            paths::anchor_table(&mut table, base);
+        }
         for o in overrides {
             let (key, value) = o
                 .split_once('=')
@@ -170,6 +193,9 @@ impl RunConfig {
                 return Err(err(section, "is not a section".into()));
             };
             t.insert(name.to_string(), value);
+            if base.is_some() {
+                paths::anchor_key(&mut table, section, name, &paths::working_dir());
+            }
         }
         let config = Self::from_sections(table).map_err(|e| err(&e.field, e.message))?;
         config.validate().map_err(|(f, m)| err(f, m))?;

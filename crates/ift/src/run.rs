@@ -93,6 +93,10 @@ pub fn train_from_config(
                 limit: Some(config.train.eval_limit).filter(|&n| n > 0),
                 batch_size: config.train.micro_batch_size,
                 seed: config.train.seed,
+                stop_token_ids: crate::eval::default_stop_ids(
+                    &config.model.path,
+                    &pretrained.tokenizer,
+                )?,
                 ..EvalOptions::default()
             };
             Some(Benchmarks::load(

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use ift::eval::tasks::{
-    choice_requests, load_task, schema_requests, EvalOptions, Evaluator, Prompting, Request,
-    TaskKind,
+    choice_requests, encode_request, load_task, loglikelihoods, schema_requests, shared_prefix,
+    EvalOptions, Evaluator, Prompting, Request, TaskKind,
 };
 use ift::model::{Pretrained, Trainable};
 
@@ -49,13 +49,26 @@ fn choice_logliks_match_transformers() {
             .unwrap(),
         );
     }
-    // Batch 3 mixes lengths and splits records across batches: padding must not matter.
-    let options = EvalOptions {
-        batch_size: 3,
-        ..EvalOptions::default()
-    };
-    let got = ev.grouped(&groups, true, &options, &mut |_, _| {}).unwrap();
-    for (case, got) in cases.iter().zip(&got) {
+    // The shared-context path (what `ift eval` runs): every group must share
+    // a prefix, or this would test the fallback instead.
+    let shared = ev.grouped(&groups, true, &mut |_, _| {}).unwrap();
+    for g in &groups {
+        let enc: Vec<_> = g
+            .iter()
+            .map(|r| encode_request(&p.tokenizer, r, true, 4096).unwrap())
+            .collect();
+        assert!(shared_prefix(&enc) > 0, "{g:?}");
+    }
+    // The flat batched path; batch 3 mixes lengths and splits records across
+    // batches: padding must not matter.
+    let flat: Vec<Request> = groups.iter().flatten().cloned().collect();
+    let scores = loglikelihoods(&p.model, &p.tokenizer, &flat, true, 3, &device, |_| {}).unwrap();
+    let mut it = scores.iter().map(|s| s.logprob_sum);
+    let flat: Vec<Vec<f64>> = groups
+        .iter()
+        .map(|g| it.by_ref().take(g.len()).collect())
+        .collect();
+    for (case, got) in cases.iter().cycle().zip(shared.iter().chain(&flat)) {
         let want: Vec<f64> = serde_json::from_value(case["loglik"].clone()).unwrap();
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(&want) {

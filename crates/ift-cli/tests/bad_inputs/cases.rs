@@ -176,7 +176,7 @@ pub fn all() -> Vec<Case> {
             2,
             "cannot resume out: no complete checkpoint-<step> directory to resume from",
         ),
-        case("output directory already holds a run", holds_a_run, 2, "train.output_dir out already holds a run; resume it with `ift train --resume out` or choose another directory"),
+        case("output directory already holds a run", holds_a_run, 2, "train.output_dir {tmp}/out already holds a run; resume it with `ift train --resume {tmp}/out` or choose another directory"),
         case(
             "output directory cannot be created",
             |s| {
@@ -184,32 +184,32 @@ pub fn all() -> Vec<Case> {
                 s.set("train.output_dir=blocker/out")
             },
             3,
-            "cannot write blocker/out: Not a directory (os error 20)",
+            "cannot write {tmp}/blocker/out: Not a directory (os error 20)",
         ),
         // The model directory.
         case(
             "model.path does not exist",
             |s| s.set("model.path=nowhere"),
             3,
-            "model.path nowhere: no such directory (a Hugging Face model directory is expected)",
+            "model.path {tmp}/nowhere: no such directory (a Hugging Face model directory is expected)",
         ),
         case(
             "config.json missing",
             |s| s.remove("model/config.json"),
             3,
-            "model/config.json: No such file or directory (os error 2)",
+            "{tmp}/model/config.json: No such file or directory (os error 2)",
         ),
         case(
             "config.json not JSON",
             |s| s.write("model/config.json", "{\"hidden_size\": 64,"),
             3,
-            "model/config.json: EOF while parsing a value at line 1 column 19",
+            "{tmp}/model/config.json: EOF while parsing a value at line 1 column 19",
         ),
         case(
             "config.json: wrong type",
             |s| s.json("model/config.json", |v| v["hidden_size"] = "big".into()),
             3,
-            "model/config.json: invalid type: string \"big\", expected usize",
+            "{tmp}/model/config.json: invalid type: string \"big\", expected usize",
         ),
         case(
             "config.json: unknown rope type",
@@ -219,45 +219,45 @@ pub fn all() -> Vec<Case> {
                 })
             },
             3,
-            "model/config.json: field `rope_parameters`: rope type `wobbly` is not supported (supported: default, llama3)",
+            "{tmp}/model/config.json: field `rope_parameters`: rope type `wobbly` is not supported (supported: default, llama3)",
         ),
         case(
             "weights: a shard missing",
             |s| s.remove("model/model-00002-of-00004.safetensors"),
             3,
-            "model/model-00002-of-00004.safetensors: No such file or directory (os error 2)",
+            "{tmp}/model/model-00002-of-00004.safetensors: No such file or directory (os error 2)",
         ),
         case(
             "weights: not safetensors",
             |s| s.write("model/model-00003-of-00004.safetensors", "garbage"),
             3,
-            "model/model-00003-of-00004.safetensors: not a valid safetensors file: header too small",
+            "{tmp}/model/model-00003-of-00004.safetensors: not a valid safetensors file: header too small",
         ),
         case(
             "weights: wrong tensor shape",
             |s| s.json("model/config.json", |v| v["intermediate_size"] = 96.into()),
             3,
-            "model: tensor `model.layers.0.mlp.gate_proj.weight` has shape [160, 64], config.json implies [96, 64]",
+            "{tmp}/model: tensor `model.layers.0.mlp.gate_proj.weight` has shape [160, 64], config.json implies [96, 64]",
         ),
-        case("weights: NaN", nan_weights, 3, "model: tensor `model.embed_tokens.weight` holds NaN or infinite values"),
+        case("weights: NaN", nan_weights, 3, "{tmp}/model: tensor `model.embed_tokens.weight` holds NaN or infinite values"),
         // The tokenizer.
         case(
             "tokenizer.json missing",
             |s| s.remove("model/tokenizer.json"),
             3,
-            "tokenizer file model/tokenizer.json not found (a model directory needs tokenizer.json)",
+            "tokenizer file {tmp}/model/tokenizer.json not found (a model directory needs tokenizer.json)",
         ),
         case(
             "tokenizer.json not JSON",
             |s| s.write("model/tokenizer.json", "{"),
             3,
-            "invalid tokenizer file model/tokenizer.json: EOF while parsing an object at line 1 column 1",
+            "invalid tokenizer file {tmp}/model/tokenizer.json: EOF while parsing an object at line 1 column 1",
         ),
         case(
             "tokenizer_config.json not JSON",
             |s| s.write("model/tokenizer_config.json", "{\"chat_template\": "),
             3,
-            "invalid model/tokenizer_config.json: EOF while parsing a value at line 1 column 18",
+            "invalid {tmp}/model/tokenizer_config.json: EOF while parsing a value at line 1 column 18",
         ),
         case(
             "vocabulary larger than the model's",
@@ -265,7 +265,7 @@ pub fn all() -> Vec<Case> {
                 s.json("model/tokenizer.json", |v| v["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({"id": 500, "content": "<|extra|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})))
             },
             3,
-            "model: the tokenizer can produce ids up to 384 but config.json's vocab_size is 384",
+            "{tmp}/model: the tokenizer can produce ids up to 384 but config.json's vocab_size is 384",
         ),
         case(
             "chat template does not compile",
@@ -275,7 +275,7 @@ pub fn all() -> Vec<Case> {
                 })
             },
             3,
-            "model: chat template `default` does not compile: syntax error: unexpected end of input, expected end of block (in chat:1)",
+            "{tmp}/model: chat template `default` does not compile: syntax error: unexpected end of input, expected end of block (in chat:1)",
         ),
         case(
             "chat template raises",
@@ -285,10 +285,10 @@ pub fn all() -> Vec<Case> {
                 })
             },
             3,
-            "data.jsonl:1 (record 0): chat template `default` failed: invalid operation: roles must alternate (in chat:1)",
+            "{tmp}/data.jsonl:1 (record 0): chat template `default` failed: invalid operation: roles must alternate (in chat:1)",
         ),
         // The data file.
-        case("data file missing", |s| s.remove("data.jsonl"), 3, "data.jsonl: No such file or directory (os error 2)"),
+        case("data file missing", |s| s.remove("data.jsonl"), 3, "{tmp}/data.jsonl: No such file or directory (os error 2)"),
         case(
             "data file is a directory",
             |s| {
@@ -296,9 +296,9 @@ pub fn all() -> Vec<Case> {
                 std::fs::create_dir(s.path("data.jsonl")).unwrap()
             },
             3,
-            "data.jsonl: Is a directory (os error 21)",
+            "{tmp}/data.jsonl: Is a directory (os error 21)",
         ),
-        case("data file empty", |s| s.write("data.jsonl", ""), 3, "data.train data.jsonl: the file holds no records"),
+        case("data file empty", |s| s.write("data.jsonl", ""), 3, "data.train {tmp}/data.jsonl: the file holds no records"),
         case(
             "data: invalid JSON on line 2",
             |s| {
@@ -309,13 +309,13 @@ pub fn all() -> Vec<Case> {
                 )
             },
             3,
-            "data.jsonl:2: invalid JSON: expected `,` or `}` at line 1 column 44",
+            "{tmp}/data.jsonl:2: invalid JSON: expected `,` or `}` at line 1 column 44",
         ),
         case(
             "data: not UTF-8",
             |s| s.write("data.jsonl", b"{\"text\": \"caf\xe9\"}\n"),
             3,
-            "cannot read data.jsonl: stream did not contain valid UTF-8",
+            "cannot read {tmp}/data.jsonl: stream did not contain valid UTF-8",
         ),
         case(
             "data: no assistant turn",
@@ -326,25 +326,25 @@ pub fn all() -> Vec<Case> {
                 )
             },
             3,
-            "data.jsonl:1 (record 0): field `messages`: no assistant answer to train on",
+            "{tmp}/data.jsonl:1 (record 0): field `messages`: no assistant answer to train on",
         ),
         case(
             "data: messages of the wrong type",
             |s| s.write("data.jsonl", "{\"messages\": \"hello\"}\n"),
             3,
-            "data.jsonl:1 (record 0): field `messages`: invalid type: string \"hello\", expected a sequence",
+            "{tmp}/data.jsonl:1 (record 0): field `messages`: invalid type: string \"hello\", expected a sequence",
         ),
         case(
             "data: a record of no known format",
             |s| s.write("data.jsonl", "{\"question\": \"hi\"}\n"),
             3,
-            "data.jsonl:1 (record 0): unrecognised record: expected `messages`, `conversations`, `prompt`+`completion`, `instruction`+`output`, `prompt`/`conversations`+`chosen`+`rejected`, `messages` or `prompt`+`completion` with `label`, or `text`",
+            "{tmp}/data.jsonl:1 (record 0): unrecognised record: expected `messages`, `conversations`, `prompt`+`completion`, `instruction`+`output`, `prompt`/`conversations`+`chosen`+`rejected`, `messages` or `prompt`+`completion` with `label`, or `text`",
         ),
         case(
             "data: chats for a preference objective",
             |s| s.config("[objective]\nkind = \"dpo\"\n"),
             3,
-            "data.jsonl:1 (record 0): a conversation record where preference records are expected",
+            "{tmp}/data.jsonl:1 (record 0): a conversation record where preference records are expected",
         ),
     ]
 }

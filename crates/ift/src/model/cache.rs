@@ -36,6 +36,27 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The cache of a batch-1 prefix repeated for `n` rows, so that `n`
+    /// continuations can each extend the same context computed once.
+    pub fn repeat_batch(&self, n: usize) -> Result<Self> {
+        let rep = |t: &Tensor| -> Result<Tensor> {
+            let (b, h, t_past, d) = t.dims4()?;
+            if b != 1 {
+                candle_core::bail!("repeat_batch: the cache holds {b} rows, not 1");
+            }
+            t.broadcast_as((n, h, t_past, d))?.contiguous()
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v)) => Ok(Some((rep(k)?, rep(v)?))),
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
 }
 
 impl LlamaForCausalLM {
@@ -50,6 +71,20 @@ impl LlamaForCausalLM {
     /// the rotary position of each new token (with left padding, the count of
     /// real tokens before it). Returns logits `(b, t_new, vocab)`.
     pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        attention_mask: &Tensor,
+        position_ids: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let x = self.hidden_cached(ids, attention_mask, position_ids, cache)?;
+        self.head().forward(&x)
+    }
+
+    /// [`Self::forward_cached`] without the vocabulary head: the final-norm
+    /// hidden states `(b, t_new, hidden)`, for callers that need logits at a
+    /// few positions only ([`Self::head_logits`]).
+    pub fn hidden_cached(
         &self,
         ids: &Tensor,
         attention_mask: &Tensor,
@@ -73,8 +108,12 @@ impl LlamaForCausalLM {
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (x + layer.mlp.forward(&h)?)?;
         }
-        let x = self.norm.forward(&x)?;
-        self.head().forward(&x)
+        self.norm.forward(&x)
+    }
+
+    /// Logits of final-norm hidden states (`(.., hidden)` → `(.., vocab)`).
+    pub fn head_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head().forward(hidden)
     }
 }
 

@@ -3,13 +3,16 @@
 
 mod benchmarks;
 mod corpus;
+mod generation;
 mod loglik;
 mod prompt;
 mod records;
 mod rules;
 mod run;
+mod shared_context;
 
 pub use benchmarks::Benchmarks;
+pub use generation::{cut_at_stop, stop_strings, DEFAULT_STOP};
 pub use loglik::{encode_request, loglikelihoods, Request};
 pub use prompt::{choice_requests, fewshot_indices, schema_requests, Prompting};
 pub use records::{
@@ -18,3 +21,4 @@ pub use records::{
 };
 pub use rules::{argmax_first, char_normalised, exact_match, extract_last_number, normalize_text};
 pub use run::{EvalOptions, Evaluator, TaskResult};
+pub use shared_context::{grouped_loglikelihoods, score_group, shared_prefix};

@@ -6,12 +6,13 @@ use candle_core::Device;
 use serde::Serialize;
 
 use super::corpus;
-use super::loglik::{loglikelihoods, Request};
+use super::generation;
+use super::loglik::Request;
 use super::prompt::{self, Prompting};
 use super::records::{Task, TaskItems, TaskKind};
-use super::rules::{argmax_first, char_normalised, exact_match};
+use super::rules::{argmax_first, char_normalised};
+use super::shared_context::grouped_loglikelihoods;
 use crate::data::ChatTemplate;
-use crate::eval::greedy_generate;
 use crate::model::LlamaForCausalLM;
 use crate::tokenizer::HfTokenizer;
 use crate::Result;
@@ -27,8 +28,15 @@ pub struct EvalOptions {
     pub chat: bool,
     pub batch_size: usize,
     pub seed: u64,
-    /// Generation tasks: the answer is cut at the first newline or after this many tokens.
+    /// Generation tasks: the longest answer in tokens (256 by default, room
+    /// for a worked answer, as lm-eval's GSM8K).
     pub max_new_tokens: usize,
+    /// Generation tasks: the answer ends at the first of these; `None`: the
+    /// default of the mode (`generation::stop_strings`).
+    pub stop: Option<Vec<String>>,
+    /// Generation tasks: ids that end an answer besides the tokenizer's EOS
+    /// (e.g. `generation_config.json`'s, see `eval::default_stop_ids`).
+    pub stop_token_ids: Vec<u32>,
 }
 
 impl Default for EvalOptions {
@@ -39,7 +47,9 @@ impl Default for EvalOptions {
             chat: false,
             batch_size: 8,
             seed: 1234,
-            max_new_tokens: 32,
+            max_new_tokens: 256,
+            stop: None,
+            stop_token_ids: Vec::new(),
         }
     }
 }
@@ -90,7 +100,7 @@ impl Evaluator<'_> {
                     .iter()
                     .map(|r| prompt::choice_requests(&p, r))
                     .collect::<Result<Vec<_>>>()?;
-                let ll = self.grouped(&groups, specials, o, &mut progress)?;
+                let ll = self.grouped(&groups, specials, &mut progress)?;
                 let (mut acc, mut norm) = (0.0, 0.0);
                 for (r, l) in scored.iter().zip(&ll) {
                     acc += f64::from(argmax_first(l) == Some(r.gold));
@@ -108,7 +118,7 @@ impl Evaluator<'_> {
                     .iter()
                     .map(|r| prompt::schema_requests(&p, r))
                     .collect::<Result<Vec<_>>>()?;
-                let ll = self.grouped(&groups, specials, o, &mut progress)?;
+                let ll = self.grouped(&groups, specials, &mut progress)?;
                 let acc: f64 = scored
                     .iter()
                     .zip(&ll)
@@ -120,20 +130,9 @@ impl Evaluator<'_> {
             TaskItems::Generation(recs) => {
                 let (shots, scored) = split(recs, o, prompt::generation_shot);
                 let p = Prompting { chat, shots };
-                let stop: Vec<u32> = self.tokenizer.eos_token_id().into_iter().collect();
-                let mut hits = 0.0;
-                for (i, r) in scored.iter().enumerate() {
-                    let (context, _) = p.context(&prompt::generation_body(r))?;
-                    let ids = self.tokenizer.encode(&context, specials)?.ids;
-                    let new =
-                        greedy_generate(self.model, &ids, o.max_new_tokens, &stop, self.device)?;
-                    let text = self.tokenizer.decode(&new, true)?;
-                    // The answer is the first line; later lines are the model running on.
-                    let answer = text.trim_start().lines().next().unwrap_or("");
-                    hits += f64::from(exact_match(answer, &r.answer));
-                    progress(i + 1, scored.len());
-                }
-                metrics.insert("exact_match".into(), hits / scored.len().max(1) as f64);
+                let rate =
+                    generation::exact_match_rate(self, &p, &scored, specials, o, &mut progress)?;
+                metrics.insert("exact_match".into(), rate);
                 scored.len()
             }
             TaskItems::Perplexity => corpus::perplexity(self, &task.path, o, &mut metrics)?,
@@ -149,29 +148,26 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Log-likelihoods of each group's requests, scored in one flat batch run.
+    /// Log-likelihoods of each group's requests (one question's choices),
+    /// the group's shared context computed once.
     pub fn grouped(
         &self,
         groups: &[Vec<Request>],
         specials: bool,
-        o: &EvalOptions,
         progress: &mut impl FnMut(usize, usize),
     ) -> Result<Vec<Vec<f64>>> {
-        let flat: Vec<Request> = groups.iter().flatten().cloned().collect();
-        let total = flat.len();
-        let scores = loglikelihoods(
+        let total = groups.iter().map(Vec::len).sum();
+        let scores = grouped_loglikelihoods(
             self.model,
             self.tokenizer,
-            &flat,
+            groups,
             specials,
-            o.batch_size,
             self.device,
             |d| progress(d, total),
         )?;
-        let mut it = scores.into_iter().map(|s| s.logprob_sum);
-        Ok(groups
-            .iter()
-            .map(|g| it.by_ref().take(g.len()).collect())
+        Ok(scores
+            .into_iter()
+            .map(|g| g.into_iter().map(|s| s.logprob_sum).collect())
             .collect())
     }
 }
