@@ -51,7 +51,8 @@ fn choice_logliks_match_transformers() {
     }
     // The shared-context path (what `ift eval` runs): every group must share
     // a prefix, or this would test the fallback instead.
-    let shared = ev.grouped(&groups, true, &mut |_, _| {}).unwrap();
+    // Batch 5 rows packs several questions per forward and splits others.
+    let shared = ev.grouped(&groups, true, 5, &mut |_, _| {}).unwrap();
     for g in &groups {
         let enc: Vec<_> = g
             .iter()

@@ -37,21 +37,17 @@ impl KvCache {
         self.len() == 0
     }
 
-    /// The cache of a batch-1 prefix repeated for `n` rows, so that `n`
-    /// continuations can each extend the same context computed once.
-    pub fn repeat_batch(&self, n: usize) -> Result<Self> {
-        let rep = |t: &Tensor| -> Result<Tensor> {
-            let (b, h, t_past, d) = t.dims4()?;
-            if b != 1 {
-                candle_core::bail!("repeat_batch: the cache holds {b} rows, not 1");
-            }
-            t.broadcast_as((n, h, t_past, d))?.contiguous()
-        };
+    /// The cache with its batch rows picked by `rows` (repeats allowed), so
+    /// that several continuations can each extend a context computed once.
+    pub fn select_rows(&self, rows: &[u32]) -> Result<Self> {
         let layers = self
             .layers
             .iter()
             .map(|l| match l {
-                Some((k, v)) => Ok(Some((rep(k)?, rep(v)?))),
+                Some((k, v)) => {
+                    let idx = Tensor::new(rows, k.device())?;
+                    Ok(Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?)))
+                }
                 None => Ok(None),
             })
             .collect::<Result<_>>()?;

@@ -21,4 +21,4 @@ pub use records::{
 };
 pub use rules::{argmax_first, char_normalised, exact_match, extract_last_number, normalize_text};
 pub use run::{EvalOptions, Evaluator, TaskResult};
-pub use shared_context::{grouped_loglikelihoods, score_group, shared_prefix};
+pub use shared_context::{grouped_loglikelihoods, score_groups, shared_prefix};

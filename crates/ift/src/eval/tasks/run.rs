@@ -100,7 +100,7 @@ impl Evaluator<'_> {
                     .iter()
                     .map(|r| prompt::choice_requests(&p, r))
                     .collect::<Result<Vec<_>>>()?;
-                let ll = self.grouped(&groups, specials, &mut progress)?;
+                let ll = self.grouped(&groups, specials, o.batch_size, &mut progress)?;
                 let (mut acc, mut norm) = (0.0, 0.0);
                 for (r, l) in scored.iter().zip(&ll) {
                     acc += f64::from(argmax_first(l) == Some(r.gold));
@@ -118,7 +118,7 @@ impl Evaluator<'_> {
                     .iter()
                     .map(|r| prompt::schema_requests(&p, r))
                     .collect::<Result<Vec<_>>>()?;
-                let ll = self.grouped(&groups, specials, &mut progress)?;
+                let ll = self.grouped(&groups, specials, o.batch_size, &mut progress)?;
                 let acc: f64 = scored
                     .iter()
                     .zip(&ll)
@@ -154,6 +154,7 @@ impl Evaluator<'_> {
         &self,
         groups: &[Vec<Request>],
         specials: bool,
+        batch_rows: usize,
         progress: &mut impl FnMut(usize, usize),
     ) -> Result<Vec<Vec<f64>>> {
         let total = groups.iter().map(Vec::len).sum();
@@ -162,6 +163,7 @@ impl Evaluator<'_> {
             self.tokenizer,
             groups,
             specials,
+            batch_rows,
             self.device,
             |d| progress(d, total),
         )?;

@@ -1,10 +1,12 @@
 //! Log-likelihoods of a question's choices with their shared context computed
 //! once. The choices of a multiple-choice question (or the context options of
 //! a schema question, up to where they differ) start with the same tokens;
-//! those run once into a key/value cache, and the choices then run together
-//! as one batch that extends it. A 4-choice question costs one forward of the
-//! context plus four of the continuations, not four of both, and the
-//! vocabulary head runs only where a scored token is predicted.
+//! those run once into a key/value cache, and the choices then run as rows
+//! that extend it. A 4-choice question costs one forward of the context plus
+//! four of the continuations, not four of both, and the vocabulary head runs
+//! only where a scored token is predicted. Several questions share each
+//! forward (prefixes right-padded, each choice row reading its own question's
+//! cache row), so the matrix products stay large.
 //!
 //! The tokens are exactly those of [`encode_request`] (context and
 //! continuation tokenized together), so the scores equal the flat path's
@@ -21,27 +23,40 @@ use crate::model::{KvCache, LlamaForCausalLM};
 use crate::tokenizer::HfTokenizer;
 use crate::Result;
 
-/// Each group's scores, in order; `progress(requests_done)` after each group.
+/// Each group's scores, in order, with about `batch_rows` choice rows per
+/// forward; `progress(requests_done)` after each forward.
 pub fn grouped_loglikelihoods(
     model: &LlamaForCausalLM,
     tok: &HfTokenizer,
     groups: &[Vec<Request>],
     add_special_tokens: bool,
+    batch_rows: usize,
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Score>>> {
     let model = model.detached();
     let max_len = model.config.max_position_embeddings;
-    let mut done = 0;
-    let mut out = Vec::with_capacity(groups.len());
-    for group in groups {
-        let encoded = group
-            .iter()
-            .map(|r| encode_request(tok, r, add_special_tokens, max_len))
-            .collect::<Result<Vec<_>>>()?;
-        out.push(score_group(&model, &encoded, device)?);
-        done += group.len();
+    let encoded = groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|r| encode_request(tok, r, add_special_tokens, max_len))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (mut out, mut done, mut start) = (Vec::with_capacity(groups.len()), 0, 0);
+    while start < encoded.len() {
+        // At least one group per forward, then more while the rows fit.
+        let mut end = start + 1;
+        let mut rows = encoded[start].len();
+        while end < encoded.len() && rows + encoded[end].len() <= batch_rows.max(1) {
+            rows += encoded[end].len();
+            end += 1;
+        }
+        out.extend(score_groups(&model, &encoded[start..end], device)?);
+        done += rows;
         progress(done);
+        start = end;
     }
     Ok(out)
 }
@@ -64,90 +79,133 @@ pub fn shared_prefix(group: &[EncodedExample]) -> usize {
     })
 }
 
-/// Scores one group: the shared prefix once, then every remainder in one batch.
-pub fn score_group(
+/// Scores several groups: their shared prefixes in one forward, then every
+/// remainder in a second one over the prefixes' cache.
+pub fn score_groups(
     model: &LlamaForCausalLM,
-    group: &[EncodedExample],
+    groups: &[Vec<EncodedExample>],
     device: &Device,
-) -> Result<Vec<Score>> {
-    let p = shared_prefix(group);
-    if p == 0 {
-        // Nothing shared (or nothing to predict from): the plain batched path.
-        return score_sequences(model, group, group.len().max(1), device, |_| {});
+) -> Result<Vec<Vec<Score>>> {
+    let prefix: Vec<usize> = groups.iter().map(|g| shared_prefix(g)).collect();
+    if prefix.contains(&0) {
+        // A group shares nothing (or has nothing to predict from): plain batches.
+        return groups
+            .iter()
+            .map(|g| score_sequences(model, g, g.len().max(1), device, |_| {}))
+            .collect();
     }
+    let (k, longest) = (groups.len(), prefix.iter().copied().max().unwrap_or(0));
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for (g, &p) in groups.iter().zip(&prefix) {
+        ids.extend((0..longest).map(|i| g[0].input_ids.get(i).filter(|_| i < p).copied()));
+        mask.extend((0..longest).map(|i| u32::from(i < p)));
+    }
+    let ids: Vec<u32> = ids.into_iter().map(|i| i.unwrap_or(0)).collect();
     let mut cache = KvCache::new(model);
-    let prefix = Tensor::from_slice(&group[0].input_ids[..p], (1, p), device)?;
-    let mask = Tensor::ones((1, p), DType::U32, device)?;
-    let pos = Tensor::arange(0u32, p as u32, device)?.unsqueeze(0)?;
-    let hidden = model.hidden_cached(&prefix, &mask, &pos, &mut cache)?;
-    // The prefix's last position predicts every remainder's first token.
-    let last = model.head_logits(&hidden.narrow(1, p - 1, 1)?)?;
-    let first: Vec<f32> = candle_nn::ops::log_softmax(&last, D::Minus1)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1()?;
-    let rest = remainder_logprobs(model, group, p, cache, device)?;
-    Ok(group
+    let hidden = model.hidden_cached(
+        &Tensor::from_vec(ids, (k, longest), device)?,
+        &Tensor::from_vec(mask.clone(), (k, longest), device)?,
+        &Tensor::arange(0u32, longest as u32, device)?
+            .unsqueeze(0)?
+            .repeat((k, 1))?,
+        &mut cache,
+    )?;
+    // Each prefix's last real position predicts its remainders' first token.
+    let last: Vec<u32> = prefix
         .iter()
         .enumerate()
-        .map(|(row, e)| {
-            let mut score = Score {
-                logprob_sum: 0.0,
-                tokens: 0,
+        .map(|(g, &p)| (g * longest + p - 1) as u32)
+        .collect();
+    let first = pick_logprobs(model, &hidden, &last, None, device)?;
+    let vocab = model.config.vocab_size;
+
+    // One row per request: its remainder after its group's prefix.
+    let mut owner = Vec::new(); // (group, request) of each row
+    for (g, group) in groups.iter().enumerate() {
+        owner.extend((0..group.len()).map(|r| (g, r)));
+    }
+    let tail = |&(g, r): &(usize, usize)| &groups[g][r].input_ids[prefix[g]..];
+    let width = owner.iter().map(|o| tail(o).len()).max().unwrap_or(0);
+    let rest = if width == 0 {
+        Vec::new()
+    } else {
+        let n = owner.len();
+        let (mut ids, mut mask, mut pos, mut at, mut targets) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (row, o) in owner.iter().enumerate() {
+            let (t, p) = (tail(o), prefix[o.0]);
+            ids.extend((0..width).map(|i| t.get(i).copied().unwrap_or(0)));
+            mask.extend((0..longest).map(|i| u32::from(i < p)));
+            mask.extend((0..width).map(|i| u32::from(i < t.len())));
+            pos.extend((0..width).map(|i| (p + i) as u32));
+            // Position i predicts tail token i + 1.
+            for i in 0..t.len().saturating_sub(1) {
+                at.push((row * width + i) as u32);
+                targets.push(t[i + 1]);
+            }
+        }
+        let rows: Vec<u32> = owner.iter().map(|&(g, _)| g as u32).collect();
+        let mut cache = cache.select_rows(&rows)?;
+        let hidden = model.hidden_cached(
+            &Tensor::from_vec(ids, (n, width), device)?,
+            &Tensor::from_vec(mask, (n, longest + width), device)?,
+            &Tensor::from_vec(pos, (n, width), device)?,
+            &mut cache,
+        )?;
+        pick_logprobs(model, &hidden, &at, Some(&targets), device)?
+    };
+
+    let mut next = rest.iter();
+    let mut out: Vec<Vec<Score>> = groups.iter().map(|g| Vec::with_capacity(g.len())).collect();
+    for &(g, r) in &owner {
+        let e = &groups[g][r];
+        let p = prefix[g];
+        let mut score = Score {
+            logprob_sum: 0.0,
+            tokens: 0,
+        };
+        for (j, &id) in e.input_ids.iter().enumerate().skip(p) {
+            let lp = match j == p {
+                true => first[g * vocab + id as usize],
+                false => *next.next().expect("one log-probability per tail token"),
             };
-            for (j, (&id, &scored)) in e.input_ids.iter().zip(&e.loss_mask).enumerate() {
-                if !scored || j < p {
-                    continue;
-                }
-                let lp = if j == p {
-                    first[id as usize]
-                } else {
-                    rest[row][j - p - 1]
-                };
+            if e.loss_mask[j] {
                 score.logprob_sum += f64::from(lp);
                 score.tokens += 1;
             }
-            score
-        })
-        .collect())
+        }
+        out[g].push(score);
+    }
+    Ok(out)
 }
 
-/// Row `i`, column `k`: log p(token `p + k + 1` | everything before it), the
-/// remainders right-padded into one batch over the repeated prefix cache.
-fn remainder_logprobs(
+/// Log-softmax of the head at the flattened positions `at` of `hidden`
+/// `(b, t, h)`: the picked `targets`' log-probabilities, or with `None` every
+/// row's whole distribution (`at.len() × vocab`, flattened). The head runs in
+/// chunks of positions, so its logits never exceed about 16 MiB at once.
+fn pick_logprobs(
     model: &LlamaForCausalLM,
-    group: &[EncodedExample],
-    p: usize,
-    cache: KvCache,
+    hidden: &Tensor,
+    at: &[u32],
+    targets: Option<&[u32]>,
     device: &Device,
-) -> Result<Vec<Vec<f32>>> {
-    let n = group.len();
-    let longest = group
-        .iter()
-        .map(|e| e.input_ids.len() - p)
-        .max()
-        .unwrap_or(0);
-    if longest == 0 {
-        return Ok(vec![Vec::new(); n]);
-    }
-    let (mut ids, mut mask, mut targets) = (Vec::new(), Vec::new(), Vec::new());
-    for e in group {
-        let tail = &e.input_ids[p..];
-        for k in 0..longest {
-            ids.push(tail.get(k).copied().unwrap_or(0));
-            targets.push(tail.get(k + 1).copied().unwrap_or(0));
+) -> Result<Vec<f32>> {
+    let (b, t, h) = hidden.dims3()?;
+    let flat = hidden.reshape((b * t, h))?;
+    let chunk = ((1usize << 22) / model.config.vocab_size).max(1);
+    let mut out = Vec::new();
+    for (c, idx) in at.chunks(chunk).enumerate() {
+        let rows = flat.index_select(&Tensor::new(idx, device)?, 0)?;
+        let logits = model.head_logits(&rows)?.to_dtype(DType::F32)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        match targets {
+            None => out.extend(logp.flatten_all()?.to_vec1::<f32>()?),
+            Some(t) => {
+                let t = &t[c * chunk..c * chunk + idx.len()];
+                let t = Tensor::new(t, device)?.unsqueeze(1)?;
+                out.extend(logp.gather(&t, 1)?.squeeze(1)?.to_vec1::<f32>()?);
+            }
         }
-        mask.extend(std::iter::repeat_n(1u32, p));
-        mask.extend((0..longest).map(|k| u32::from(k < tail.len())));
     }
-    let ids = Tensor::from_vec(ids, (n, longest), device)?;
-    let mask = Tensor::from_vec(mask, (n, p + longest), device)?;
-    let pos = Tensor::arange(p as u32, (p + longest) as u32, device)?
-        .unsqueeze(0)?
-        .repeat((n, 1))?;
-    let mut cache = cache.repeat_batch(n)?;
-    let logits = model.forward_cached(&ids, &mask, &pos, &mut cache)?;
-    let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    let targets = Tensor::from_vec(targets, (n, longest, 1), device)?;
-    Ok(logp.gather(&targets, 2)?.squeeze(2)?.to_vec2()?)
+    Ok(out)
 }
