@@ -1,7 +1,10 @@
 //! `ift demo`: the main job on the embedded default, nothing downloaded. A
 //! tiny random Llama learns to reverse words with SFT and with IFT, side by
-//! side (same steps, same seed); the report shows loss curves, held-out exact
-//! match and loss, and IFT's step cost relative to SFT's.
+//! side (same steps, same seed), for several seeds: this task has a plateau
+//! whose end small numeric changes move, so one seed says little. The report
+//! shows each seed's held-out exact match and loss, their mean and range, a
+//! conclusion worded to what the seeds support (`ift::demo::verdict`), loss
+//! curves and IFT's step cost relative to SFT's.
 
 use std::path::{Path, PathBuf};
 
@@ -24,9 +27,12 @@ pub struct DemoArgs {
     /// Optimiser steps (16 sequences each).
     #[arg(long, default_value_t = 300)]
     steps: u64,
-    /// Seed of the model, the task and the data order.
+    /// First seed of the model, the task and the data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Seeds run (`seed`, `seed + 1`, ...), each with SFT and IFT.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
     /// Held-out problems scored for exact match.
     #[arg(long, default_value_t = 100)]
     eval_problems: usize,
@@ -34,37 +40,45 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let dir = fresh_dir(&args.out)?;
+    let mut seeds = Vec::new();
+    for seed in args.seed..args.seed + args.seeds.max(1) {
+        let Some(s) = run_seed(&dir.join(format!("seed-{seed}")), seed, &args)? else {
+            return Ok(());
+        };
+        seeds.push(s);
+    }
+    report(&seeds, &args, &dir);
+    Ok(())
+}
+
+/// One seed: its base model and data, then SFT and IFT on them. `None`: a
+/// run was interrupted (it said how to resume).
+fn run_seed(dir: &Path, seed: u64, args: &DemoArgs) -> Result<Option<Seed>> {
     let base = dir.join("base");
-    write_base_model(&base, args.seed)?;
-    let (train, eval) = split(4000, args.eval_problems, args.seed);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_base_model(&base, seed)?;
+    let (train, eval) = split(4000, args.eval_problems, seed);
     write_records(&dir.join("train.jsonl"), &train)?;
     write_records(&dir.join("eval.jsonl"), &eval)?;
     eprintln!(
-        "demo in {}: random {}-parameter Llama, task: reverse a word",
-        dir.display(),
-        param_count(&base)?
+        "== seed {seed}: random {}-parameter Llama in {}, task: reverse a word",
+        param_count(&base)?,
+        dir.display()
     );
     let before = score(&base, &eval)?;
-
     let mut outcomes = Vec::new();
     let objectives = [
         Objective::Sft(SftParams::default()),
         Objective::Ift(IftParams::default()),
     ];
     for objective in objectives {
-        let config = demo_config(&dir, &base, objective, &args);
-        let name = config
-            .train
-            .output_dir
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let config = demo_config(dir, &base, objective, seed, args);
+        let name = config.objective.kind().name().to_string();
         ift::model::write_file_atomically(
             &dir.join(format!("{name}.toml")),
             config.to_toml().as_bytes(),
         )?;
-        eprintln!("-- {name} --");
+        eprintln!("-- seed {seed}: {name} --");
         let RunEnd::Finished {
             final_dir,
             last_eval,
@@ -74,7 +88,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 "stopped early; resume with `ift train --resume {}`",
                 config.train.output_dir.display()
             );
-            return Ok(());
+            return Ok(None);
         };
         let metrics = std::fs::read_to_string(config.train.output_dir.join("metrics.jsonl"))?;
         ift_cli::plot::run(ift_cli::plot::PlotArgs {
@@ -87,48 +101,93 @@ pub fn run(args: DemoArgs) -> Result<()> {
             eval_loss: last_eval.map_or(f64::NAN, |e| e.eval_loss),
             seconds_per_step: mean_step_seconds(&metrics),
             curve: sparkline(&metrics),
-            final_dir,
         });
     }
+    Ok(Some(Seed {
+        seed,
+        before,
+        outcomes,
+    }))
+}
+
+fn report(seeds: &[Seed], args: &DemoArgs, dir: &Path) {
     println!(
-        "\n== ift demo: word reversal, {} steps each, same seed ==",
-        args.steps
+        "\n== ift demo: word reversal, {} steps each, {} seed(s), {} held-out words per seed ==",
+        args.steps,
+        seeds.len(),
+        args.eval_problems
     );
     println!(
-        "exact match on {} held-out words before training: {:.1}%",
-        eval.len(),
-        100.0 * before
+        "{:<6} {:<5} {:>12} {:>10} {:>10}  training loss",
+        "seed", "", "exact match", "eval loss", "s/step"
     );
-    println!(
-        "{:<5} {:>12} {:>10} {:>10}  training loss",
-        "", "exact match", "eval loss", "s/step"
-    );
-    for o in &outcomes {
-        println!(
-            "{:<5} {:>11.1}% {:>10.4} {:>10.3}  {}",
-            o.name,
-            100.0 * o.exact_match,
-            o.eval_loss,
-            o.seconds_per_step,
-            o.curve
-        );
+    for s in seeds {
+        for o in &s.outcomes {
+            println!(
+                "{:<6} {:<5} {:>11.1}% {:>10.4} {:>10.3}  {}",
+                s.seed,
+                o.name,
+                100.0 * o.exact_match,
+                o.eval_loss,
+                o.seconds_per_step,
+                o.curve
+            );
+        }
     }
-    if let [sft, ift] = &outcomes[..] {
-        println!(
-            "IFT step cost relative to SFT: {:.2}x (the extra no-gradient forward)",
-            ift.seconds_per_step / sft.seconds_per_step
-        );
-        println!(
-            "checkpoints: {} and {} (Hugging Face model directories)",
-            sft.final_dir.display(),
-            ift.final_dir.display()
-        );
-    }
+    let column = |i: usize, f: fn(&Outcome) -> f64| -> Vec<f64> {
+        seeds.iter().map(|s| f(&s.outcomes[i])).collect()
+    };
+    let (sft, ift) = (column(0, |o| o.exact_match), column(1, |o| o.exact_match));
+    let before: Vec<f64> = seeds.iter().map(|s| s.before).collect();
+    println!("exact match before training: {}", spread(&before));
+    println!("exact match after SFT:       {}", spread(&sft));
+    println!("exact match after IFT:       {}", spread(&ift));
     println!(
-        "runs, metrics.jsonl, loss.png / lr.png and configs: {}",
+        "conclusion: {}",
+        ift::demo::verdict(&sft, &ift, args.eval_problems)
+    );
+    let cost: Vec<f64> = seeds
+        .iter()
+        .map(|s| s.outcomes[1].seconds_per_step / s.outcomes[0].seconds_per_step)
+        .collect();
+    println!(
+        "IFT step cost relative to SFT: {} (the extra no-gradient forward)",
+        spread_x(&cost)
+    );
+    println!(
+        "runs (Hugging Face checkpoints, metrics.jsonl, loss.png / lr.png, configs): {}",
         dir.display()
     );
-    Ok(())
+}
+
+/// `mean 45.0% (min 2.0%, max 99.0%)` of rates.
+fn spread(rates: &[f64]) -> String {
+    let (mean, lo, hi) = stats(rates);
+    format!(
+        "mean {:.1}% (min {:.1}%, max {:.1}%)",
+        100.0 * mean,
+        100.0 * lo,
+        100.0 * hi
+    )
+}
+
+fn spread_x(ratios: &[f64]) -> String {
+    let (mean, lo, hi) = stats(ratios);
+    format!("{mean:.2}x (min {lo:.2}x, max {hi:.2}x)")
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (mean, lo, hi)
+}
+
+struct Seed {
+    seed: u64,
+    before: f64,
+    /// SFT, then IFT.
+    outcomes: Vec<Outcome>,
 }
 
 struct Outcome {
@@ -137,11 +196,16 @@ struct Outcome {
     eval_loss: f64,
     seconds_per_step: f64,
     curve: String,
-    final_dir: PathBuf,
 }
 
 /// The demo's run configuration for one objective (IFT at the paper's λ, γ).
-fn demo_config(dir: &Path, base: &Path, objective: Objective, args: &DemoArgs) -> RunConfig {
+fn demo_config(
+    dir: &Path,
+    base: &Path,
+    objective: Objective,
+    seed: u64,
+    args: &DemoArgs,
+) -> RunConfig {
     let mut config = RunConfig::default();
     config.model.path = base.to_path_buf();
     config.data.train = dir.join("train.jsonl");
@@ -150,7 +214,7 @@ fn demo_config(dir: &Path, base: &Path, objective: Objective, args: &DemoArgs) -
     let name = objective.kind().name();
     config.objective = objective;
     let t = &mut config.train;
-    (t.output_dir, t.seed, t.max_steps, t.epochs) = (dir.join(name), args.seed, args.steps, 0);
+    (t.output_dir, t.seed, t.max_steps, t.epochs) = (dir.join(name), seed, args.steps, 0);
     (t.batch_size, t.micro_batch_size, t.lr, t.optimizer) = (16, 16, 3e-3, OptimizerKind::AdamW);
     (t.schedule, t.warmup_ratio, t.max_grad_norm) = (ScheduleKind::Cosine, 0.05, 1.0);
     (t.eval_every, t.save_every, t.keep_last) = ((args.steps / 4).max(1), 0, 1);

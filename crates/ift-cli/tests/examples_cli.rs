@@ -59,11 +59,27 @@ fn every_example_config_trains() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".toml"))
         .collect();
+    let (real, listed): (Vec<&String>, Vec<&String>) =
+        listed.iter().partition(|n| n.starts_with("smollm2-"));
     let (sequential, single): (Vec<&String>, Vec<&String>) =
-        listed.iter().partition(|n| n.starts_with("sft-then-"));
-    assert!(single.len() >= 8 && sequential.len() >= 2, "{listed:?}");
+        listed.into_iter().partition(|n| n.starts_with("sft-then-"));
+    assert!(
+        single.len() >= 8 && sequential.len() >= 2,
+        "{listed:?}",
+        listed = single
+    );
+    assert!(real.len() >= 2, "{real:?}");
     for example in &single {
         train(example, tmp.path(), &[]);
+    }
+    // The real-model recipes, every key as written but on the tiny model (the
+    // SmolLM2 run itself takes tens of minutes: scripts/finetune-smollm2.sh).
+    let tiny = format!(
+        "model.path={:?}",
+        root().join("crates/ift/tests/fixtures/models/llama_gqa")
+    );
+    for example in &real {
+        train(example, tmp.path(), std::slice::from_ref(&tiny));
     }
     let sft = format!("model.path={:?}", tmp.path().join("sft/final"));
     for example in &sequential {

@@ -51,6 +51,9 @@ pub struct DataConfig {
     pub train: PathBuf,
     /// Held-out records for `eval_loss`. Default: none.
     pub eval: Option<PathBuf>,
+    /// Share of the encoded training examples held out for `eval_loss`
+    /// instead (chosen with `train.seed`; needs `data.eval` unset). Default 0: none.
+    pub eval_split: f64,
     /// File syntax: `auto` (default: by content), `json_array`, `json_lines`.
     pub format: DataFormat,
     /// Longest sequence in tokens; longer examples are cut (prompt first).
@@ -78,6 +81,7 @@ impl Default for DataConfig {
         Self {
             train: PathBuf::new(),
             eval: None,
+            eval_split: 0.0,
             format: DataFormat::Auto,
             max_length: encode.max_length,
             max_prompt_length: encode.max_prompt_length,
@@ -243,6 +247,16 @@ impl RunConfig {
             return Err((
                 "data.train",
                 "is required (a file of training records)".into(),
+            ));
+        }
+        let split = self.data.eval_split;
+        if !(0.0..1.0).contains(&split) {
+            return Err(("data.eval_split", format!("must be in [0, 1), got {split}")));
+        }
+        if split > 0.0 && self.data.eval.is_some() {
+            return Err((
+                "data.eval_split",
+                "and data.eval both set; choose one".into(),
             ));
         }
         self.adapter.validate()?;

@@ -182,9 +182,82 @@ pub fn exact_match(
     Ok(correct as f64 / problems.len().max(1) as f64)
 }
 
+/// The demo's conclusion from per-seed exact-match rates (`sft[i]`, `ift[i]`
+/// of the same seed, each over `n_eval` held-out words), worded to claim no
+/// more than the numbers support: a difference counts only when every seed
+/// agrees and the smallest gap exceeds twice the sampling error of one rate.
+pub fn verdict(sft: &[f64], ift: &[f64], n_eval: usize) -> String {
+    let n = sft.len().min(ift.len());
+    if n == 0 {
+        return "no seeds ran".into();
+    }
+    let gaps: Vec<f64> = sft.iter().zip(ift).map(|(s, i)| 100.0 * (i - s)).collect();
+    let (lo, hi) = gaps
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &g| (a.min(g), b.max(g)));
+    // Largest binomial standard error of one seed's two rates, in points.
+    let se = sft
+        .iter()
+        .chain(ift)
+        .map(|&p| 100.0 * (p * (1.0 - p) / n_eval.max(1) as f64).sqrt())
+        .fold(0.0, f64::max);
+    let ahead = gaps.iter().filter(|&&g| g > 0.0).count();
+    let behind = gaps.iter().filter(|&&g| g < 0.0).count();
+    let seeds = if n == 1 { "the one seed" } else { "every seed" };
+    let noise = format!("one rate's sampling error: ±{se:.0}");
+    let (who, small, large) = match (ahead == n, behind == n) {
+        (true, _) => ("IFT ahead of SFT", lo, hi),
+        (_, true) => ("SFT ahead of IFT", -hi, -lo),
+        _ => {
+            return format!("no consistent difference: IFT ahead in {ahead} of {n} seeds, SFT in {behind}; gaps {lo:+.0} to {hi:+.0} points ({noise})");
+        }
+    };
+    let clear = small > 2.0 * se;
+    format!(
+        "{who} in {seeds} ({n}/{n}), by {small:.0} to {large:.0} points ({noise}){}",
+        match clear {
+            true => "",
+            false =>
+                "; the smallest gap is within twice that, so this suggests, not shows, a difference",
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verdict_claims_a_winner_only_when_every_seed_agrees_beyond_noise() {
+        let v = verdict(&[0.02, 0.10, 0.05], &[0.99, 0.95, 0.90], 100);
+        assert!(
+            v.starts_with("IFT ahead of SFT in every seed (3/3), by 85 to 97"),
+            "{v}"
+        );
+        let v = verdict(&[0.02, 0.90], &[0.99, 0.10], 100);
+        assert!(
+            v.starts_with("no consistent difference: IFT ahead in 1 of 2 seeds, SFT in 1"),
+            "{v}"
+        );
+        // Every seed agrees, but by less than twice one rate's sampling error.
+        let v = verdict(&[0.50, 0.50], &[0.52, 0.53], 100);
+        assert!(
+            v.starts_with("IFT ahead of SFT in every seed (2/2), by 2 to 3"),
+            "{v}"
+        );
+        assert!(
+            v.ends_with("so this suggests, not shows, a difference"),
+            "{v}"
+        );
+        let v = verdict(&[0.02, 0.10, 0.05], &[0.99, 0.95, 0.90], 100);
+        assert!(!v.contains("suggests"), "{v}");
+        let v = verdict(&[0.9], &[0.1], 100);
+        assert!(
+            v.starts_with("SFT ahead of IFT in the one seed (1/1), by 80 to 80"),
+            "{v}"
+        );
+        assert_eq!(verdict(&[], &[], 100), "no seeds ran");
+    }
 
     #[test]
     fn held_out_questions_never_appear_in_training() {

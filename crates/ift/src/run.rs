@@ -72,7 +72,7 @@ pub fn train_from_config(
     let pretrained = load_policy(config, resume, device)?;
     check_finite(&pretrained.model, resume.unwrap_or(&config.model.path))?;
     let objective = &config.objective;
-    let train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
+    let mut train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
     if train_set.is_empty() {
         return Err(Error::Input {
             what: "data.train".into(),
@@ -82,6 +82,16 @@ pub fn train_from_config(
     }
     let eval_set = match &config.data.eval {
         Some(p) => load_examples(config, p, &pretrained.tokenizer, obs)?,
+        None if config.data.eval_split > 0.0 => {
+            let held = train_set.split_off_eval(config.data.eval_split, config.train.seed);
+            obs.on_notice(&format!(
+                "data.eval_split {}: {} examples held out for evaluation, {} train",
+                config.data.eval_split,
+                held.len(),
+                train_set.len()
+            ));
+            held
+        }
         None => empty_like(&train_set),
     };
     let template =

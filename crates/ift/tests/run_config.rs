@@ -208,3 +208,38 @@ fn ift_page_example_parses() {
     assert_eq!(p, IftParams::default());
     assert_eq!(c.train.batch_size / c.train.micro_batch_size, 64);
 }
+
+#[test]
+fn eval_split_is_a_share_and_excludes_an_eval_file() {
+    assert_eq!(
+        parse(BASE, &["data.eval_split=0.05"])
+            .unwrap()
+            .data
+            .eval_split,
+        0.05
+    );
+    let err = parse(BASE, &["data.eval_split=1.5"]).unwrap_err();
+    assert!(
+        err.contains("`data.eval_split`: must be in [0, 1), got 1.5"),
+        "{err}"
+    );
+    let err = parse(BASE, &["data.eval_split=0.1", "data.eval=e.jsonl"]).unwrap_err();
+    assert!(err.contains("and data.eval both set"), "{err}");
+}
+
+#[test]
+fn a_config_file_anchors_its_paths_and_set_paths_stay_with_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sub/run.toml");
+    let text = "[model]\npath = \"m\"\n[data]\ntrain = \"../t.jsonl\"\n[train]\neval_tasks = [\"e.jsonl:generation\"]\n";
+    let c = RunConfig::parse_file(text, &file, &["data.eval=held.jsonl".into()]).unwrap();
+    let sub = std::path::absolute(dir.path().join("sub")).unwrap();
+    assert_eq!(c.model.path, sub.join("m"));
+    assert_eq!(c.data.train, sub.join("../t.jsonl"));
+    assert_eq!(
+        c.train.eval_tasks,
+        [format!("{}:generation", sub.join("e.jsonl").display())]
+    );
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(c.data.eval, Some(cwd.join("held.jsonl")));
+}

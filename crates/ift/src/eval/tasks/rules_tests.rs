@@ -21,6 +21,16 @@ fn length_normalisation_can_change_the_winner() {
 }
 
 #[test]
+fn acc_norm_divides_by_the_choice_without_its_delimiter() {
+    // lm-eval: completion_len = [len(c) for c in doc_to_choice(doc)], the
+    // choices without the " " it scores before them. Counting the space
+    // (lengths 2 and 4) would pick choice 0 here: -2/2 > -5/4.
+    let choices = ["a".to_string(), "bcd".to_string()];
+    let norm = char_normalised(&[-2.0, -5.0], &choices);
+    assert_eq!(argmax_first(&norm), Some(1));
+}
+
+#[test]
 fn numbers_are_extracted() {
     assert_eq!(extract_last_number("The answer is 1,234."), Some(1234.0));
     assert_eq!(extract_last_number("so 3 + 4 = 7\n#### 42"), Some(42.0));
