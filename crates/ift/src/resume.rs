@@ -38,7 +38,7 @@ pub const RESUME_SETTABLE: &[&str] = &[
 
 /// Keys left out of the config fingerprint: where the run writes, and paths
 /// whose contents are fingerprinted instead (a moved file is the same file).
-const BY_CONTENT: &[&str] = &["train.output_dir", "data.train", "model.path"];
+const BY_CONTENT: &[&str] = &["train.output_dir", "data.train", "data.eval", "model.path"];
 
 /// What a run's trajectory depends on, recorded in `trainer_state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +50,12 @@ pub struct RunContract {
     pub trajectory: BTreeMap<String, String>,
     /// SHA-256 of the bytes of `data.train`.
     pub data_sha256: String,
+    /// SHA-256 of the bytes of `data.eval` ("" when unset, or in a state file
+    /// written before it was recorded: then not checked). It does not shape
+    /// the weights, but a changed file would make later `eval_loss` rows
+    /// incomparable with earlier ones.
+    #[serde(default)]
+    pub eval_data_sha256: String,
     /// SHA-256 of the initial model's `config.json`, weights and tokenizer files.
     pub model_sha256: String,
 }
@@ -110,6 +116,7 @@ pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
             config_sha256: hex(&h.finalize()),
             trajectory,
             data_sha256: file_sha256(&config.data.train)?,
+            eval_data_sha256: eval_sha256(config)?,
             model_sha256: match model.is_file() {
                 true => file_sha256(model)?,
                 false => String::new(),
@@ -132,6 +139,7 @@ pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
         config_sha256: hex(&h.finalize()),
         trajectory,
         data_sha256: file_sha256(&config.data.train)?,
+        eval_data_sha256: eval_sha256(config)?,
         model_sha256: hex(&m.finalize()),
     })
 }
@@ -158,6 +166,13 @@ pub fn contract_changes(saved: &RunContract, now: &RunContract, config: &RunConf
     if saved.data_sha256 != now.data_sha256 {
         let path = config.data.train.display();
         changes.push(format!("data.train {path}: the file's bytes changed"));
+    }
+    if !saved.eval_data_sha256.is_empty() && saved.eval_data_sha256 != now.eval_data_sha256 {
+        let path = config.data.eval.as_deref().unwrap_or(Path::new("(unset)"));
+        changes.push(format!(
+            "data.eval {}: the file's bytes changed (later eval_loss rows would not compare with earlier ones)",
+            path.display()
+        ));
     }
     if !now.model_sha256.is_empty() && saved.model_sha256 != now.model_sha256 {
         let path = config.model.path.display();
@@ -193,6 +208,14 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
             out.insert(prefix.to_string(), v.to_string());
         }
     }
+}
+
+fn eval_sha256(config: &RunConfig) -> Result<String> {
+    config
+        .data
+        .eval
+        .as_deref()
+        .map_or(Ok(String::new()), file_sha256)
 }
 
 fn file_sha256(path: &Path) -> Result<String> {

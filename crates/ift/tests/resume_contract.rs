@@ -34,11 +34,16 @@ fn model() -> PathBuf {
 
 /// A run of 6 steps stopped after step 2: its directory.
 fn stopped_run(dir: &Path) -> PathBuf {
+    stopped_run_with(dir, "")
+}
+
+/// The same with `data_keys` (TOML lines) added to `[data]`.
+fn stopped_run_with(dir: &Path, data_keys: &str) -> PathBuf {
     let data = dir.join("chats.jsonl");
     std::fs::write(&data, CHATS).unwrap();
     let out = dir.join("run");
     let text = format!(
-        "[model]\npath = {:?}\n[data]\ntrain = {data:?}\n[train]\noutput_dir = {out:?}\nmax_steps = 6\nbatch_size = 2\nmicro_batch_size = 2\nlr = 1e-3\nsave_every = 0\n",
+        "[model]\npath = {:?}\n[data]\ntrain = {data:?}\n{data_keys}[train]\noutput_dir = {out:?}\nmax_steps = 6\nbatch_size = 2\nmicro_batch_size = 2\nlr = 1e-3\nsave_every = 0\n",
         model()
     );
     let config = RunConfig::parse(&text, "run.toml", &[]).unwrap();
@@ -121,6 +126,30 @@ fn changed_data_is_refused_naming_it_and_accepted_with_force() {
         resume(&config, &r).unwrap(),
         RunEnd::Finished { .. }
     ));
+}
+
+#[test]
+fn a_changed_eval_file_is_refused_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eval = tmp.path().join("held.jsonl");
+    std::fs::write(&eval, CHATS).unwrap();
+    let out = stopped_run_with(tmp.path(), &format!("eval = {eval:?}\n"));
+    let contract = read_state(&out.join("checkpoint-2"))
+        .unwrap()
+        .contract
+        .unwrap();
+    assert_eq!(contract.eval_data_sha256.len(), 64);
+    assert!(!contract.trajectory.contains_key("data.eval"));
+    std::fs::write(&eval, CHATS.replace("Paris.", "Lyon.")).unwrap();
+    let (config, r) = resume_config(&out, &[], false).unwrap();
+    let err = resume(&config, &r).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "data.eval {}: the file's bytes changed",
+            eval.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
