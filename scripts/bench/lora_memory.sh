@@ -12,7 +12,7 @@ set -euo pipefail
 BIN=${1:-target/debug/ift}
 REPEATS=${2:-1}
 MODEL=${MODEL:-models/SmolLM2-135M-Instruct}
-DATA=/work/shared/data/llamafactory
+DATA=${DATA:-$(cd "$(dirname "$0")/../.." && pwd)/../shared/data/llamafactory}
 OUT=$(mktemp -d)
 printf "objective\tsetting\trun\tpeak_rss_mib\tstep_s_median\n"
 for rep in $(seq 1 "$REPEATS"); do

@@ -6,8 +6,8 @@ model from `transformers` scores the continuation tokens. Contexts longer than t
 keep their last `max_position_embeddings` tokens, as `ift` does. CI never runs this; the output
 is committed.
 
-    /work/venv-ref/bin/python scripts/reference/make_eval_fixtures.py \
-        --data /work/shared/data/eval
+    venv-ref/bin/python scripts/reference/make_eval_fixtures.py \
+        --data ../shared/data/eval
 """
 
 import argparse

@@ -15,7 +15,7 @@ float32, as `ift` computes.
 
 HOW TO RUN (by hand only; CI never runs Python -- the fixtures are committed):
 
-    /work/venv-ref/bin/python scripts/reference/make_generation_fixtures.py
+    venv-ref/bin/python scripts/reference/make_generation_fixtures.py
 """
 import json
 from pathlib import Path

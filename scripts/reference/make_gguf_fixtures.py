@@ -12,7 +12,7 @@ GGUF) it also writes smollm2_reference.json: the ids the Python `tokenizers`
 library gives for tricky strings on DIR/tokenizer.json, and the perplexity
 `transformers` computes for a fixed paragraph with DIR's weights.
 
-    /work/venv-ref/bin/python scripts/reference/make_gguf_fixtures.py \
+    venv-ref/bin/python scripts/reference/make_gguf_fixtures.py \
         [--model-dir models/SmolLM2-135M-Instruct]
 """
 

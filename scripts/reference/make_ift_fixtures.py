@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for the IFT loss (docs: /work/shared/docs/ift-method.md, sections 2-3).
+"""Independent PyTorch reference for the IFT loss (docs: ../shared/docs/ift-method.md, sections 2-3).
 
 Written from the specification only (no Rust code of the project was read).
 
@@ -37,7 +37,7 @@ WHAT IT WRITES (under crates/ift/tests/fixtures/ift/), for <model> in {llama_gqa
 
 HOW TO RUN (by hand only; CI never runs Python, the fixtures are committed):
 
-    /work/venv-ref/bin/python scripts/reference/make_ift_fixtures.py
+    venv-ref/bin/python scripts/reference/make_ift_fixtures.py
 
 It also runs and prints sanity checks (gamma = 0, lambda = 0 equals SFT's loss and gradients;
 detach_weights changes gradients but not the loss) and exits non-zero if one fails.

@@ -25,8 +25,8 @@ make_model_fixtures.py in MODELS and each target-module set in SETS:
 
 HOW TO RUN (by hand; CI never runs Python -- the fixtures are committed):
 
-    /work/venv-ref/bin/python scripts/reference/make_lora_fixtures.py
-    /work/venv-ref/bin/python scripts/reference/make_lora_fixtures.py --check-saved ADAPTER_DIR \\
+    venv-ref/bin/python scripts/reference/make_lora_fixtures.py
+    venv-ref/bin/python scripts/reference/make_lora_fixtures.py --check-saved ADAPTER_DIR \\
         --name llama_gqa [--scores SCORES.jsonl] [--merged MERGED_DIR]
 
 --check-saved loads models/<name> with transformers and ADAPTER_DIR (an adapter `ift` wrote) with

@@ -24,7 +24,7 @@ WHAT IT WRITES (all under crates/ift/tests/fixtures/):
                                       equivalence through transformers).
 
 The tokenizers are real byte-level BPEs trained here with the `tokenizers` library on the text of
-/work/shared/data/llamafactory/alpaca_en_demo.json (read in place; never copied into the repo; pass
+../shared/data/llamafactory/alpaca_en_demo.json beside the repository (read in place; never copied into the repo; pass
 --data to point elsewhere).
 
 HOW TO RUN (by hand only; CI never runs this -- the fixtures are committed and the Rust tests read
@@ -81,7 +81,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "crates" / "ift" / "tests" / "fixtures"
 MODELS = FIXTURES / "models"
 CONFIGS = FIXTURES / "configs"
-DEFAULT_DATA = Path("/work/shared/data/llamafactory/alpaca_en_demo.json")
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared/data/llamafactory/alpaca_en_demo.json"
 
 BPE_VOCAB = 380  # 256 byte symbols + 124 merges; specials are added on top
 

