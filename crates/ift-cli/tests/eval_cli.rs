@@ -78,6 +78,23 @@ fn eval_runs_on_the_real_files() {
         }
     }
     assert_eq!(results[4]["kind"], "schema");
+    // A generation task lists what it generated and what it scored.
+    let samples = results[5]["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 3);
+    let hits = samples.iter().filter(|s| s["correct"] == true).count();
+    assert_eq!(
+        hits as f64 / 3.0,
+        results[5]["metrics"]["exact_match"].as_f64().unwrap()
+    );
+    for s in samples {
+        let (g, a) = (
+            s["generated"].as_str().unwrap(),
+            s["answer"].as_str().unwrap(),
+        );
+        assert!(g.contains(a), "{s}");
+        assert!(s["target"].is_string(), "{s}");
+    }
+    assert!(results[0].get("samples").is_none());
 
     // Training-style files: perplexity and preference accuracy.
     let lf = data.join("../llamafactory");

@@ -93,15 +93,13 @@ fn decode(
         cfg.num_key_value_heads,
         cfg.head_dim,
     );
-    let from_ids = match input {
-        ModelInput::Ids(ids) => Some(ids.flatten_all()?),
-        ModelInput::Embeds(_) => None,
-    };
-    let mut x = match (input, &from_ids) {
-        (_, Some(flat)) => model.embed_tokens.detach().index_select(flat, 0)?,
-        (ModelInput::Embeds(e), None) | (ModelInput::Ids(e), None) => {
-            e.detach().reshape((b * t, hid))?
+    let (mut x, from_ids) = match input {
+        ModelInput::Ids(ids) => {
+            let flat = ids.flatten_all()?;
+            let x = model.embed_tokens.detach().index_select(&flat, 0)?;
+            (x, Some(flat))
         }
+        ModelInput::Embeds(e) => (e.detach().reshape((b * t, hid))?, None),
     };
     let (cos, sin) = rope::cos_sin(&model.inv_freq, t, x.device())?;
     let mask = AttnMask::new(attention_mask, cfg.sliding_window)?;

@@ -4,7 +4,7 @@
 use super::prompt::{self, Prompting};
 use super::records::GenerationRecord;
 use super::rules::exact_match;
-use super::run::{EvalOptions, Evaluator};
+use super::run::{EvalOptions, Evaluator, GenerationSample};
 use crate::eval::{generate, GenerateOptions};
 use crate::Result;
 
@@ -35,15 +35,16 @@ pub fn cut_at_stop<'t>(text: &'t str, stop: &[String]) -> &'t str {
     text[..end].trim()
 }
 
-/// Exact-match accuracy of greedy answers to `scored`, `o.batch_size` prompts at a time.
-pub fn exact_match_rate(
+/// Greedy answers to `scored`, `o.batch_size` prompts at a time, each scored
+/// by exact match.
+pub fn answers(
     ev: &Evaluator,
     p: &Prompting,
     scored: &[&GenerationRecord],
     specials: bool,
     o: &EvalOptions,
     progress: &mut impl FnMut(usize, usize),
-) -> Result<f64> {
+) -> Result<Vec<GenerationSample>> {
     let mut stop_token_ids = o.stop_token_ids.clone();
     stop_token_ids.extend(ev.tokenizer.eos_token_id());
     let stop = stop_strings(o);
@@ -53,7 +54,7 @@ pub fn exact_match_rate(
         stop_strings: stop.clone(),
         ..GenerateOptions::default()
     };
-    let (mut hits, mut done) = (0.0, 0);
+    let mut out = Vec::with_capacity(scored.len());
     for chunk in scored.chunks(o.batch_size.max(1)) {
         let prompts = chunk
             .iter()
@@ -71,13 +72,18 @@ pub fn exact_match_rate(
             |_, _| {},
         )?;
         for (r, ids) in chunk.iter().zip(&new) {
-            let text = ev.tokenizer.decode(ids, true)?;
-            hits += f64::from(exact_match(cut_at_stop(&text, &stop), &r.answer));
+            let generated = ev.tokenizer.decode(ids, true)?;
+            let answer = cut_at_stop(&generated, &stop).to_string();
+            out.push(GenerationSample {
+                correct: exact_match(&answer, &r.answer),
+                target: r.answer.clone(),
+                answer,
+                generated,
+            });
         }
-        done += chunk.len();
-        progress(done, scored.len());
+        progress(out.len(), scored.len());
     }
-    Ok(hits / scored.len().max(1) as f64)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -20,5 +20,5 @@ pub use records::{
     TaskKind,
 };
 pub use rules::{argmax_first, char_normalised, exact_match, extract_last_number, normalize_text};
-pub use run::{EvalOptions, Evaluator, TaskResult};
+pub use run::{EvalOptions, Evaluator, GenerationSample, TaskResult};
 pub use shared_context::{grouped_loglikelihoods, score_groups, shared_prefix};

@@ -62,6 +62,22 @@ pub struct TaskResult {
     /// Records scored.
     pub n: usize,
     pub metrics: BTreeMap<String, f64>,
+    /// Generation tasks: each record's answer, as generated and as scored,
+    /// so that a figure can be checked by reading it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<GenerationSample>,
+}
+
+/// One generation record's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationSample {
+    /// Everything generated (special tokens dropped).
+    pub generated: String,
+    /// The part scored: the text before the first stop string, trimmed.
+    pub answer: String,
+    /// The reference answer.
+    pub target: String,
+    pub correct: bool,
 }
 
 /// Everything a task needs from the model side.
@@ -92,6 +108,7 @@ impl Evaluator<'_> {
         // A Jinja template writes its own BOS; raw text gets the tokenizer's.
         let specials = chat.is_none_or(ChatTemplate::adds_special_tokens);
         let mut metrics = BTreeMap::new();
+        let mut samples = Vec::new();
         let n = match &task.items {
             TaskItems::MultipleChoice(recs) => {
                 let (shots, scored) = split(recs, o, prompt::choice_shot);
@@ -130,8 +147,9 @@ impl Evaluator<'_> {
             TaskItems::Generation(recs) => {
                 let (shots, scored) = split(recs, o, prompt::generation_shot);
                 let p = Prompting { chat, shots };
-                let rate =
-                    generation::exact_match_rate(self, &p, &scored, specials, o, &mut progress)?;
+                samples = generation::answers(self, &p, &scored, specials, o, &mut progress)?;
+                let hits = samples.iter().filter(|s| s.correct).count();
+                let rate = hits as f64 / scored.len().max(1) as f64;
                 metrics.insert("exact_match".into(), rate);
                 scored.len()
             }
@@ -145,6 +163,7 @@ impl Evaluator<'_> {
             kind: task.kind,
             n,
             metrics,
+            samples,
         })
     }
 
