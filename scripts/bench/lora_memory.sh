@@ -11,7 +11,7 @@
 set -euo pipefail
 BIN=${1:-target/debug/ift}
 REPEATS=${2:-1}
-MODEL=${MODEL:-models/SmolLM2-135M-Instruct}
+MODEL=$(realpath "${MODEL:-models/SmolLM2-135M-Instruct}")  # absolute: config paths are relative to the config file
 DATA=${DATA:-$(cd "$(dirname "$0")/../.." && pwd)/../shared/data/llamafactory}
 OUT=$(mktemp -d)
 printf "objective\tsetting\trun\tpeak_rss_mib\tstep_s_median\n"
