@@ -203,6 +203,15 @@ fn shape_mismatch_and_missing_tensor_name_the_tensor() {
         msg.contains("missing tensor `model.layers.2.self_attn.q_proj.weight`"),
         "{msg}"
     );
+    // Found by fuzz/fuzz_targets/model_files.rs (fuzz/regressions/model_files/):
+    // a huge layer count aborted the process, reserving 12 TB for the layer
+    // list before any tensor was read. Now the first missing layer is the error.
+    let tmp = edit_config(|v| v["num_hidden_layers"] = 22_222_222_222u64.into());
+    let msg = load_err(tmp.path());
+    assert!(
+        msg.contains("missing tensor `model.layers.2.self_attn.q_proj.weight`"),
+        "{msg}"
+    );
 }
 
 #[test]

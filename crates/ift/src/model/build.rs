@@ -118,7 +118,10 @@ fn build(
         cfg.intermediate_size,
     );
     let embed_tokens = get("model.embed_tokens.weight", &[cfg.vocab_size, hid])?;
-    let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+    // Not `with_capacity(num_hidden_layers)`: the count comes from an
+    // untrusted config.json, and the checkpoint bounds it (a missing layer's
+    // tensor is an error) only once the loop reaches it.
+    let mut layers = Vec::new();
     for i in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let mut linear = |name: String, out: usize, inp: usize, bias: bool| -> Result<Linear> {
