@@ -209,11 +209,14 @@ fn a_full_disk_during_a_save_keeps_the_last_good_checkpoint() {
         .find(|l| l.starts_with("error: "))
         .unwrap_or("");
     let ck2 = broken.out.join("checkpoint-2");
+    let out = broken.out.display();
     assert!(
-        line.starts_with(
-            "error: out/checkpoint-2 not written: cannot write out/.checkpoint-2.tmp-"
-        ) && line.contains("/model.safetensors: File too large (os error 27)")
-            && line.ends_with("; the last good checkpoint, out/checkpoint-1, is intact"),
+        line.starts_with(&format!(
+            "error: {out}/checkpoint-2 not written: cannot write {out}/.checkpoint-2.tmp-"
+        )) && line.contains("/model.safetensors: File too large (os error 27)")
+            && line.ends_with(&format!(
+                "; the last good checkpoint, {out}/checkpoint-1, is intact"
+            )),
         "{line}"
     );
     assert_eq!(

@@ -96,7 +96,9 @@ pub fn resume_config(
     let path = checkpoint.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut config = RunConfig::parse(&text, &path.display().to_string(), overrides)?;
-    config.train.output_dir = run_dir.to_path_buf();
+    // Absolute, as a fresh run's resolved paths are: every checkpoint's
+    // config.toml then reads the same before and after the resume.
+    config.train.output_dir = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.into());
     Ok((config, Resume { checkpoint, force }))
 }
 

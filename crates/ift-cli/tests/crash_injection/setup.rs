@@ -99,6 +99,20 @@ pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     all
 }
 
+/// [`files`], with the folder of the run whose output is `out` written as
+/// `<run>` in `config.toml` (it holds the run's config, data and output).
+fn files_in_run(dir: &Path, out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut all = files(dir);
+    if let Some(c) = all.get_mut("config.toml") {
+        let run = std::path::absolute(out.parent().unwrap()).unwrap();
+        let run = run.display().to_string();
+        *c = String::from_utf8_lossy(c)
+            .replace(&run, "<run>")
+            .into_bytes();
+    }
+    all
+}
+
 /// Asserts that two finished runs hold the same directories, the same files
 /// in `final/` and in every checkpoint left, byte for byte, and the same
 /// metrics but for timings; nothing else (no temporaries). Returns the
@@ -117,14 +131,28 @@ pub fn compare_runs(a: &Path, b: &Path) -> usize {
     for name in listing(a) {
         let (da, db) = (a.join(&name), b.join(&name));
         if da.is_dir() {
-            let (fa, fb) = (files(&da), files(&db));
+            // A resolved config names its run's own (absolute) folder; the
+            // two runs live in different ones.
+            let (fa, fb) = (files_in_run(&da, a), files_in_run(&db, b));
             assert_eq!(
                 fa.keys().collect::<Vec<_>>(),
                 fb.keys().collect::<Vec<_>>(),
                 "{name}"
             );
             for (file, bytes) in &fa {
-                assert!(bytes == &fb[file], "{}: {name}/{file} differs", b.display());
+                assert!(
+                    bytes == &fb[file],
+                    "{}: {name}/{file} differs{}",
+                    b.display(),
+                    match file.ends_with(".toml") || file.ends_with(".json") {
+                        true => format!(
+                            ":\n{}\n---\n{}",
+                            String::from_utf8_lossy(bytes),
+                            String::from_utf8_lossy(&fb[file])
+                        ),
+                        false => String::new(),
+                    }
+                );
                 compared += 1;
             }
         }
