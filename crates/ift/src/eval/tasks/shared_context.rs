@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor, D};
 use super::loglik::{encode_request, Request};
 use crate::data::EncodedExample;
 use crate::eval::score::{score_sequences, Score};
-use crate::model::{KvCache, LlamaForCausalLM};
+use crate::model::{position_ids_from_mask, KvCache, LlamaForCausalLM};
 use crate::tokenizer::HfTokenizer;
 use crate::Result;
 
@@ -94,28 +94,33 @@ pub fn score_groups(
             .map(|g| score_sequences(model, g, g.len().max(1), device, |_| {}))
             .collect();
     }
+    // Prefixes LEFT-padded, as generation pads prompts: every prefix then
+    // ends in the last column, and a key's distance in the cache is its true
+    // distance (what a sliding window measures).
     let (k, longest) = (groups.len(), prefix.iter().copied().max().unwrap_or(0));
-    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    let prefix_mask: Vec<Vec<u32>> = prefix
+        .iter()
+        .map(|&p| [vec![0; longest - p], vec![1; p]].concat())
+        .collect();
+    let mut ids = Vec::with_capacity(k * longest);
     for (g, &p) in groups.iter().zip(&prefix) {
-        ids.extend((0..longest).map(|i| g[0].input_ids.get(i).filter(|_| i < p).copied()));
-        mask.extend((0..longest).map(|i| u32::from(i < p)));
+        ids.extend(std::iter::repeat_n(0, longest - p));
+        ids.extend_from_slice(&g[0].input_ids[..p]);
     }
-    let ids: Vec<u32> = ids.into_iter().map(|i| i.unwrap_or(0)).collect();
+    let flat = |rows: &[Vec<u32>]| rows.iter().flatten().copied().collect::<Vec<u32>>();
     let mut cache = KvCache::new(model);
     let hidden = model.hidden_cached(
         &Tensor::from_vec(ids, (k, longest), device)?,
-        &Tensor::from_vec(mask.clone(), (k, longest), device)?,
-        &Tensor::arange(0u32, longest as u32, device)?
-            .unsqueeze(0)?
-            .repeat((k, 1))?,
+        &Tensor::from_vec(flat(&prefix_mask), (k, longest), device)?,
+        &Tensor::from_vec(
+            flat(&position_ids_from_mask(&prefix_mask)),
+            (k, longest),
+            device,
+        )?,
         &mut cache,
     )?;
-    // Each prefix's last real position predicts its remainders' first token.
-    let last: Vec<u32> = prefix
-        .iter()
-        .enumerate()
-        .map(|(g, &p)| (g * longest + p - 1) as u32)
-        .collect();
+    // Each prefix's last position predicts its remainders' first token.
+    let last: Vec<u32> = (0..k).map(|g| (g * longest + longest - 1) as u32).collect();
     let first = pick_logprobs(model, &hidden, &last, None, device)?;
     let vocab = model.config.vocab_size;
 
@@ -135,7 +140,7 @@ pub fn score_groups(
         for (row, o) in owner.iter().enumerate() {
             let (t, p) = (tail(o), prefix[o.0]);
             ids.extend((0..width).map(|i| t.get(i).copied().unwrap_or(0)));
-            mask.extend((0..longest).map(|i| u32::from(i < p)));
+            mask.extend_from_slice(&prefix_mask[o.0]);
             mask.extend((0..width).map(|i| u32::from(i < t.len())));
             pos.extend((0..width).map(|i| (p + i) as u32));
             // Position i predicts tail token i + 1.
