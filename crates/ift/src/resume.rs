@@ -27,6 +27,7 @@ pub const RESUME_SETTABLE: &[&str] = &[
     "train.max_steps",
     "train.epochs",
     "train.eval_every",
+    "train.eval_at_start",
     "train.eval_tasks",
     "train.eval_limit",
     "train.save_every",

@@ -85,7 +85,7 @@ fn a_set_that_would_change_the_trajectory_is_refused_unless_forced() {
         err.to_string(),
         format!(
             "cannot resume {}: --set train.lr would change the steps already taken; on resume only \
-             train.max_steps, train.epochs, train.eval_every, train.eval_tasks, train.eval_limit, \
+             train.max_steps, train.epochs, train.eval_every, train.eval_at_start, train.eval_tasks, train.eval_limit, \
              train.save_every, train.keep_last, train.max_bad_steps, train.reference_cache, data.eval \
              may be set (--force to accept)",
             out.display()

@@ -277,6 +277,49 @@ fn a_skipped_last_step_still_gets_its_final_evaluation() {
     assert!(out.join("final/model.safetensors").is_file());
 }
 
+/// `train.eval_at_start`: a `step: 0` row scored on the untrained model (the
+/// same loss `evaluate_loss` gives it), then the usual cadence; a resumed
+/// run does not repeat it.
+#[test]
+fn eval_at_start_scores_the_untrained_model_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        eval_at_start: true,
+        ..config(&out)
+    };
+    let model = load(&model_dir());
+    let before = ift::eval::evaluate_loss(&model, &examples(3, 3), 8, &Device::Cpu).unwrap();
+    let stop = AtomicBool::new(false);
+    run_in(&out, &cfg, &model, None, &mut StopAt(4, &stop), &stop);
+    let resumed = load(&out.join("checkpoint-4"));
+    run_in(
+        &out,
+        &cfg,
+        &resumed,
+        Some(&out.join("checkpoint-4")),
+        &mut Quiet,
+        &AtomicBool::new(false),
+    );
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evals: Vec<(u64, f64)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| Some((r["step"].as_u64()?, r.get("eval_loss")?.as_f64()?)))
+        .collect();
+    assert_eq!(
+        evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [0, 3, 6],
+        "{text}"
+    );
+    assert!(
+        (evals[0].1 - before.eval_loss).abs() < 1e-5,
+        "{evals:?} vs {before:?}"
+    );
+    // Random tokens: the held-out loss moves (here up), it need not fall.
+    assert!(evals[1].1 != evals[0].1, "{evals:?}");
+}
+
 #[test]
 fn non_finite_steps_are_skipped_then_stop_the_run() {
     let tmp = tempfile::tempdir().unwrap();

@@ -112,13 +112,13 @@ pub fn all() -> Vec<Case> {
             "config: unknown key",
             |s| s.config("learning_rate = 1e-4\n"),
             2,
-            "run.toml:10: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `engine`",
+            "run.toml:10: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_at_start`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `engine`",
         ),
         case(
             "config: unknown key from --set",
             |s| s.set("train.learning_rate=1e-4"),
             2,
-            "--set train.learning_rate=1e-4: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `engine`",
+            "--set train.learning_rate=1e-4: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_at_start`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `engine`",
         ),
         case(
             "config: unknown variant",

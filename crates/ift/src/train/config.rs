@@ -46,6 +46,9 @@ pub struct TrainConfig {
     /// Evaluate every this many optimiser steps (and at the end); 0: only at
     /// the end. Default 0.
     pub eval_every: u64,
+    /// Also evaluate before the first step (a `step: 0` row), for a
+    /// before/after comparison on the same held-out data. Default false.
+    pub eval_at_start: bool,
     /// Benchmark tasks (`"FILE[:kind]"`, as `ift eval --task`) scored on the
     /// evaluation cadence; figures go to `metrics.jsonl` as
     /// `eval_<task>_<metric>`. Default: none.
@@ -91,6 +94,7 @@ impl Default for TrainConfig {
             warmup_ratio: 0.1,
             max_grad_norm: 10.0,
             eval_every: 0,
+            eval_at_start: false,
             eval_tasks: Vec::new(),
             eval_limit: 100,
             save_every: 0,

@@ -113,6 +113,27 @@ pub fn train(
     };
     let (mut bad_steps, mut last_eval) = (0u64, None);
     obs.on_start(state.step, total);
+    let env_at = |step: u64| StepEnv {
+        objective: run.objective,
+        reference: run.reference,
+        ctx: StepContext {
+            step,
+            seed: cfg.seed,
+        },
+        device: run.device,
+        engine: cfg.engine,
+    };
+    if cfg.eval_at_start && state.step == 0 {
+        let env = env_at(0);
+        if let Some(b) = run.benchmarks {
+            metrics.write(&b.metrics_row(model, 0, run.device)?)?;
+        }
+        if !run.eval.is_empty() {
+            if let Some(e) = evaluate(model, run, &env, &mut metrics, 0)? {
+                obs.on_eval(0, &e);
+            }
+        }
+    }
     while state.step < total {
         if stop.load(Ordering::SeqCst) {
             return Ok(RunEnd::Stopped {
@@ -122,17 +143,7 @@ pub fn train(
         let started = Instant::now();
         let examples = run.train.select(&plan.batch(state.step));
         let lr = schedule.lr(state.step);
-        let ctx = StepContext {
-            step: state.step,
-            seed: cfg.seed,
-        };
-        let env = StepEnv {
-            objective: run.objective,
-            reference: run.reference,
-            ctx,
-            device: run.device,
-            engine: cfg.engine,
-        };
+        let env = env_at(state.step);
         let micro = cfg.micro_batch_size;
         let mut passes = step_passes(model, examples.as_batch(), micro, &env, true)?;
         let clip = clip_grad_norm(&mut passes.grads, optimizer.vars(), cfg.max_grad_norm)
