@@ -2,30 +2,20 @@
 //! llama.cpp's own Python `gguf` package (fixtures/gguf/quant_types.gguf, made
 //! by scripts/reference/make_gguf_fixtures.py), and candle-written files.
 
+mod golden;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use golden::max_abs_diff;
 use ift::model::gguf::{dequantize, read_content, GgufError};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/gguf")
         .join(name)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

@@ -4,11 +4,14 @@
 //! its dequantised f32 copy, the quantised projections take a fraction of the
 //! memory, a run trains with one, and a quantised base is never saved.
 
+mod golden;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor, Var};
+use golden::l2;
 use ift::adapter::{attach_fresh, LoraConfig, TargetModule};
 use ift::config::RunConfig;
 use ift::loss::token_logprobs;
@@ -20,26 +23,7 @@ use ift::train::Observer;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn rel(a: &Tensor, b: &Tensor) -> f32 {
-    let d: f32 = (a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .sqrt()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let n: f32 = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .sqrt()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    d / n
+    l2(&(a - b).unwrap()) / l2(b)
 }
 
 #[test]

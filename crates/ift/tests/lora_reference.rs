@@ -171,15 +171,7 @@ fn a_fresh_adapter_is_peft_initialisation_and_changes_nothing() {
             "{model}_{set}: a fresh adapter changed the logits"
         );
         for (name, t) in m.adapter_tensors() {
-            let max: f32 = t
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let max = golden::max_abs(&t);
             if name.contains("lora_B") {
                 assert_eq!(max, 0.0, "{name}");
                 continue;
@@ -207,16 +199,6 @@ fn what_ift_saves_reads_back_bit_for_bit() {
     let peft = read_adapter_tensors(&c.adapter_dir, &Device::Cpu).unwrap();
     assert_eq!(ours.len(), peft.len());
     for (name, t) in &peft {
-        let d: f32 = (t - &ours[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert_eq!(d, 0.0, "{name}");
+        assert_eq!(golden::max_abs_diff(t, &ours[name]), 0.0, "{name}");
     }
 }

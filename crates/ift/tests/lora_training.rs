@@ -5,10 +5,13 @@
 //! an explicitly loaded reference; resume is exact with dropout on; an adapter
 //! continues from `model.adapter`; config errors name their key.
 
+mod golden;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
+use golden::max_abs;
 use ift::adapter::{attach_saved, read_adapter_tensors, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use ift::config::RunConfig;
 use ift::model::{checkpoint_loads_on_this_thread, LlamaForCausalLM, Trainable};
@@ -22,21 +25,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-const CHATS: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]}
-{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
-{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}
-{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
-"#;
-const PAIRS: &str = r#"{"prompt": [{"role": "user", "content": "Name a color."}], "chosen": [{"role": "assistant", "content": "Blue."}], "rejected": [{"role": "assistant", "content": "Seven."}]}
-{"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}
-{"prompt": [{"role": "user", "content": "Capital of France?"}], "chosen": [{"role": "assistant", "content": "Paris."}], "rejected": [{"role": "assistant", "content": "Rome, I think."}]}
-{"prompt": [{"role": "user", "content": "Say hi."}], "chosen": [{"role": "assistant", "content": "Hi!"}], "rejected": [{"role": "assistant", "content": "No."}]}
-"#;
-const KTO: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}], "label": true}
-{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}], "label": false}
-{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}], "label": true}
-{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "No."}], "label": false}
-"#;
+const CHATS: &str = include_str!("fixtures/records/tiny_chats.jsonl");
+const PAIRS: &str = include_str!("fixtures/records/tiny_pairs.jsonl");
+const KTO: &str = include_str!("fixtures/records/tiny_kto.jsonl");
 
 fn data_for(dir: &Path, kind: ObjectiveKind) -> PathBuf {
     let (name, text) = match kind {
@@ -80,17 +71,6 @@ fn run(
         force: false,
     });
     train_from_config(c, resume.as_ref(), &Device::Cpu, stop, obs).unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

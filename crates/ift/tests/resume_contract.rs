@@ -13,11 +13,7 @@ use ift::resume::{resume_config, Resume};
 use ift::run::train_from_config;
 use ift::train::{read_state, Observer, RunEnd, StepMetrics};
 
-const CHATS: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]}
-{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
-{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}
-{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
-"#;
+const CHATS: &str = include_str!("fixtures/records/tiny_chats.jsonl");
 
 struct StopAt<'a>(u64, &'a AtomicBool);
 impl Observer for StopAt<'_> {

@@ -4,23 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const CHATS: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]}
-{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
-{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}
-{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
-"#;
+const CHATS: &str = include_str!("../../../ift/tests/fixtures/records/tiny_chats.jsonl");
 
-const PAIRS: &str = r#"{"prompt": [{"role": "user", "content": "Name a color."}], "chosen": [{"role": "assistant", "content": "Blue."}], "rejected": [{"role": "assistant", "content": "Seven."}]}
-{"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}
-{"prompt": [{"role": "user", "content": "Capital of France?"}], "chosen": [{"role": "assistant", "content": "Paris."}], "rejected": [{"role": "assistant", "content": "Rome, I think."}]}
-{"prompt": [{"role": "user", "content": "Say hi."}], "chosen": [{"role": "assistant", "content": "Hi!"}], "rejected": [{"role": "assistant", "content": "No."}]}
-"#;
+const PAIRS: &str = include_str!("../../../ift/tests/fixtures/records/tiny_pairs.jsonl");
 
-const KTO: &str = r#"{"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}], "label": true}
-{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}], "label": false}
-{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}], "label": true}
-{"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "No."}], "label": false}
-"#;
+const KTO: &str = include_str!("../../../ift/tests/fixtures/records/tiny_kto.jsonl");
 
 /// One run directory: `run.toml`, `data.jsonl`, and the output in `out/`.
 pub struct Run {

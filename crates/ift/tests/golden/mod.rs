@@ -26,3 +26,32 @@ pub fn read(path: PathBuf) -> Fixture {
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
     Fixture { tensors, meta }
 }
+
+/// Max |t| over every element.
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// Max |a − b| over every element.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a - b).unwrap())
+}
+
+/// The Euclidean norm of every element.
+pub fn l2(t: &Tensor) -> f32 {
+    t.sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
