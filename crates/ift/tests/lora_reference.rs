@@ -12,8 +12,10 @@ use candle_core::{DType, Device, Tensor};
 use ift::adapter::{
     attach_fresh, attach_saved, read_adapter_config, read_adapter_tensors, write_adapter_files,
 };
+use ift::engine::with_primitive_kernels;
 use ift::loss::{masked_mean, token_logprobs};
 use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
+use ift::train::{Engine, Policy};
 
 const CASES: [(&str, &str); 4] = [
     ("llama_gqa", "qv"),
@@ -126,6 +128,55 @@ fn adapted_logits_loss_and_every_lora_gradient_match_peft() {
                 bad, 0.0,
                 "{model}_{set}: gradient of {name}: {bad} entries out of tolerance"
             );
+        }
+    }
+}
+
+/// The same gradients on the explicit engine (`train.engine = "explicit"`,
+/// the default), with its fused kernels and with their primitive-op fallbacks.
+#[test]
+fn the_explicit_engine_gives_peft_lora_gradients() {
+    for primitive in [false, true] {
+        for (model, set) in CASES {
+            let c = case(model, set);
+            let mut m = c.base.clone();
+            attach_saved(&mut m, &c.adapter_dir, true).unwrap();
+            let run = || {
+                let policy = Policy::new(&m, Engine::Explicit, true);
+                let logp = policy
+                    .token_logprobs(ModelInput::Ids(&c.ids), &c.mask, &c.ids)
+                    .unwrap();
+                let t = c.mask.dim(1).unwrap();
+                let target = c.mask.narrow(1, 1, t - 1).unwrap();
+                let loss = masked_mean(&logp.neg().unwrap(), &target).unwrap();
+                (
+                    loss.to_scalar::<f32>().unwrap(),
+                    policy.backward(&loss).unwrap(),
+                )
+            };
+            let (loss, grads) = match primitive {
+                true => with_primitive_kernels(run),
+                false => run(),
+            };
+            let want = c.fx.tensors["loss"].to_vec1::<f32>().unwrap()[0];
+            assert!(
+                (loss - want).abs() < 1e-4,
+                "{model}_{set}: loss {loss} vs {want}"
+            );
+            let vars = m.parameters().vars();
+            assert!(!vars.is_empty());
+            for (name, var) in vars {
+                let g = grads
+                    .get(var)
+                    .unwrap_or_else(|| panic!("{model}_{set} {name}: no gradient"));
+                let want = &c.fx.tensors[&format!("grad.{name}")];
+                let err = golden::max_abs_diff(g, want);
+                let tol = 1e-3 * golden::max_abs(want) + 1e-5;
+                assert!(
+                    err <= tol,
+                    "{model}_{set} (primitive kernels: {primitive}) {name}: max error {err} > {tol}"
+                );
+            }
         }
     }
 }

@@ -8,12 +8,13 @@ use std::collections::HashSet;
 
 use candle_core::{Result, Tensor};
 
-use super::forward::{LayerTape, Tape};
+use super::forward::{LayerTape, Proj, Tape};
 use super::kernels::norm::rms_norm_backward;
 use super::kernels::rope::{rope_from_heads_backward, Heads};
 use super::kernels::softmax::causal_softmax_backward;
 use super::kernels::swiglu::{swiglu, swiglu_backward};
 use super::kernels::vocab::head_backward;
+use super::projection::project_backward;
 use crate::model::layers::Linear;
 use crate::model::LlamaForCausalLM;
 
@@ -39,17 +40,27 @@ impl Sink<'_> {
         self.out.push((name, g));
     }
 
-    /// `dx` of `y = x Wᵀ + b` given `dy`, recording `dW = dyᵀ x` and `db`.
-    fn linear(&mut self, name: &str, l: &Linear, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-        let w = format!("{name}.weight");
-        if self.wants(&w) {
-            self.put(w, dy.t()?.matmul(x)?);
-        }
-        let bias = format!("{name}.bias");
-        if l.bias.is_some() && self.wants(&bias) {
-            self.put(bias, dy.sum(0)?);
-        }
-        dy.matmul(&super::forward::dense(l)?.detach())
+    /// `dx` of projection `name` (`y = x Wᵀ + b`, plus its adapter's delta)
+    /// given `dy`, recording the gradients of its trainable tensors.
+    fn linear(
+        &mut self,
+        name: &str,
+        l: &Linear,
+        x: &Tensor,
+        h: &Option<Tensor>,
+        dy: &Tensor,
+    ) -> Result<Tensor> {
+        let trains = self.trains;
+        let out = &mut self.out;
+        project_backward(
+            name,
+            l,
+            x,
+            h.as_ref(),
+            dy,
+            &|n| trains.contains(n),
+            &mut |n, g| out.push((n, g)),
+        )
     }
 
     fn norm(&mut self, name: String, dw: Tensor) {
@@ -159,22 +170,41 @@ impl Tape {
         // MLP: x_out = x_mid + down(silu(gate) ∘ up).
         let mlp = &layer.mlp;
         let act = swiglu(&tp.gate, &tp.up)?;
-        let d_act = sink.linear(&format!("{p}.mlp.down_proj"), &mlp.down_proj, &act, &dx)?;
+        let d_act = sink.linear(
+            &format!("{p}.mlp.down_proj"),
+            &mlp.down_proj,
+            &act,
+            &tp.lora[Proj::Down as usize],
+            &dx,
+        )?;
         drop(act);
         let (d_gate, d_up) = swiglu_backward(&tp.gate, &tp.up, &d_act)?;
         let dh2 = (sink.linear(
             &format!("{p}.mlp.gate_proj"),
             &mlp.gate_proj,
             &tp.h2,
+            &tp.lora[Proj::Gate as usize],
             &d_gate,
-        )? + sink.linear(&format!("{p}.mlp.up_proj"), &mlp.up_proj, &tp.h2, &d_up)?)?;
+        )? + sink.linear(
+            &format!("{p}.mlp.up_proj"),
+            &mlp.up_proj,
+            &tp.h2,
+            &tp.lora[Proj::Up as usize],
+            &d_up,
+        )?)?;
         let post = &layer.post_attention_layernorm;
         let (dn, dw) = rms_norm_backward(&tp.x_mid, &post.weight.detach(), &tp.rstd2, &dh2)?;
         sink.norm(format!("{p}.post_attention_layernorm.weight"), dw);
         let dx = (dx + dn)?;
         // Attention: x_mid = x_in + o_proj(softmax(q kᵀ·scale + mask) v).
         let a = &layer.self_attn;
-        let d_o = sink.linear(&format!("{p}.self_attn.o_proj"), &a.o_proj, &tp.o, &dx)?;
+        let d_o = sink.linear(
+            &format!("{p}.self_attn.o_proj"),
+            &a.o_proj,
+            &tp.o,
+            &tp.lora[Proj::O as usize],
+            &dx,
+        )?;
         let d_o = d_o
             .reshape((b, t, h, d))?
             .transpose(1, 2)?
@@ -192,9 +222,26 @@ impl Tape {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, kvh * d))?;
-        let dh1 = (sink.linear(&format!("{p}.self_attn.q_proj"), &a.q_proj, &tp.h1, &dq)?
-            + sink.linear(&format!("{p}.self_attn.k_proj"), &a.k_proj, &tp.h1, &dk)?)?
-        .add(&sink.linear(&format!("{p}.self_attn.v_proj"), &a.v_proj, &tp.h1, &dv)?)?;
+        let dh1 = (sink.linear(
+            &format!("{p}.self_attn.q_proj"),
+            &a.q_proj,
+            &tp.h1,
+            &tp.lora[Proj::Q as usize],
+            &dq,
+        )? + sink.linear(
+            &format!("{p}.self_attn.k_proj"),
+            &a.k_proj,
+            &tp.h1,
+            &tp.lora[Proj::K as usize],
+            &dk,
+        )?)?
+        .add(&sink.linear(
+            &format!("{p}.self_attn.v_proj"),
+            &a.v_proj,
+            &tp.h1,
+            &tp.lora[Proj::V as usize],
+            &dv,
+        )?)?;
         let inp = &layer.input_layernorm;
         let (dn, dw) = rms_norm_backward(&tp.x_in, &inp.weight.detach(), &tp.rstd1, &dh1)?;
         sink.norm(format!("{p}.input_layernorm.weight"), dw);

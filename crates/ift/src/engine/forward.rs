@@ -10,7 +10,7 @@ use super::kernels::rope::{rope_to_heads, Heads};
 use super::kernels::softmax::{causal_softmax, AttnMask};
 use super::kernels::swiglu::swiglu;
 use super::kernels::vocab::head_logprobs;
-use crate::model::layers::Linear;
+use super::projection::project;
 use crate::model::{rope, LlamaForCausalLM, ModelInput};
 
 /// The activations one decoder layer's backward reads.
@@ -31,6 +31,21 @@ pub(super) struct LayerTape {
     pub h2: Tensor,
     pub gate: Tensor,
     pub up: Tensor,
+    /// Each adapted projection's LoRA hidden `dropout(x) Aᵀ`, indexed by
+    /// [`Proj`] (all `None` without an adapter).
+    pub lora: [Option<Tensor>; 7],
+}
+
+/// The decoder layer's projections, indexing [`LayerTape::lora`].
+#[derive(Clone, Copy)]
+pub(super) enum Proj {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
 }
 
 /// What the backward pass needs from one forward.
@@ -48,22 +63,6 @@ pub struct Tape {
     pub(super) head_chunks: Option<Vec<Tensor>>,
     pub(super) cos: Tensor,
     pub(super) sin: Tensor,
-}
-
-/// `y = x Wᵀ + b` on `(rows, in)`, never recording a graph.
-pub(super) fn linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
-    let y = x.matmul(&dense(l)?.detach().t()?)?;
-    match &l.bias {
-        Some(b) => y.broadcast_add(&b.detach()),
-        None => Ok(y),
-    }
-}
-
-/// A projection's dense weight. Adapted or quantised models never reach the
-/// engine (`graph_fallback`), so anything else is a bug.
-pub(super) fn dense(l: &Linear) -> Result<&Tensor> {
-    l.dense_weight()
-        .ok_or_else(|| candle_core::Error::Msg("the explicit engine got a quantised weight".into()))
 }
 
 /// The decoder's output before the head, and what backward needs of it.
@@ -107,25 +106,31 @@ fn decode(
     let mut layers = Vec::new();
     for layer in &model.layers {
         let a = &layer.self_attn;
+        let mut lora: [Option<Tensor>; 7] = Default::default();
+        let mut proj = |x: &Tensor, l: &crate::model::Linear, p: Proj| -> Result<Tensor> {
+            let (y, h) = project(x, l, record)?;
+            lora[p as usize] = h;
+            Ok(y)
+        };
         let n1 = rms_norm(
             &x,
             &layer.input_layernorm.weight.detach(),
             layer.input_layernorm.eps,
         )?;
         let q = rope_to_heads(
-            &linear(&n1.y, &a.q_proj)?,
+            &proj(&n1.y, &a.q_proj, Proj::Q)?,
             Heads { b, t, n: h, d },
             &cos,
             &sin,
         )?
         .reshape((b, kvh, (h / kvh) * t, d))?;
         let k = rope_to_heads(
-            &linear(&n1.y, &a.k_proj)?,
+            &proj(&n1.y, &a.k_proj, Proj::K)?,
             Heads { b, t, n: kvh, d },
             &cos,
             &sin,
         )?;
-        let v = linear(&n1.y, &a.v_proj)?
+        let v = proj(&n1.y, &a.v_proj, Proj::V)?
             .reshape((b, t, kvh, d))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -136,12 +141,14 @@ fn decode(
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, h * d))?;
-        let x_mid = (&x + linear(&o, &a.o_proj)?)?;
+        let x_mid = (&x + proj(&o, &a.o_proj, Proj::O)?)?;
         let post = &layer.post_attention_layernorm;
         let n2 = rms_norm(&x_mid, &post.weight.detach(), post.eps)?;
-        let gate = linear(&n2.y, &layer.mlp.gate_proj)?;
-        let up = linear(&n2.y, &layer.mlp.up_proj)?;
-        let x_out = (&x_mid + linear(&swiglu(&gate, &up)?, &layer.mlp.down_proj)?)?;
+        let gate = proj(&n2.y, &layer.mlp.gate_proj, Proj::Gate)?;
+        let up = proj(&n2.y, &layer.mlp.up_proj, Proj::Up)?;
+        let act = swiglu(&gate, &up)?;
+        let x_out = (&x_mid + proj(&act, &layer.mlp.down_proj, Proj::Down)?)?;
+        drop(act);
         if record {
             layers.push(LayerTape {
                 x_in: x,
@@ -157,6 +164,7 @@ fn decode(
                 h2: n2.y,
                 gate,
                 up,
+                lora,
             });
         }
         x = x_out;
@@ -185,15 +193,6 @@ pub fn forward_logps(
     let (b, t) = ids.dims2()?;
     if t < 2 {
         candle_core::bail!("a sequence needs at least two tokens to predict one");
-    }
-    if !model.explicit_engine_supported() {
-        // LoRA or a quantised base: the graph-built model computes them
-        // (`Policy` never asks this engine to record for such a model).
-        if record {
-            candle_core::bail!("the explicit engine cannot train an adapted or quantised model");
-        }
-        let logits = model.detached().forward(input, attention_mask)?;
-        return Ok((crate::loss::token_logprobs(&logits, ids)?, None));
     }
     let hid = model.config.hidden_size;
     let dec = decode(model, input, attention_mask, record)?;
@@ -231,11 +230,8 @@ pub fn forward_logits(
     input: ModelInput<'_>,
     attention_mask: &Tensor,
 ) -> Result<Tensor> {
-    if !model.explicit_engine_supported() {
-        return model.detached().forward(input, attention_mask);
-    }
     let (b, t) = attention_mask.dims2()?;
     let dec = decode(model, input, attention_mask, false)?;
-    let logits = linear(&dec.hidden.y, &Linear::dense(model.lm_head().clone(), None))?;
+    let logits = dec.hidden.y.matmul(&model.lm_head().detach().t()?)?;
     logits.reshape((b, t, model.lm_head().dim(0)?))
 }

@@ -6,6 +6,9 @@
 //! candle's autograd on `(b, t − 1)` tensors); the `(tokens, vocab)` logits
 //! are never materialised (`kernels::vocab`).
 //!
+//! Every projection may be trainable, frozen or quantised, and may carry a
+//! LoRA adapter (`projection.rs`).
+//!
 //! The graph-built model (`model/llama.rs`) stays the reference: tests compare
 //! this engine's log-probabilities and gradients with it, and objectives that
 //! need full next-token distributions (TDPO) train on it.
@@ -13,6 +16,7 @@
 mod backward;
 mod forward;
 pub mod kernels;
+mod projection;
 pub mod view;
 
 pub use backward::EngineGrads;

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 
 use candle_core::{Result, Tensor};
-use rand::{rngs::StdRng, RngCore, SeedableRng};
+use rayon::prelude::*;
 
 use super::layers::{Linear, Weight};
 use super::llama::LlamaForCausalLM;
@@ -33,12 +33,37 @@ pub struct Lora {
 impl Lora {
     /// `scaling · B A dropout(x)` for `x` `(rows, in)`; returns `(rows, out)`.
     pub(crate) fn delta(&self, x: &Tensor) -> Result<Tensor> {
-        let x = match self.dropout_seed {
-            Some(seed) if self.dropout > 0.0 => dropout(x, self.dropout, seed)?,
-            _ => x.clone(),
+        let x = match self.dropout_mask(x)? {
+            Some(m) => (x * m)?,
+            None => x.clone(),
         };
         let h = x.matmul(&self.lora_a.t()?)?; // (rows, r)
         h.matmul(&self.lora_b.t()?)? * self.scaling
+    }
+
+    /// This forward's inverted-dropout mask for an input shaped like `x`
+    /// (`0` or `1 / (1 − p)` per element), or `None` without dropout. A pure
+    /// function of the seed and each element's index, so a step's masks
+    /// depend on (seed, step, micro-batch) alone, resuming is exact, and the
+    /// explicit engine's backward draws the same mask again instead of
+    /// keeping it.
+    pub fn dropout_mask(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let (Some(seed), true) = (self.dropout_seed, self.dropout > 0.0) else {
+            return Ok(None);
+        };
+        let threshold = (self.dropout * u32::MAX as f64) as u32;
+        let keep = (1.0 / (1.0 - self.dropout)) as f32;
+        let mut mask = vec![0f32; x.elem_count()];
+        const CHUNK: usize = 1 << 14;
+        mask.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (j, m) in chunk.iter_mut().enumerate() {
+                    let draw = (mix(seed, (c * CHUNK + j) as u64) >> 32) as u32;
+                    *m = if draw >= threshold { keep } else { 0.0 };
+                }
+            });
+        Ok(Some(Tensor::from_vec(mask, x.shape(), x.device())?))
     }
 
     pub(crate) fn detached(&self) -> Lora {
@@ -48,21 +73,6 @@ impl Lora {
             ..self.clone()
         }
     }
-}
-
-/// Inverted dropout with a mask drawn from `seed` alone, so a step's masks
-/// are a pure function of (seed, step, micro-batch) and resuming is exact.
-fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let threshold = (p * u32::MAX as f64) as u32;
-    let keep = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| match rng.next_u32() >= threshold {
-            true => keep,
-            false => 0.0,
-        })
-        .collect();
-    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 
 /// A seed mixed with an index (splitmix64's finaliser), so neighbouring
@@ -151,13 +161,6 @@ impl LlamaForCausalLM {
         self.params = params;
         self.adapter = Some(config.clone());
         Ok(())
-    }
-
-    /// Whether the explicit training engine (`crate::engine`) can run this
-    /// model: not with a LoRA adapter or a quantised base, which only the
-    /// graph-built `forward` computes.
-    pub fn explicit_engine_supported(&self) -> bool {
-        self.adapter.is_none() && !self.is_quantized()
     }
 
     /// The adapter's settings, if the model carries one.

@@ -104,6 +104,24 @@ impl QuantizedWeight {
         x.contiguous()?.apply_op1(QMatMulOp { q: self.q.clone() })
     }
 
+    /// `dX = dY · W` for `dY` `(rows, out)`: the input gradient of
+    /// [`Self::forward`], summed over blocks of W's rows dequantised in turn.
+    pub fn input_grad(&self, dy: &Tensor) -> Result<Tensor> {
+        let (out, inp) = self.dims();
+        let step = (BLOCK_ELEMS / inp).max(1);
+        let mut dx: Option<Tensor> = None;
+        for r0 in (0..out).step_by(step) {
+            let n = step.min(out - r0);
+            let block = self.dequantize_rows(r0, n, dy.device())?;
+            let part = dy.narrow(1, r0, n)?.contiguous()?.matmul(&block)?;
+            dx = Some(match dx {
+                Some(acc) => (acc + part)?,
+                None => part,
+            });
+        }
+        dx.ok_or_else(|| candle_core::Error::Msg("quantised matrix with no rows".into()))
+    }
+
     /// Rows `r0..r0 + n` of the matrix in f32, `(n, in)`.
     fn dequantize_rows(&self, r0: usize, n: usize, device: &Device) -> Result<Tensor> {
         let (out, inp) = self.dims();
@@ -147,22 +165,9 @@ impl CustomOp1 for QMatMulOp {
         CustomOp1::metal_fwd(self.q.as_ref(), storage, layout)
     }
 
-    /// `dX = dY · W`, `dY` `(rows, out)`, summed over blocks of W's rows.
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let w = QuantizedWeight { q: self.q.clone() };
-        let (out, inp) = w.dims();
-        let step = (BLOCK_ELEMS / inp).max(1);
-        let mut dx: Option<Tensor> = None;
-        for r0 in (0..out).step_by(step) {
-            let n = step.min(out - r0);
-            let block = w.dequantize_rows(r0, n, arg.device())?;
-            let part = grad.narrow(1, r0, n)?.contiguous()?.matmul(&block)?;
-            dx = Some(match dx {
-                Some(acc) => (acc + part)?,
-                None => part,
-            });
-        }
-        Ok(dx)
+        Ok(Some(w.input_grad(grad)?))
     }
 }
 

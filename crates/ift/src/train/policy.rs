@@ -49,12 +49,6 @@ pub struct Policy<'m> {
 
 impl<'m> Policy<'m> {
     pub fn new(model: &'m LlamaForCausalLM, engine: Engine, train: bool) -> Self {
-        // The explicit engine has no LoRA or quantised-matmul kernels: such
-        // a model trains on the graph-built path (issue 14).
-        let engine = match model.explicit_engine_supported() {
-            true => engine,
-            false => Engine::Graph,
-        };
         Self {
             model,
             engine,
@@ -134,7 +128,9 @@ impl<'m> Policy<'m> {
             }
             if let (Some(e), Some(de)) = (p.embeds, grads.input_embeds) {
                 // ∂L/∂θ through the embeddings = autograd of ⟨e, ∂L/∂e⟩.
-                let through = (e * de)?.sum_all()?.backward()?;
+                let through = (&e * &de)?.sum_all()?.backward()?;
+                // The embeddings' own gradient too, as autograd's store holds it.
+                add_grad(&mut store, &e, de)?;
                 for var in vars.values() {
                     if let Some(g) = through.get(var.as_tensor()) {
                         add_grad(&mut store, var.as_tensor(), g.clone())?;
