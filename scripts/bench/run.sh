@@ -30,13 +30,8 @@ if [[ -z "${PYTHON:-}" ]]; then
     PYTHON=$venv/bin/python
 fi
 
-cargo bench -q -p ift --bench versus_torch --no-run 2>/dev/null
-bench=$(cargo bench -p ift --bench versus_torch --no-run --message-format=json 2>/dev/null |
-    "$PYTHON" -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "versus_torch" and m.get("executable"):
-        print(m["executable"])')
+cargo build -q --release -p ift-cli
+bench="target/release/ift bench"
 out=${BENCH_OUT:-$(mktemp)}
 [[ -n "${BENCH_OUT:-}" ]] || trap 'rm -f "$out"' EXIT
 
@@ -46,7 +41,7 @@ for model in $MODELS; do
     for step in $STEPS; do
         echo "  $model $step" >&2
         "$PYTHON" scripts/bench/versus_torch.py "$model" "$step" >>"$out"
-        "$bench" "$model" "$step" >>"$out"
+        $bench "$model" "$step" >>"$out"
         "$PYTHON" scripts/bench/versus_torch.py "$model" "$step" >>"$out"
     done
 done

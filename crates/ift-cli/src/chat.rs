@@ -5,7 +5,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use ift::data::{Message, Role};
 
 use crate::generate::{chat_prompt, stream, SamplingArgs};
@@ -19,6 +18,10 @@ pub struct ChatArgs {
     /// applied to --model, merged in on load.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Compute device: cpu, cuda (GPU 0) or cuda:N; CUDA needs a build with
+    /// `--features cuda`.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    device: ift::device::DeviceSpec,
     /// A system message put first in every conversation.
     #[arg(long)]
     system: Option<String>,
@@ -27,8 +30,12 @@ pub struct ChatArgs {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let pre = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &Device::Cpu)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let pre = ift::adapter::load_for_inference(
+        &args.model,
+        args.adapter.as_deref(),
+        &args.device.open().context("--device")?,
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
     let opts = args.sampling.options(&args.model, &pre)?;
     let template = args.sampling.template(&pre)?;
     let fresh = || -> Vec<Message> {

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use ift::data::{BuiltinTemplate, ChatTemplate, Message, TemplateOptions};
 use ift::eval::{default_stop_ids, generate, GenerateOptions, TextStream};
 use ift::model::Pretrained;
@@ -20,6 +19,10 @@ pub struct GenerateArgs {
     /// applied to --model, merged in on load.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Compute device: cpu, cuda (GPU 0) or cuda:N; CUDA needs a build with
+    /// `--features cuda`.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    device: ift::device::DeviceSpec,
     /// The prompt text (raw, tokenized as `tokenizer(text)`, unless --chat).
     #[arg(long)]
     prompt: String,
@@ -106,7 +109,7 @@ pub fn stream(pre: &Pretrained, prompt: Vec<u32>, opts: &GenerateOptions) -> Res
         &pre.tokenizer,
         &[prompt],
         opts,
-        &Device::Cpu,
+        pre.model.embed_tokens().device(),
         |_, id| {
             match text.push(&pre.tokenizer, id) {
                 Ok(piece) => {
@@ -126,8 +129,12 @@ pub fn stream(pre: &Pretrained, prompt: Vec<u32>, opts: &GenerateOptions) -> Res
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let pre = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &Device::Cpu)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let pre = ift::adapter::load_for_inference(
+        &args.model,
+        args.adapter.as_deref(),
+        &args.device.open().context("--device")?,
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
     let opts = args.sampling.options(&args.model, &pre)?;
     let prompt = if args.chat {
         let template = args.sampling.template(&pre)?;

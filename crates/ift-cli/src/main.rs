@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ift_cli::{compare, plot};
 
+mod bench;
 mod chat;
 mod convert;
 mod data_inspect;
@@ -72,6 +73,8 @@ enum Commands {
     Generate(generate::GenerateArgs),
     /// Talk to a model in the terminal with its chat template.
     Chat(chat::ChatArgs),
+    /// Time a training step or a forward on a random model of a benchmark config (one JSON line).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Commands::FrozenLake(args) => done(frozen_lake::run(&args)),
         Commands::Generate(args) => done(generate::run(args)),
         Commands::Chat(args) => done(chat::run(args)),
+        Commands::Bench(args) => done(bench::run(args)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {}", error_message(&e));

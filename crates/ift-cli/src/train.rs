@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use ift::config::RunConfig;
 use ift::resume::{resume_config, Resume};
 use ift::run::train_from_config;
@@ -32,6 +31,10 @@ pub struct TrainArgs {
     /// initial model changed since the run started (the changes are logged).
     #[arg(long, requires = "resume")]
     force: bool,
+    /// Compute device: cpu, cuda (GPU 0) or cuda:N (`train.device`; CUDA
+    /// needs a build with `--features cuda`). Same as `--set train.device=..`.
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<ift::device::DeviceSpec>,
 }
 
 /// Whether the run finished or stopped on a signal with a checkpoint.
@@ -40,7 +43,10 @@ pub enum Ended {
     Interrupted,
 }
 
-pub fn run(args: TrainArgs) -> Result<Ended> {
+pub fn run(mut args: TrainArgs) -> Result<Ended> {
+    if let Some(d) = args.device {
+        args.overrides.push(format!("train.device=\"{d}\""));
+    }
     let (config, resume) = match &args.resume {
         Some(dir) => {
             let (config, resume) = resume_config(dir, &args.overrides, args.force)?;
@@ -104,6 +110,6 @@ pub fn run_training(config: &RunConfig, resume: Option<&Resume>) -> Result<RunEn
         );
     });
     let mut observer = ProgressObserver::default();
-    let outcome = train_from_config(config, resume, &Device::Cpu, &stop, &mut observer)?;
+    let outcome = train_from_config(config, resume, &stop, &mut observer)?;
     Ok(outcome.end)
 }

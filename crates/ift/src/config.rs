@@ -17,8 +17,8 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::model::{Quantize, Trainable};
-use crate::objective::{from_table, FieldError, Objective};
-use crate::train::TrainConfig;
+use crate::objective::{from_table, FieldError, Objective, ObjectiveKind};
+use crate::train::{TrainConfig, TrainDtype};
 
 #[path = "config_paths.rs"]
 mod paths;
@@ -271,6 +271,10 @@ impl RunConfig {
         if lora && !self.model.freeze.is_empty() {
             let m = "has no effect with adapter.kind = \"lora\" (the whole base is frozen)";
             return Err(("model.freeze", m.into()));
+        }
+        if self.train.dtype == TrainDtype::Bf16 && self.objective.kind() == ObjectiveKind::Tdpo {
+            let m = "bf16 is not available for TDPO, whose sequential KL runs on the graph-built model in f32; use train.dtype = \"f32\"";
+            return Err(("train.dtype", m.into()));
         }
         self.train.validate()
     }

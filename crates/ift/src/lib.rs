@@ -4,9 +4,11 @@
 
 pub mod adapter;
 pub mod atomic;
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -41,11 +41,10 @@ pub struct RunOutcome {
 /// Trains as `config` says, in `config.train.output_dir`; `resume` names a
 /// checkpoint of that run (see `crate::resume::resume_config`), whose
 /// contract must hold unless forced. `stop` asks the loop to write a
-/// checkpoint and return.
+/// checkpoint and return. It computes on `train.device`.
 pub fn train_from_config(
     config: &RunConfig,
     resume: Option<&Resume>,
-    device: &Device,
     stop: &AtomicBool,
     obs: &mut dyn Observer,
 ) -> Result<RunOutcome> {
@@ -69,6 +68,11 @@ pub fn train_from_config(
         check_contract(r, &contract, config, obs)?;
     }
     let resume = resume.map(|r| r.checkpoint.as_path());
+    let device = &config.train.device.open().map_err(|e| match e {
+        Error::Usage(m) => Error::Usage(format!("`train.device`: {m}")),
+        e => e,
+    })?;
+    crate::device::allow_tf32(config.train.tf32);
     let pretrained = load_policy(config, resume, device)?;
     check_finite(&pretrained.model, resume.unwrap_or(&config.model.path))?;
     let objective = &config.objective;
@@ -122,6 +126,8 @@ pub fn train_from_config(
     // with the adapter switched off: the same weights, no second model. It is
     // scored per micro-batch unless a cache is configured.
     let explicit = objective.reference().and_then(|r| r.reference.as_ref());
+    // Reference log-probabilities are f32 whatever `train.dtype` (they are
+    // scored once and cached, and the cache is shared across runs).
     let adapter_off = (pretrained.model.adapter().is_some() && explicit.is_none())
         .then(|| pretrained.model.without_adapter().detached());
     let (mut logps, mut report) = (None, None);
@@ -175,7 +181,10 @@ pub fn train_from_config(
         benchmarks: benchmarks.as_ref(),
         contract: Some(&contract),
     };
-    let end = train(&pretrained.model, &run, resume, stop, obs)?;
+    let policy = pretrained
+        .model
+        .with_compute_dtype(config.train.dtype.dtype());
+    let end = train(&policy, &run, resume, stop, obs)?;
     Ok(RunOutcome {
         end,
         reference: report,

@@ -183,7 +183,7 @@ fn a_lora_run_trains_on_a_quantised_base() {
         let out = tmp.path().join(q);
         let text = format!("[model]\npath = {base:?}\nquantize = \"{q}\"\n[data]\ntrain = {data:?}\n[train]\noutput_dir = {out:?}\nmax_steps = 2\nbatch_size = 1\nmicro_batch_size = 1\nlr = 1e-2\nwarmup_ratio = 0.0\noptimizer = \"adamw\"\n[adapter]\nkind = \"lora\"\nr = 2\n");
         let c = RunConfig::parse(&text, "run.toml", &[]).unwrap();
-        train_from_config(&c, None, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+        train_from_config(&c, None, &AtomicBool::new(false), &mut Quiet).unwrap();
         let rows = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         let losses: Vec<f64> = rows
             .lines()

@@ -70,7 +70,7 @@ fn run(
         checkpoint: dir.to_path_buf(),
         force: false,
     });
-    train_from_config(c, resume.as_ref(), &Device::Cpu, stop, obs).unwrap()
+    train_from_config(c, resume.as_ref(), stop, obs).unwrap()
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn model_adapter_continues_a_saved_adapter() {
     let mut wrong = keys.clone();
     wrong.push("adapter.r=8");
     let c = config(tmp.path(), ObjectiveKind::Sft, "wrong", &wrong);
-    let e = train_from_config(&c, None, &Device::Cpu, &AtomicBool::new(false), &mut Quiet)
+    let e = train_from_config(&c, None, &AtomicBool::new(false), &mut Quiet)
         .unwrap_err()
         .to_string();
     assert!(

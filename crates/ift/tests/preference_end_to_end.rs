@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use candle_core::Device;
 use ift::config::RunConfig;
 use ift::run::train_from_config;
 use ift::train::Observer;
@@ -57,14 +56,7 @@ fn train(objective: &str, data: &Path, out: &Path, max_length: usize) {
         out.with_extension("cache")
     );
     let config = RunConfig::parse(&text, "e2e.toml", &[]).unwrap();
-    train_from_config(
-        &config,
-        None,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut Quiet,
-    )
-    .unwrap();
+    train_from_config(&config, None, &AtomicBool::new(false), &mut Quiet).unwrap();
 }
 
 #[test]

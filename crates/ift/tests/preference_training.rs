@@ -49,7 +49,7 @@ fn config(dir: &Path, data: &Path, out: &str, extra: &[&str]) -> RunConfig {
 }
 
 fn report(c: &RunConfig) -> ReferenceReport {
-    train_from_config(c, None, &Device::Cpu, &AtomicBool::new(false), &mut Quiet)
+    train_from_config(c, None, &AtomicBool::new(false), &mut Quiet)
         .unwrap()
         .reference
         .expect("DPO runs a reference pass")
@@ -290,23 +290,10 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
             config(dir.path(), &data, &format!("{kind}-{out}"), &extra)
         };
         let (whole, broken) = (set("whole"), set("broken"));
-        train_from_config(
-            &whole,
-            None,
-            &Device::Cpu,
-            &AtomicBool::new(false),
-            &mut Quiet,
-        )
-        .unwrap();
+        train_from_config(&whole, None, &AtomicBool::new(false), &mut Quiet).unwrap();
         let flag = AtomicBool::new(false);
-        let end = train_from_config(
-            &broken,
-            None,
-            &Device::Cpu,
-            &flag,
-            &mut StopAt { at: 2, flag: &flag },
-        )
-        .unwrap();
+        let end =
+            train_from_config(&broken, None, &flag, &mut StopAt { at: 2, flag: &flag }).unwrap();
         let ift::train::RunEnd::Stopped { checkpoint } = end.end else {
             panic!("{kind}: not stopped")
         };
@@ -316,7 +303,6 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
                 checkpoint: checkpoint.clone(),
                 force: false,
             }),
-            &Device::Cpu,
             &AtomicBool::new(false),
             &mut Quiet,
         )

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::Device;
 use ift::config::RunConfig;
 use ift::resume::{resume_config, Resume};
 use ift::run::train_from_config;
@@ -44,7 +43,7 @@ fn stopped_run_with(dir: &Path, data_keys: &str) -> PathBuf {
     );
     let config = RunConfig::parse(&text, "run.toml", &[]).unwrap();
     let stop = AtomicBool::new(false);
-    let end = train_from_config(&config, None, &Device::Cpu, &stop, &mut StopAt(2, &stop));
+    let end = train_from_config(&config, None, &stop, &mut StopAt(2, &stop));
     assert!(matches!(end.unwrap().end, RunEnd::Stopped { .. }));
     out
 }
@@ -53,7 +52,7 @@ fn resume(config: &RunConfig, resume: &Resume) -> Result<RunEnd, String> {
     let never = AtomicBool::new(false);
     struct Quiet;
     impl Observer for Quiet {}
-    train_from_config(config, Some(resume), &Device::Cpu, &never, &mut Quiet)
+    train_from_config(config, Some(resume), &never, &mut Quiet)
         .map(|o| o.end)
         .map_err(|e| e.to_string())
 }

@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use super::forward::{LayerTape, Proj, Tape};
+use super::kernels::embed_grad::embedding_backward;
 use super::kernels::norm::rms_norm_backward;
 use super::kernels::rope::{rope_from_heads_backward, Heads};
 use super::kernels::softmax::causal_softmax_backward;
@@ -87,7 +88,7 @@ impl Tape {
         let (b, t) = self.shape;
         let hid = cfg.hidden_size;
         let g = dlogp.contiguous()?.flatten_all()?;
-        let head = model.lm_head().detach();
+        let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
         let (dh_rows, d_head) = head_backward(
             &self.head_rows,
             &head,
@@ -99,7 +100,7 @@ impl Tape {
         let dh = Tensor::cat(
             &[
                 &dh_rows.reshape((b, t - 1, hid))?,
-                &Tensor::zeros((b, 1, hid), candle_core::DType::F32, dh_rows.device())?,
+                &Tensor::zeros((b, 1, hid), dh_rows.dtype(), dh_rows.device())?,
             ],
             1,
         )?
@@ -116,7 +117,8 @@ impl Tape {
         }
         let tied = model.lm_head.is_none();
         let embed_name = "model.embed_tokens.weight";
-        let mut d_head = Some(d_head);
+        let mut d_head = Some(d_head.to_dtype(DType::F32)?);
+        let dx = dx.to_dtype(DType::F32)?;
         if !tied && sink.wants("lm_head.weight") {
             sink.put(
                 "lm_head.weight".into(),
@@ -126,7 +128,8 @@ impl Tape {
         let input_embeds = match &self.from_ids {
             Some(ids) => {
                 if sink.wants(embed_name) {
-                    let rows = model.embed_tokens.zeros_like()?.index_add(ids, &dx, 0)?;
+                    let vocab = model.embed_tokens.dim(0)?;
+                    let rows = embedding_backward(ids, self.host_ids.as_deref(), &dx, vocab)?;
                     let total = match (tied, d_head.take()) {
                         (true, Some(dh)) => (rows + dh)?,
                         _ => rows,

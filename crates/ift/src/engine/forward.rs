@@ -51,6 +51,9 @@ pub(super) enum Proj {
 /// What the backward pass needs from one forward.
 pub struct Tape {
     pub(super) from_ids: Option<Tensor>,
+    /// The same ids on the host, read off a GPU before the forward queued
+    /// any work (for the embedding backward's grouping; `None` on the CPU).
+    pub(super) host_ids: Option<Vec<u32>>,
     pub(super) shape: (usize, usize),
     pub(super) layers: Vec<LayerTape>,
     pub(super) x_final: Tensor,
@@ -68,6 +71,7 @@ pub struct Tape {
 /// The decoder's output before the head, and what backward needs of it.
 struct Decoded {
     from_ids: Option<Tensor>,
+    host_ids: Option<Vec<u32>>,
     layers: Vec<LayerTape>,
     /// Residual stream after the last layer, `(b·t, hidden)`.
     x_final: Tensor,
@@ -92,7 +96,16 @@ fn decode(
         cfg.num_key_value_heads,
         cfg.head_dim,
     );
-    let (mut x, from_ids) = match input {
+    // On a GPU, read before this forward queues any work: the copy waits for
+    // what is already queued (the previous pass) but none of this forward, so
+    // the device idles only while the host launches the first kernels.
+    let host_ids = match &input {
+        ModelInput::Ids(ids) if record && !ids.device().is_cpu() => {
+            Some(ids.flatten_all()?.to_vec1::<u32>()?)
+        }
+        _ => None,
+    };
+    let (x, from_ids) = match input {
         ModelInput::Ids(ids) => {
             let flat = ids.flatten_all()?;
             let x = model.embed_tokens.detach().index_select(&flat, 0)?;
@@ -100,6 +113,8 @@ fn decode(
         }
         ModelInput::Embeds(e) => (e.detach().reshape((b * t, hid))?, None),
     };
+    // The residual stream, and every activation after it, in the compute dtype.
+    let mut x = x.to_dtype(model.compute_dtype)?;
     let (cos, sin) = rope::cos_sin(&model.inv_freq, t, x.device())?;
     let mask = AttnMask::new(attention_mask, cfg.sliding_window)?;
     let scale = 1.0 / (d as f64).sqrt();
@@ -172,6 +187,7 @@ fn decode(
     let hidden = rms_norm(&x, &model.norm.weight.detach(), model.norm.eps)?;
     Ok(Decoded {
         from_ids,
+        host_ids,
         layers,
         x_final: x,
         hidden,
@@ -204,10 +220,12 @@ pub fn forward_logps(
         .contiguous()?
         .reshape((b * (t - 1), hid))?;
     let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
-    let out = head_logprobs(&head_rows, &model.lm_head().detach(), &targets, record)?;
+    let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
+    let out = head_logprobs(&head_rows, &head, &targets, record)?;
     let logp = out.logp.reshape((b, t - 1))?;
     let tape = record.then(|| Tape {
         from_ids: dec.from_ids,
+        host_ids: dec.host_ids,
         shape: (b, t),
         layers: dec.layers,
         x_final: dec.x_final,
@@ -232,6 +250,11 @@ pub fn forward_logits(
 ) -> Result<Tensor> {
     let (b, t) = attention_mask.dims2()?;
     let dec = decode(model, input, attention_mask, false)?;
-    let logits = dec.hidden.y.matmul(&model.lm_head().detach().t()?)?;
+    let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
+    let logits = dec
+        .hidden
+        .y
+        .matmul(&head.t()?)?
+        .to_dtype(candle_core::DType::F32)?;
     logits.reshape((b, t, model.lm_head().dim(0)?))
 }

@@ -8,37 +8,46 @@
 //! instead of being stored, so LoRA adds `rows × r` floats per projection to
 //! the tape, not the `rows × in` masks and dropped inputs a graph would keep.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use crate::model::{peft_name, Linear, Lora, Weight};
 
 /// `x Wᵀ + b (+ the adapter's delta)` on `(rows, in)`, never recording a
 /// graph; with `record`, also the adapter hidden the backward needs.
 pub(super) fn project(x: &Tensor, l: &Linear, record: bool) -> Result<(Tensor, Option<Tensor>)> {
+    let dt = x.dtype();
     let y = match &l.weight {
-        Weight::Dense(w) | Weight::Frozen(w) => x.matmul(&w.detach().t()?)?,
-        Weight::Quantized(q) => q.forward(&x.detach())?,
+        Weight::Dense(w) | Weight::Frozen(w) => x.matmul(&cast(w, dt)?.t()?)?,
+        // candle's quantised matmul takes f32 activations.
+        Weight::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dt)?,
     };
     let y = match &l.bias {
-        Some(b) => y.broadcast_add(&b.detach())?,
+        Some(b) => y.broadcast_add(&cast(b, dt)?)?,
         None => y,
     };
     let Some(a) = &l.lora else {
         return Ok((y, None));
     };
     let xd = match a.dropout_mask(x)? {
-        Some(m) => (x * m)?,
+        Some(m) => (x * m.to_dtype(dt)?)?,
         None => x.clone(),
     };
-    let h = xd.matmul(&a.lora_a.detach().t()?)?;
+    let h = xd.matmul(&cast(&a.lora_a, dt)?.t()?)?;
     drop(xd);
-    let y = (y + (h.matmul(&a.lora_b.detach().t()?)? * a.scaling)?)?;
+    let y = (y + (h.matmul(&cast(&a.lora_b, dt)?.t()?)? * a.scaling)?)?;
     Ok((y, record.then_some(h)))
 }
 
+/// A weight in the compute dtype `dt` (bf16 training casts the f32 master
+/// copy for each use; f32 is a no-op).
+fn cast(w: &Tensor, dt: DType) -> Result<Tensor> {
+    w.detach().to_dtype(dt)
+}
+
 /// A projection's gradients given `dy` `(rows, out)`: `dx` is returned, and
-/// `put(name, grad)` receives `dW`, `db`, `lora_A` and `lora_B` for those
-/// `wants(name)` (the trainable ones). `h` is what [`project`] recorded.
+/// `put(name, grad)` receives `dW`, `db`, `lora_A` and `lora_B` (in f32, the
+/// master weights' dtype) for those `wants(name)` (the trainable ones). `h`
+/// is what [`project`] recorded.
 pub(super) fn project_backward(
     module: &str,
     l: &Linear,
@@ -48,17 +57,18 @@ pub(super) fn project_backward(
     wants: &dyn Fn(&str) -> bool,
     put: &mut dyn FnMut(String, Tensor),
 ) -> Result<Tensor> {
+    let dt = dy.dtype();
     let w = format!("{module}.weight");
     if wants(&w) {
-        put(w, dy.t()?.matmul(x)?);
+        put(w, dy.t()?.matmul(x)?.to_dtype(DType::F32)?);
     }
     let bias = format!("{module}.bias");
     if l.bias.is_some() && wants(&bias) {
-        put(bias, dy.sum(0)?);
+        put(bias, dy.to_dtype(DType::F32)?.sum(0)?);
     }
     let dx = match &l.weight {
-        Weight::Dense(w) | Weight::Frozen(w) => dy.matmul(&w.detach())?,
-        Weight::Quantized(q) => q.input_grad(dy)?,
+        Weight::Dense(w) | Weight::Frozen(w) => dy.matmul(&cast(w, dt)?)?,
+        Weight::Quantized(q) => q.input_grad(&dy.to_dtype(DType::F32)?)?.to_dtype(dt)?,
     };
     match (&l.lora, h) {
         (Some(a), Some(h)) => dx + lora_backward(module, a, x, h, dy, wants, put)?,
@@ -78,23 +88,27 @@ fn lora_backward(
     wants: &dyn Fn(&str) -> bool,
     put: &mut dyn FnMut(String, Tensor),
 ) -> Result<Tensor> {
+    let dt = dy.dtype();
     let dys = (dy * a.scaling)?;
     let name_b = peft_name(module, "lora_B");
     if wants(&name_b) {
-        put(name_b, dys.t()?.matmul(h)?);
+        put(name_b, dys.t()?.matmul(h)?.to_dtype(DType::F32)?);
     }
-    let dh = dys.matmul(&a.lora_b.detach())?; // (rows, r)
+    let dh = dys.matmul(&cast(&a.lora_b, dt)?)?; // (rows, r)
     drop(dys);
-    let mask = a.dropout_mask(x)?;
+    let mask = match a.dropout_mask(x)? {
+        Some(m) => Some(m.to_dtype(dt)?),
+        None => None,
+    };
     let name_a = peft_name(module, "lora_A");
     if wants(&name_a) {
         let d_a = match &mask {
             Some(m) => dh.t()?.matmul(&(x * m)?)?,
             None => dh.t()?.matmul(x)?,
         };
-        put(name_a, d_a);
+        put(name_a, d_a.to_dtype(DType::F32)?);
     }
-    let dx = dh.matmul(&a.lora_a.detach())?;
+    let dx = dh.matmul(&cast(&a.lora_a, dt)?)?;
     match mask {
         Some(m) => dx * m,
         None => Ok(dx),

@@ -182,5 +182,6 @@ fn build(
         params,
         raw_config: serde_json::Value::Null,
         adapter: None,
+        compute_dtype: candle_core::DType::F32,
     })
 }

@@ -103,6 +103,15 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// The weight dtype `config.json` declares (f32 when it declares none).
+    pub fn declared_dtype(&self) -> candle_core::DType {
+        match self.torch_dtype.as_deref() {
+            Some("bfloat16") => candle_core::DType::BF16,
+            Some("float16") => candle_core::DType::F16,
+            _ => candle_core::DType::F32,
+        }
+    }
+
     /// Reads and resolves `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -46,6 +46,9 @@ pub struct LlamaForCausalLM {
     pub(crate) raw_config: serde_json::Value,
     /// The LoRA adapter's settings when the projections carry one (`lora.rs`).
     pub(crate) adapter: Option<LoraConfig>,
+    /// The dtype the explicit engine multiplies in (`train.dtype`): f32, or
+    /// bf16 with these f32 weights as the master copy (`engine/mod.rs`).
+    pub(crate) compute_dtype: candle_core::DType,
 }
 
 impl LlamaForCausalLM {
@@ -103,6 +106,20 @@ impl LlamaForCausalLM {
     /// The output projection `(vocab, hidden)`: `embed_tokens` when tied.
     pub fn lm_head(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// The same model whose explicit-engine passes multiply in `dtype`
+    /// (f32 or bf16; `train.dtype`), the weights staying as they are.
+    pub fn with_compute_dtype(&self, dtype: candle_core::DType) -> Self {
+        LlamaForCausalLM {
+            compute_dtype: dtype,
+            ..self.clone()
+        }
+    }
+
+    /// The dtype the explicit engine multiplies in.
+    pub fn compute_dtype(&self) -> candle_core::DType {
+        self.compute_dtype
     }
 
     /// Every parameter by Hugging Face name, and the trainable ones.

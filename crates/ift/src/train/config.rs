@@ -75,6 +75,39 @@ pub struct TrainConfig {
     /// the same gradients to float rounding; TDPO's policy logits always use
     /// the graph path.
     pub engine: super::policy::Engine,
+    /// Where the run computes: `cpu` (default), `cuda` (GPU 0) or `cuda:N`;
+    /// CUDA needs a build with `--features cuda`. Part of the trajectory:
+    /// another device rounds differently, so resuming on one needs `--force`.
+    pub device: crate::device::DeviceSpec,
+    /// `f32` (default) or `bf16`: mixed precision. With `bf16` the explicit
+    /// engine casts the f32 master weights to bf16 for each matmul and keeps
+    /// its activations in bf16, while norms, softmaxes, the log-softmax, the
+    /// loss and the optimiser (weights, gradients, moments) stay f32
+    /// (`docs/gpu.md`). Needs `train.engine = "explicit"`.
+    pub dtype: TrainDtype,
+    /// Let f32 matmuls on a CUDA device use TF32 tensor cores (10-bit
+    /// mantissa products, f32 accumulation), as PyTorch's
+    /// `allow_tf32`. Default false; no effect on the CPU or with bf16.
+    pub tf32: bool,
+}
+
+/// `train.dtype`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainDtype {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl TrainDtype {
+    /// The dtype the engine multiplies in.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            TrainDtype::F32 => candle_core::DType::F32,
+            TrainDtype::Bf16 => candle_core::DType::BF16,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -102,6 +135,9 @@ impl Default for TrainConfig {
             max_bad_steps: 5,
             reference_cache: None,
             engine: super::policy::Engine::Explicit,
+            device: crate::device::DeviceSpec::Cpu,
+            dtype: TrainDtype::F32,
+            tf32: false,
         }
     }
 }
@@ -153,6 +189,10 @@ impl TrainConfig {
                 "train.epochs",
                 "train.epochs and train.max_steps are both 0".into(),
             ));
+        }
+        if self.dtype == TrainDtype::Bf16 && self.engine == super::policy::Engine::Graph {
+            let m = "bf16 runs on the explicit engine only; set train.engine = \"explicit\"";
+            return Err(("train.dtype", m.into()));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err((

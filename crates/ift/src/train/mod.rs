@@ -19,7 +19,7 @@ pub use checkpoint::{
     latest_checkpoint, read_checkpoint, read_state, save_checkpoint, TrainerState, CONFIG_FILE,
 };
 pub use clip::{clip_grad_norm, global_grad_norm, ClipOutcome};
-pub use config::TrainConfig;
+pub use config::{TrainConfig, TrainDtype};
 pub use examples::{StepBatch, StepExamples, TrainData};
 pub use metrics::{MetricsWriter, StepMetrics, METRICS_FILE};
 pub use objectives::{kto_kl_sequences, Reference, StepEnv};

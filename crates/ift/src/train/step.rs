@@ -80,7 +80,6 @@ pub fn step_passes(
     let info = step_info(model, batch, micro, env)?;
     let vars: &[(String, Var)] = model.parameters().vars();
     let mut grads = GradStore::default();
-    let mut loss_sum = 0f64;
     let mut diag = Diagnostics::default();
     for (i, mb) in chunks(batch, micro.max(1)).into_iter().enumerate() {
         // LoRA dropout while training only, its masks a pure function of
@@ -100,14 +99,16 @@ pub fn step_passes(
                 }
             }
         }
-        loss_sum += loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? as f64;
+        // Summed on the device, read with the other figures (one transfer).
+        diag.total("loss", &loss)?;
     }
+    let mut extra = diag.finish()?;
     Ok(StepPasses {
-        loss: loss_sum,
+        loss: extra.remove("loss").unwrap_or(0.0),
         grads,
         tokens: batch.tokens(),
         trained_tokens: batch.trained_tokens(),
-        extra: diag.finish(),
+        extra,
     })
 }
 

@@ -199,9 +199,15 @@ pub fn train(
         }
     }
     let final_dir = out.join("final");
+    // A mixed-precision run's model is saved in the dtype the base declared
+    // (checkpoints keep the f32 master weights, which exact resume needs).
+    let dtype = match cfg.dtype {
+        super::TrainDtype::Bf16 => model.config.declared_dtype(),
+        super::TrainDtype::F32 => candle_core::DType::F32,
+    };
     let opts = SaveOptions {
         companions_from: Some(run.companions.to_path_buf()),
-        ..SaveOptions::default()
+        dtype,
     };
     model.save_trained(&final_dir, &opts)?;
     Ok(RunEnd::Finished {

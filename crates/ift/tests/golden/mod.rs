@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 
-/// `crates/ift/tests/fixtures/<name>`.
+/// `crates/ift/tests/fixtures/<name>`, or `$IFT_TEST_FIXTURES/<name>` when
+/// set (a test binary carried to another machine, `scripts/gpu/check.sh`).
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    match std::env::var_os("IFT_TEST_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+    }
+    .join(name)
 }
 
 pub struct Fixture {

@@ -3,6 +3,7 @@
 //! reference its tests compare against: `engine::view::with_primitive_kernels`
 //! runs the whole engine on the fallbacks).
 
+pub mod embed_grad;
 pub mod norm;
 pub mod rope;
 pub mod softmax;

@@ -5,7 +5,7 @@
 //! `dx = rstd · (w∘dy − x̂ · mean(w∘dy∘x̂))` with `x̂ = x · rstd`,
 //! `dw = Σ_rows dy ∘ x̂`.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use rayon::prelude::*;
 
 use crate::engine::view::{fused, par_rows, F32View};
@@ -20,6 +20,14 @@ pub struct Normed {
 
 /// `x`: `(rows, h)` contiguous; `w`: `(h,)`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Normed> {
+    if x.dtype() != DType::F32 {
+        // bf16 training: the norm's arithmetic in f32, its output in x's dtype.
+        let n = rms_norm(&x.to_dtype(DType::F32)?, w, eps)?;
+        return Ok(Normed {
+            y: n.y.to_dtype(x.dtype())?,
+            rstd: n.rstd,
+        });
+    }
     if !fused(&[x, w]) {
         let rstd = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
         let y = x.broadcast_mul(&rstd)?.broadcast_mul(w)?;
@@ -55,6 +63,11 @@ pub fn rms_norm_backward(
     rstd: &Tensor,
     dy: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
+    if x.dtype() != DType::F32 || dy.dtype() != DType::F32 {
+        let (x32, dy32) = (x.to_dtype(DType::F32)?, dy.to_dtype(DType::F32)?);
+        let (dx, dw) = rms_norm_backward(&x32, w, rstd, &dy32)?;
+        return Ok((dx.to_dtype(dy.dtype())?, dw));
+    }
     if !fused(&[x, w, rstd, dy]) {
         let xhat = x.broadcast_mul(rstd)?;
         let wdy = dy.broadcast_mul(w)?;

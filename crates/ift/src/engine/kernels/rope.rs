@@ -5,7 +5,7 @@
 //! `cos`/`sin` are [`crate::model::rope::cos_sin`]'s `(t, d)` tables, so both
 //! paths rotate by the same f32 values.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 use crate::engine::view::{fused, par_rows, F32View};
 
@@ -20,6 +20,10 @@ pub struct Heads {
 
 /// `x` `(b·t, n·d)` → rotated `(b, n, t, d)`.
 pub fn rope_to_heads(x: &Tensor, s: Heads, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if x.dtype() != DType::F32 {
+        // bf16 training: rotate in f32, return x's dtype.
+        return rope_to_heads(&x.to_dtype(DType::F32)?, s, cos, sin)?.to_dtype(x.dtype());
+    }
     let Heads { b, t, n, d } = s;
     if !fused(&[x, cos, sin]) {
         let x = x.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?;
@@ -48,6 +52,10 @@ pub fn rope_from_heads_backward(
     cos: &Tensor,
     sin: &Tensor,
 ) -> Result<Tensor> {
+    if dy.dtype() != DType::F32 {
+        let dx = rope_from_heads_backward(&dy.to_dtype(DType::F32)?, s, cos, sin)?;
+        return dx.to_dtype(dy.dtype());
+    }
     let Heads { b, t, n, d } = s;
     if !fused(&[dy, cos, sin]) {
         let half = d / 2;

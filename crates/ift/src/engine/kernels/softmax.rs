@@ -17,21 +17,30 @@ pub struct AttnMask {
     /// Per row of the batch, whether each key is a real token.
     key_valid: Vec<bool>,
     pub sliding_window: Option<usize>,
+    /// The additive mask of the primitive fallback, built once per forward
+    /// (not once per layer) on first use.
+    bias: std::sync::OnceLock<(usize, Tensor)>,
 }
 
 impl AttnMask {
     pub fn new(attention_mask: &Tensor, sliding_window: Option<usize>) -> Result<Self> {
-        let key_valid = attention_mask
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .into_iter()
-            .map(|v| v != 0.0)
-            .collect();
+        // Only the fused CPU kernel reads the mask on the host; on a GPU
+        // reading it would stall the device once per forward.
+        let key_valid = match attention_mask.device().is_cpu() {
+            true => attention_mask
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(|v| v != 0.0)
+                .collect(),
+            false => Vec::new(),
+        };
         Ok(Self {
             attention_mask: attention_mask.clone(),
             key_valid,
             sliding_window,
+            bias: std::sync::OnceLock::new(),
         })
     }
 
@@ -52,10 +61,22 @@ impl AttnMask {
 /// `P = softmax(scale · S + mask)`; `scores` `(b, kvh, n_rep·t, tk)` contiguous,
 /// queries at the last `t` of `tk` positions.
 pub fn causal_softmax(scores: &Tensor, mask: &AttnMask, t: usize, scale: f64) -> Result<Tensor> {
+    if scores.dtype() != DType::F32 {
+        // bf16 training: the softmax in f32, the probabilities in the scores' dtype.
+        let p = causal_softmax(&scores.to_dtype(DType::F32)?, mask, t, scale)?;
+        return p.to_dtype(scores.dtype());
+    }
     let (b, kvh, rows, tk) = scores.dims4()?;
     if !fused(&[scores]) {
-        let bias =
-            crate::model::attention_bias_new_rows(&mask.attention_mask, t, mask.sliding_window)?;
+        let bias = match mask.bias.get() {
+            Some((cached_t, b)) if *cached_t == t => b.clone(),
+            _ => {
+                let m = &mask.attention_mask;
+                let b = crate::model::attention_bias_new_rows(m, t, mask.sliding_window)?;
+                let _ = mask.bias.set((t, b.clone()));
+                b
+            }
+        };
         let s = (scores * scale)?
             .reshape((b, kvh, rows / t, t, tk))?
             .broadcast_add(&bias)?;
@@ -94,6 +115,10 @@ pub fn causal_softmax(scores: &Tensor, mask: &AttnMask, t: usize, scale: f64) ->
 
 /// `dS` from `P` and `dP` (same shape, contiguous).
 pub fn causal_softmax_backward(p: &Tensor, dp: &Tensor, scale: f64) -> Result<Tensor> {
+    if p.dtype() != DType::F32 || dp.dtype() != DType::F32 {
+        let (p32, dp32) = (p.to_dtype(DType::F32)?, dp.to_dtype(DType::F32)?);
+        return causal_softmax_backward(&p32, &dp32, scale)?.to_dtype(dp.dtype());
+    }
     if !fused(&[p, dp]) {
         let dot = (p * dp)?.sum_keepdim(D::Minus1)?;
         return (p * dp.broadcast_sub(&dot)?)? * scale;

@@ -1,7 +1,7 @@
 //! SwiGLU's gate: `a = silu(g) ∘ u` over `(rows, ffn)`, and its backward
 //! `du = da ∘ silu(g)`, `dg = da ∘ u ∘ σ(g)(1 + g(1 − σ(g)))`.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use rayon::prelude::*;
 
@@ -13,6 +13,11 @@ fn sigmoid(x: f32) -> f32 {
 
 /// `silu(g) ∘ u`; `g`, `u` contiguous, same shape.
 pub fn swiglu(g: &Tensor, u: &Tensor) -> Result<Tensor> {
+    if g.dtype() != DType::F32 {
+        // bf16 training: the gate in f32, its output in g's dtype.
+        let a = swiglu(&g.to_dtype(DType::F32)?, &u.to_dtype(DType::F32)?)?;
+        return a.to_dtype(g.dtype());
+    }
     if !fused(&[g, u]) {
         return g.silu()? * u;
     }
@@ -31,6 +36,11 @@ pub fn swiglu(g: &Tensor, u: &Tensor) -> Result<Tensor> {
 
 /// `(dg, du)` of [`swiglu`] given `da`.
 pub fn swiglu_backward(g: &Tensor, u: &Tensor, da: &Tensor) -> Result<(Tensor, Tensor)> {
+    if g.dtype() != DType::F32 {
+        let f = |t: &Tensor| t.to_dtype(DType::F32);
+        let (dg, du) = swiglu_backward(&f(g)?, &f(u)?, &f(da)?)?;
+        return Ok((dg.to_dtype(g.dtype())?, du.to_dtype(g.dtype())?));
+    }
     if !fused(&[g, u, da]) {
         let s = candle_nn::ops::sigmoid(g)?;
         let silu = (g * &s)?;

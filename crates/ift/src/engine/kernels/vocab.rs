@@ -35,8 +35,10 @@ fn chunk_cols(rows: usize, vocab: usize) -> usize {
     (CHUNK_ELEMS / rows.max(1)).max(256).min(vocab.max(1))
 }
 
+/// One chunk's logits, in f32 whatever the matmul's dtype (bf16 training
+/// multiplies in bf16; the log-softmax arithmetic stays f32).
 fn chunk_logits(h: &Tensor, w: &Tensor, v0: usize, n: usize) -> Result<Tensor> {
-    h.matmul(&w.narrow(0, v0, n)?.t()?)
+    h.matmul(&w.narrow(0, v0, n)?.t()?)?.to_dtype(DType::F32)
 }
 
 /// `h` `(rows, hidden)`, `w` `(vocab, hidden)`, `targets` `(rows,)` u32.
@@ -61,12 +63,19 @@ fn head_logprobs_in(
 ) -> Result<HeadLogps> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
     let mut kept = Vec::new();
-    let ids = targets.to_vec1::<u32>()?;
+    // Checked where the ids already live on the host; on a GPU this would be
+    // a round-trip per forward (the tokenizer's ids were checked against the
+    // vocabulary when the model was loaded: `check_vocab`).
+    let ids = match h.device().is_cpu() {
+        true => targets.to_vec1::<u32>()?,
+        false => Vec::new(),
+    };
     if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
         candle_core::bail!("token id {bad} is outside the vocabulary of {vocab}");
     }
     if !fused(&[h, w]) {
-        let picked = (h * w.index_select(targets, 0)?)?.sum(D::Minus1)?;
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let picked = (f32(h)? * f32(&w.index_select(targets, 0)?)?)?.sum(D::Minus1)?;
         let mut max: Option<Tensor> = None;
         let mut sum: Option<Tensor> = None;
         for v0 in (0..vocab).step_by(step) {
@@ -154,11 +163,16 @@ fn head_backward_in(
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
     let mut dh: Option<Tensor> = None;
     let mut dw = Vec::new();
-    let (ids, lses, gs) = (
-        targets.to_vec1::<u32>()?,
-        lse.to_vec1::<f32>()?,
-        g.to_vec1::<f32>()?,
-    );
+    // The fused CPU kernel reads these on the host; other devices keep them.
+    let host = fused(&[lse, g]);
+    let (ids, lses, gs) = match host {
+        true => (
+            targets.to_vec1::<u32>()?,
+            lse.to_vec1::<f32>()?,
+            g.to_vec1::<f32>()?,
+        ),
+        false => Default::default(),
+    };
     for (c, v0) in (0..vocab).step_by(step).enumerate() {
         let n = step.min(vocab - v0);
         let l = match kept.and_then(|k| k.get(c)) {
@@ -166,7 +180,7 @@ fn head_backward_in(
             None => chunk_logits(h, w, v0, n)?,
         }
         .contiguous()?;
-        let dl = if fused(&[&l]) {
+        let dl = if host {
             let lv = F32View::new(&l)?;
             let ls = lv.get();
             let mut dl = vec![0f32; rows * n];
@@ -191,7 +205,8 @@ fn head_backward_in(
                 .to_dtype(DType::F32)?;
             let p = l.broadcast_sub(&lse.unsqueeze(1)?)?.exp()?;
             (onehot - p)?.broadcast_mul(&g.unsqueeze(1)?)?
-        };
+        }
+        .to_dtype(w.dtype())?;
         let part = dl.matmul(&w.narrow(0, v0, n)?)?;
         dh = Some(match dh {
             Some(acc) => (acc + part)?,

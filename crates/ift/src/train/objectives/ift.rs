@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Tensor, Var};
 
-use super::{scalar, Diagnostics, StepEnv, StepInfo};
+use super::{Diagnostics, StepEnv, StepInfo};
 use crate::data::{EncodedExample, SequenceBatch};
 use crate::loss::{
     ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, shift_predictions,
@@ -56,23 +56,15 @@ pub fn micro_batch(
     // Diagnostics, all graph-free.
     diag.set("lambda", lambda);
     let nll0 = token_logprobs(&logits0, ids)?.neg()?;
-    diag.total("loss_sft", scalar(&nll0.mul(&coef)?.sum_all()?)?);
-    diag.total(
-        "loss_mixed",
-        scalar(&token_loss.detach().mul(&coef)?.sum_all()?)?,
-    );
+    diag.total("loss_sft", &nll0.mul(&coef)?)?;
+    diag.total("loss_mixed", &token_loss.detach().mul(&coef)?)?;
     let greedy = logits0
         .argmax(candle_core::D::Minus1)?
         .narrow(1, 0, seq - 1)?;
     let hits = greedy
         .eq(&ids.narrow(1, 1, seq - 1)?)?
         .to_dtype(DType::F32)?;
-    let positions = scalar(&mask.sum_all()?)?;
-    diag.mean(
-        "pred_accuracy",
-        scalar(&hits.mul(&mask)?.sum_all()?)?,
-        positions,
-    );
+    diag.mean("pred_accuracy", &hits.mul(&mask)?, &mask)?;
     // ∂L/∂ℓ_t: L as a function of ℓ alone, through the weights unless detached.
     let leaf = Var::from_tensor(&token_loss.detach())?;
     let w = ift_weights(
@@ -84,9 +76,9 @@ pub fn micro_batch(
     )?;
     let grad = ift_loss(leaf.as_tensor(), &w, &coef)?.backward()?;
     let negative = match grad.get(leaf.as_tensor()) {
-        Some(g) => scalar(&g.lt(0f64)?.to_dtype(DType::F32)?.mul(&mask)?.sum_all()?)?,
-        None => 0.0,
+        Some(g) => g.lt(0f64)?.to_dtype(DType::F32)?.mul(&mask)?,
+        None => mask.zeros_like()?,
     };
-    diag.mean("neg_weight_frac", negative, positions);
+    diag.mean("neg_weight_frac", &negative, &mask)?;
     Ok(loss)
 }

@@ -4,9 +4,7 @@
 
 use candle_core::Tensor;
 
-use super::{
-    reference_logps, row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo,
-};
+use super::{reference_logps, row_sums, target_mask_tensor, Diagnostics, StepEnv, StepInfo};
 use crate::data::{EncodedExample, EncodedKto, SequenceBatch};
 use crate::eval::score_sequences;
 use crate::loss::{kto_loss, kto_reference_point, KtoParams};
@@ -94,28 +92,22 @@ pub fn micro_batch(
     let n = batch.len();
     let reference = Tensor::from_vec(reference_logps(&seqs, r, env)?, n, env.device)?;
     let labels: Vec<f32> = batch.iter().map(|k| f32::from(u8::from(k.label))).collect();
-    let desirable = Tensor::from_vec(labels.clone(), n, env.device)?;
+    let desirable = Tensor::from_vec(labels, n, env.device)?;
     let (losses, rewards) = kto_loss(&logps, &reference, &desirable, info.kto_z, p)?;
     let scale = 1.0 / info.examples.max(1) as f64;
     let mut loss = losses.sum_all()?.affine(scale, 0.0)?;
     if p.sft_weight != 0.0 {
         let nll = logps.div(&lens)?.neg()?.mul(&desirable)?.sum_all()?;
         let sft = nll.affine(p.sft_weight * scale, 0.0)?;
-        diag.total("loss_sft", super::scalar(&sft)?);
+        diag.total("loss_sft", &sft)?;
         loss = (loss + sft)?;
     }
     diag.set("kl", info.kto_z);
-    let (rewards, logps) = (to_vec(&rewards)?, to_vec(&logps)?);
-    let pick = |v: &[f32], want: f32| -> Vec<f32> {
-        v.iter()
-            .zip(&labels)
-            .filter(|(_, &l)| l == want)
-            .map(|(&x, _)| x)
-            .collect()
-    };
-    diag.mean_of("rewards/chosen", &pick(&rewards, 1.0));
-    diag.mean_of("rewards/rejected", &pick(&rewards, 0.0));
-    diag.mean_of("logps/chosen", &pick(&logps, 1.0));
-    diag.mean_of("logps/rejected", &pick(&logps, 0.0));
+    // Means over the desirable (chosen) and undesirable (rejected) examples.
+    let undesirable = (1.0 - &desirable)?;
+    for (side, m) in [("chosen", &desirable), ("rejected", &undesirable)] {
+        diag.mean(&format!("rewards/{side}"), &rewards.mul(m)?, m)?;
+        diag.mean(&format!("logps/{side}"), &logps.detach().mul(m)?, m)?;
+    }
     Ok(loss)
 }

@@ -152,13 +152,3 @@ pub(crate) fn target_mask_tensor(loss_mask: &Tensor) -> Result<Tensor> {
     let t = loss_mask.dim(1)?;
     Ok(loss_mask.narrow(1, 1, t - 1)?)
 }
-
-pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? as f64)
-}
-
-pub(crate) fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?)
-}

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use super::diagnostics::pair_rewards;
-use super::{row_sums, target_mask_tensor, to_vec, Diagnostics, StepEnv, StepInfo};
+use super::{row_sums, target_mask_tensor, Diagnostics, StepEnv, StepInfo};
 use crate::data::{EncodedExample, EncodedPreference, PreferenceBatch, SequenceTensors};
 use crate::loss::{
     dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLogps, PairLoss,
@@ -91,13 +91,13 @@ fn finish(
         .affine(1.0 / info.examples.max(1) as f64, 0.0)?;
     pair_rewards(
         diag,
-        &to_vec(&out.chosen_rewards)?,
-        &to_vec(&out.rejected_rewards)?,
-        (&to_vec(&logps.chosen)?, &to_vec(&logps.rejected)?),
-    );
+        &out.chosen_rewards,
+        &out.rejected_rewards,
+        (&logps.chosen, &logps.rejected),
+    )?;
     match sft {
         Some(s) => {
-            diag.total("loss_sft", super::scalar(&s)?);
+            diag.total("loss_sft", &s)?;
             Ok((loss + s)?)
         }
         None => Ok(loss),

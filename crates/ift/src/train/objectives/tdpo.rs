@@ -7,7 +7,7 @@ use candle_core::Tensor;
 
 use super::diagnostics::pair_rewards;
 use super::pairs::{pair_forward, sft_term};
-use super::{to_vec, Diagnostics, StepEnv, StepInfo};
+use super::{Diagnostics, StepEnv, StepInfo};
 use crate::data::EncodedPreference;
 use crate::loss::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms};
 use crate::model::ModelInput;
@@ -47,14 +47,9 @@ pub fn micro_batch(
     };
     let (chosen, rejected) = (split(0)?, split(b)?);
     let (losses, rc, rr) = tdpo_loss(&chosen, &rejected, p)?;
-    pair_rewards(
-        diag,
-        &to_vec(&rc)?,
-        &to_vec(&rr)?,
-        (&to_vec(&chosen.logps)?, &to_vec(&rejected.logps)?),
-    );
-    diag.mean_of("kl/chosen", &to_vec(&chosen.kl)?);
-    diag.mean_of("kl/rejected", &to_vec(&rejected.kl)?);
+    pair_rewards(diag, &rc, &rr, (&chosen.logps, &rejected.logps))?;
+    diag.mean_of("kl/chosen", &chosen.kl)?;
+    diag.mean_of("kl/rejected", &rejected.kl)?;
     let loss = losses
         .sum_all()?
         .affine(1.0 / info.examples.max(1) as f64, 0.0)?;

@@ -1,0 +1,76 @@
+//! `ift bench`: one measurement of a training step or a forward on a random
+//! model of a benchmark configuration, printed as one JSON line (what
+//! `scripts/bench/run.sh` and `scripts/gpu/check.sh` put beside PyTorch's).
+
+use anyhow::{Context, Result};
+use ift::bench::{flops_per_token, model_config, run_bench, BenchSpec};
+use ift::device::DeviceSpec;
+use ift::train::TrainDtype;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Benchmark model: 32m, smollm2 (SmolLM2-135M's config) or 1b (Llama 3.2 1B's shapes).
+    model: String,
+    /// forward, sft, ift or dpo.
+    step: String,
+    /// Sequences per step (DPO: half as many pairs).
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    seq: usize,
+    /// f32 or bf16 (mixed precision, as train.dtype).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// TF32 matmuls for f32 on CUDA (train.tf32).
+    #[arg(long)]
+    tf32: bool,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 1, env = "BENCH_WARMUP")]
+    warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 3, env = "BENCH_ITERS")]
+    iters: usize,
+}
+
+/// Peak resident set of this process so far, in MiB (`VmHWM`; NaN off Linux).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let dtype: TrainDtype = toml::Value::String(args.dtype.clone())
+        .try_into()
+        .map_err(|_| ift::Error::Usage(format!("--dtype `{}`: f32 or bf16", args.dtype)))?;
+    let device = args.device.open().context("--device")?;
+    ift::device::allow_tf32(args.tf32);
+    let spec = BenchSpec {
+        model: args.model.clone(),
+        step: args.step.clone(),
+        batch: args.batch,
+        seq: args.seq,
+        dtype: dtype.dtype(),
+        warmup: args.warmup,
+        iters: args.iters.max(1),
+    };
+    let r = run_bench(&spec, &device)?;
+    let flops = flops_per_token(&model_config(&args.model)?, &args.step, args.seq);
+    let line = serde_json::json!({
+        "impl": "ift", "model": args.model, "step": args.step, "device": args.device.to_string(),
+        "dtype": args.dtype, "batch": args.batch, "seq": args.seq,
+        "threads": candle_core::utils::get_num_threads(),
+        "iters": spec.iters, "median_s": r.median_s, "min_s": r.min_s,
+        "tokens_per_s": r.tokens_per_s, "flops_per_token": flops,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}
