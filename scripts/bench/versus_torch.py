@@ -76,8 +76,9 @@ def main():
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 2)))
     torch.manual_seed(SEED)
     dev = torch.device(args.device)
-    model = LlamaForCausalLM(LlamaConfig(**CONFIGS[args.model], attn_implementation=args.attn))
-    model = model.float().to(dev)
+    with dev:  # initialised where it runs (a 1B model initialises slowly on a CPU)
+        model = LlamaForCausalLM(LlamaConfig(**CONFIGS[args.model], attn_implementation=args.attn))
+    model = model.float()
     model.config.use_cache = False
     vocab = CONFIGS[args.model]["vocab_size"]
     g = torch.Generator().manual_seed(SEED)
