@@ -8,12 +8,10 @@
 mod golden;
 
 use candle_core::{Device, Tensor, Var};
-use ift::adapter::{attach_fresh, LoraConfig, TargetModule};
+use ift::adapter::{attach_fresh, TargetModule};
 use ift::engine::with_primitive_kernels;
-use ift::loss::masked_mean;
 use ift::model::{LlamaConfig, LlamaForCausalLM, ModelInput, Quantize, Trainable};
 use ift::train::{Engine, Policy};
-use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn tiny() -> LlamaConfig {
     let json = serde_json::json!({
@@ -30,24 +28,8 @@ fn tiny() -> LlamaConfig {
 fn adapted(targets: &[TargetModule], p: f64, quantize: Quantize) -> LlamaForCausalLM {
     let mut model =
         LlamaForCausalLM::random(tiny(), 0.05, 7, &Trainable::None, &Device::Cpu).unwrap();
-    let config = LoraConfig {
-        r: 4,
-        alpha: 8.0,
-        dropout: p,
-        target_modules: targets.to_vec(),
-        use_rslora: false,
-    };
-    attach_fresh(&mut model, &config, 3).unwrap();
-    let mut rng = StdRng::seed_from_u64(5);
-    for (name, var) in model.parameters().vars() {
-        if name.contains("lora_B") {
-            let v: Vec<f32> = (0..var.elem_count())
-                .map(|_| rng.random_range(-0.1..0.1))
-                .collect();
-            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-        }
-    }
+    attach_fresh(&mut model, &golden::small_lora(targets, p), 3).unwrap();
+    golden::nonzero_lora_b(&model, 5, 0.1);
     model.quantize_base(quantize).unwrap();
     model
 }
@@ -82,20 +64,10 @@ fn grads(model: &LlamaForCausalLM, engine: Engine, b: &Batch, embeds: Option<&Va
         Some(e) => ModelInput::Embeds(e.as_tensor()),
         None => ModelInput::Ids(&b.ids),
     };
-    let logp = policy.token_logprobs(input, &b.mask, &b.ids).unwrap();
-    let target = b.mask.narrow(1, 1, 9).unwrap();
-    let loss = masked_mean(&logp.neg().unwrap(), &target).unwrap();
-    let store = policy.backward(&loss).unwrap();
-    let mut out: Vec<Tensor> = model
-        .parameters()
-        .vars()
-        .iter()
-        .map(|(n, v)| {
-            store
-                .get(v)
-                .unwrap_or_else(|| panic!("{n}: no gradient"))
-                .clone()
-        })
+    let (_, store) = golden::nll_backward(&policy, input, &b.mask, &b.ids);
+    let mut out: Vec<Tensor> = golden::trainable_grads(model, &store)
+        .into_iter()
+        .map(|(_, g)| g)
         .collect();
     if let Some(e) = embeds {
         out.push(store.get(e).expect("no embedding gradient").clone());

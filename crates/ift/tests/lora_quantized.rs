@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor, Var};
 use golden::l2;
-use ift::adapter::{attach_fresh, LoraConfig, TargetModule};
+use ift::adapter::{attach_fresh, TargetModule};
 use ift::config::RunConfig;
 use ift::loss::token_logprobs;
 use ift::model::{
@@ -20,7 +20,6 @@ use ift::model::{
 };
 use ift::run::train_from_config;
 use ift::train::Observer;
-use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn rel(a: &Tensor, b: &Tensor) -> f32 {
     l2(&(a - b).unwrap()) / l2(b)
@@ -109,13 +108,7 @@ fn lora_grads(model: &LlamaForCausalLM) -> Vec<(String, Tensor)> {
 
 #[test]
 fn lora_gradients_flow_through_a_quantised_base() {
-    let config = LoraConfig {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        target_modules: TargetModule::ALL.to_vec(),
-        use_rslora: false,
-    };
+    let config = golden::small_lora(&TargetModule::ALL, 0.0);
     // The forward quantises activations (to 8 bits), so the gradients are
     // close rather than equal; a broken backward (no gradient below a
     // quantised layer) would be ~100% off in layer 0.
@@ -123,18 +116,10 @@ fn lora_gradients_flow_through_a_quantised_base() {
         let mut model =
             LlamaForCausalLM::random(tiny(256), 0.05, 3, &Trainable::None, &Device::Cpu).unwrap();
         attach_fresh(&mut model, &config, 1).unwrap();
-        // B = 0 would leave A without a gradient; give B values, from a
-        // seeded generator so that the comparison below is the same each run
-        // (candle's CPU `randn` cannot be seeded, and made this test flaky).
-        let mut rng = StdRng::seed_from_u64(11);
-        for (name, var) in model.parameters().vars() {
-            if name.contains("lora_B") {
-                let n = var.elem_count();
-                let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.08..0.08)).collect();
-                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-            }
-        }
+        // B = 0 would leave A without a gradient; give B values, seeded, so
+        // that the comparison below is the same each run (candle's CPU
+        // `randn` cannot be seeded, and made this test flaky).
+        golden::nonzero_lora_b(&model, 11, 0.08);
         let bytes = model.quantize_base(kind).unwrap();
         assert!(model.is_quantized());
         assert!(

@@ -143,16 +143,7 @@ fn the_explicit_engine_gives_peft_lora_gradients() {
             attach_saved(&mut m, &c.adapter_dir, true).unwrap();
             let run = || {
                 let policy = Policy::new(&m, Engine::Explicit, true);
-                let logp = policy
-                    .token_logprobs(ModelInput::Ids(&c.ids), &c.mask, &c.ids)
-                    .unwrap();
-                let t = c.mask.dim(1).unwrap();
-                let target = c.mask.narrow(1, 1, t - 1).unwrap();
-                let loss = masked_mean(&logp.neg().unwrap(), &target).unwrap();
-                (
-                    loss.to_scalar::<f32>().unwrap(),
-                    policy.backward(&loss).unwrap(),
-                )
+                golden::nll_backward(&policy, ModelInput::Ids(&c.ids), &c.mask, &c.ids)
             };
             let (loss, grads) = match primitive {
                 true => with_primitive_kernels(run),

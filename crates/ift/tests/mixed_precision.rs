@@ -14,10 +14,9 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::{DType, Device, Tensor};
 use golden::l2;
-use ift::adapter::{attach_fresh, LoraConfig, TargetModule};
+use ift::adapter::{attach_fresh, TargetModule};
 use ift::config::RunConfig;
 use ift::engine::with_primitive_kernels;
-use ift::loss::masked_mean;
 use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
 use ift::objective::ObjectiveKind;
 use ift::run::train_from_config;
@@ -36,24 +35,9 @@ fn batch(model: &str) -> (Tensor, Tensor) {
 /// The masked mean NLL and every trainable tensor's gradient.
 fn loss_and_grads(model: &LlamaForCausalLM, ids: &Tensor, mask: &Tensor) -> (f32, Vec<Tensor>) {
     let policy = Policy::new(model, Engine::Explicit, true);
-    let logp = policy
-        .token_logprobs(ModelInput::Ids(ids), mask, ids)
-        .unwrap();
-    let t = mask.dim(1).unwrap();
-    let loss = masked_mean(&logp.neg().unwrap(), &mask.narrow(1, 1, t - 1).unwrap()).unwrap();
-    let store = policy.backward(&loss).unwrap();
-    let grads = model
-        .parameters()
-        .vars()
-        .iter()
-        .map(|(n, v)| {
-            store
-                .get(v)
-                .unwrap_or_else(|| panic!("{n}: no gradient"))
-                .clone()
-        })
-        .collect();
-    (loss.to_scalar().unwrap(), grads)
+    let (loss, store) = golden::nll_backward(&policy, ModelInput::Ids(ids), mask, ids);
+    let grads = golden::trainable_grads(model, &store);
+    (loss, grads.into_iter().map(|(_, g)| g).collect())
 }
 
 fn compare(label: &str, model: &LlamaForCausalLM, ids: &Tensor, mask: &Tensor) {
@@ -98,25 +82,8 @@ fn bf16_lora_gradients_track_f32() {
     let dir = golden::fixture("models").join("llama_gqa");
     let mut model =
         LlamaForCausalLM::from_pretrained(&dir, &Trainable::None, &Device::Cpu).unwrap();
-    let config = LoraConfig {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        target_modules: TargetModule::ALL.to_vec(),
-        use_rslora: false,
-    };
-    attach_fresh(&mut model, &config, 3).unwrap();
-    // B = 0 at initialisation leaves A without a gradient: give B values.
-    for (name, var) in model.parameters().vars() {
-        if name.contains("lora_B") {
-            let n = var.elem_count();
-            let v: Vec<f32> = (0..n)
-                .map(|i| ((i * 7919) % 200) as f32 / 1000.0 - 0.1)
-                .collect();
-            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-        }
-    }
+    attach_fresh(&mut model, &golden::small_lora(&TargetModule::ALL, 0.0), 3).unwrap();
+    golden::nonzero_lora_b(&model, 5, 0.1);
     let (ids, mask) = batch("llama_gqa");
     compare("lora", &model, &ids, &mask);
 }

@@ -258,3 +258,35 @@ pub fn forward_logits(
         .to_dtype(candle_core::DType::F32)?;
     logits.reshape((b, t, model.lm_head().dim(0)?))
 }
+
+/// Without a graph or a tape: each position's most likely next token
+/// `(b, t)` u32 and the log-probabilities `(b, t − 1)` of `ids[:, 1:]`, from
+/// one chunked pass of the head (never the `(b, t, vocab)` logits). The last
+/// position predicts a token but has no target.
+pub fn forward_greedy(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+    ids: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t) = ids.dims2()?;
+    if t < 2 {
+        candle_core::bail!("a sequence needs at least two tokens to predict one");
+    }
+    let dec = decode(model, input, attention_mask, false)?;
+    // Targets for every position; the last one's (a placeholder id 0) is dropped.
+    let pad = Tensor::zeros((b, 1), ids.dtype(), ids.device())?;
+    let targets = Tensor::cat(&[&ids.narrow(1, 1, t - 1)?, &pad], 1)?.flatten_all()?;
+    let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
+    let out = super::kernels::vocab::head_argmax_logprobs(&dec.hidden.y, &head, &targets)?;
+    let best = match out.argmax {
+        Some(a) => a.reshape((b, t))?,
+        None => candle_core::bail!("the head returned no argmax"),
+    };
+    let logp = out
+        .logp
+        .reshape((b, t))?
+        .narrow(1, 0, t - 1)?
+        .contiguous()?;
+    Ok((best, logp))
+}

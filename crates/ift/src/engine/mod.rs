@@ -20,5 +20,5 @@ mod projection;
 pub mod view;
 
 pub use backward::EngineGrads;
-pub use forward::{forward_logits, forward_logps, Tape};
+pub use forward::{forward_greedy, forward_logits, forward_logps, Tape};
 pub use view::with_primitive_kernels;

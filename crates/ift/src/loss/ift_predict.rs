@@ -28,12 +28,18 @@ pub struct PredictionParams {
     pub temperature: f64,
 }
 
+impl PredictionParams {
+    /// Whether the rule is the argmax (`greedy`, or `topk` with `top_k = 1`).
+    pub fn is_greedy(&self) -> bool {
+        self.mode == PredictionMode::Greedy
+            || (self.mode == PredictionMode::Topk && self.top_k <= 1)
+    }
+}
+
 /// Predicted next token at every position, `(b, t)` u32, from `logits`
 /// `(b, t, vocab)`. `seed` makes sampling reproducible (one per step).
 pub fn predict_tokens(logits: &Tensor, params: &PredictionParams, seed: u64) -> Result<Tensor> {
-    if params.mode == PredictionMode::Greedy
-        || (params.mode == PredictionMode::Topk && params.top_k <= 1)
-    {
+    if params.is_greedy() {
         return logits.argmax(D::Minus1);
     }
     let (b, t, v) = logits.dims3()?;

@@ -53,6 +53,12 @@ impl Lora {
         };
         let threshold = (self.dropout * u32::MAX as f64) as u32;
         let keep = (1.0 / (1.0 - self.dropout)) as f32;
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            // The same hash drawn on the device: nothing uploaded per projection.
+            let m = crate::engine::kernels::cuda::dropout_mask(x, seed, threshold, keep)?;
+            return Ok(Some(m));
+        }
         let mut mask = vec![0f32; x.elem_count()];
         const CHUNK: usize = 1 << 14;
         mask.par_chunks_mut(CHUNK)

@@ -15,7 +15,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{forward_logits, forward_logps, Tape};
+use crate::engine::{forward_greedy, forward_logits, forward_logps, Tape};
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::Result;
@@ -98,6 +98,25 @@ impl<'m> Policy<'m> {
         Ok(match self.engine {
             Engine::Explicit => forward_logits(self.model, input, attention_mask)?,
             Engine::Graph => self.model.detached().forward(input, attention_mask)?,
+        })
+    }
+
+    /// Without any graph: each position's most likely next token `(b, t)` u32
+    /// and `token_logprobs` of `ids` `(b, t − 1)`. On the explicit engine one
+    /// chunked pass of the head gives both (IFT's greedy predictions).
+    pub fn greedy_no_grad(
+        &self,
+        input: ModelInput<'_>,
+        attention_mask: &Tensor,
+        ids: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        Ok(match self.engine {
+            Engine::Explicit => forward_greedy(self.model, input, attention_mask, ids)?,
+            Engine::Graph => {
+                let logits = self.model.detached().forward(input, attention_mask)?;
+                let best = logits.argmax(candle_core::D::Minus1)?;
+                (best, token_logprobs(&logits, ids)?)
+            }
         })
     }
 

@@ -3,6 +3,8 @@
 //! reference its tests compare against: `engine::view::with_primitive_kernels`
 //! runs the whole engine on the fallbacks).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod embed_grad;
 pub mod norm;
 pub mod rope;

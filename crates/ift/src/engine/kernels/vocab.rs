@@ -29,6 +29,9 @@ pub struct HeadLogps {
     pub lse: Tensor,
     /// The logits chunk by chunk, when kept for the backward.
     pub chunks: Option<Vec<Tensor>>,
+    /// Each row's most likely token `(rows,)` u32 (the first on ties, as
+    /// torch's `argmax`), when asked for ([`head_argmax_logprobs`]).
+    pub argmax: Option<Tensor>,
 }
 
 fn chunk_cols(rows: usize, vocab: usize) -> usize {
@@ -51,7 +54,15 @@ pub fn head_logprobs(
 ) -> Result<HeadLogps> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
     let keep = for_backward && rows * vocab <= KEEP_ELEMS;
-    head_logprobs_in(h, w, targets, chunk_cols(rows, vocab), keep)
+    head_logprobs_in(h, w, targets, chunk_cols(rows, vocab), keep, false)
+}
+
+/// [`head_logprobs`] without a backward, plus each row's argmax: IFT's greedy
+/// predictions and its `loss_sft` in one chunked pass, never the whole
+/// `(rows, vocab)` logits.
+pub fn head_argmax_logprobs(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<HeadLogps> {
+    let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
+    head_logprobs_in(h, w, targets, chunk_cols(rows, vocab), false, true)
 }
 
 fn head_logprobs_in(
@@ -60,6 +71,7 @@ fn head_logprobs_in(
     targets: &Tensor,
     step: usize,
     keep: bool,
+    want_argmax: bool,
 ) -> Result<HeadLogps> {
     let (rows, vocab) = (h.dim(0)?, w.dim(0)?);
     let mut kept = Vec::new();
@@ -78,12 +90,21 @@ fn head_logprobs_in(
         let picked = (f32(h)? * f32(&w.index_select(targets, 0)?)?)?.sum(D::Minus1)?;
         let mut max: Option<Tensor> = None;
         let mut sum: Option<Tensor> = None;
+        let mut best: Option<Tensor> = None; // (rows, 1) u32
         for v0 in (0..vocab).step_by(step) {
             let l = chunk_logits(h, w, v0, step.min(vocab - v0))?;
             if keep {
                 kept.push(l.clone());
             }
             let m_c = l.max_keepdim(D::Minus1)?;
+            if want_argmax {
+                let a_c = (l.argmax_keepdim(D::Minus1)?.to_dtype(DType::F32)? + v0 as f64)?;
+                best = Some(match (&best, &max) {
+                    // A later chunk wins only with a strictly larger maximum.
+                    (Some(b), Some(m)) => m_c.gt(m)?.where_cond(&a_c, b)?,
+                    _ => a_c,
+                });
+            }
             let m = match &max {
                 Some(m) => m.maximum(&m_c)?,
                 None => m_c,
@@ -99,23 +120,38 @@ fn head_logprobs_in(
             (Some(s), Some(m)) => (s.log()? + m)?.squeeze(1)?,
             _ => Tensor::zeros(rows, DType::F32, h.device())?,
         };
+        let argmax = match best {
+            Some(b) => Some(b.squeeze(1)?.to_dtype(DType::U32)?),
+            None => None,
+        };
         return Ok(HeadLogps {
             logp: (picked - &lse)?,
             lse,
             chunks: keep.then_some(kept),
+            argmax,
         });
     }
-    // Per row: running max, running Σ exp(· − max), the target's logit.
-    let mut state = vec![0f32; rows * 3];
-    state.chunks_mut(3).for_each(|s| s[0] = f32::NEG_INFINITY);
+    // Per row: running max, running Σ exp(· − max), the target's logit, and
+    // the argmax (an f32 holds any vocabulary index below 2²⁴ exactly).
+    let mut state = vec![0f32; rows * 4];
+    state.chunks_mut(4).for_each(|s| s[0] = f32::NEG_INFINITY);
     for v0 in (0..vocab).step_by(step) {
         let n = step.min(vocab - v0);
         let l = chunk_logits(h, w, v0, n)?;
         let lv = F32View::new(&l)?;
         let ls = lv.get();
-        par_rows(&mut state, 3, |r, s| {
+        par_rows(&mut state, 4, |r, s| {
             let row = &ls[r * n..(r + 1) * n];
-            let m_c = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (mut m_c, mut a_c) = (f32::NEG_INFINITY, 0usize);
+            for (j, &x) in row.iter().enumerate() {
+                if x > m_c {
+                    (m_c, a_c) = (x, j);
+                }
+            }
+            // A later chunk wins only with a strictly larger maximum.
+            if m_c > s[0] {
+                s[3] = (v0 + a_c) as f32;
+            }
             let m = s[0].max(m_c);
             s[1] = s[1] * (s[0] - m).exp() + row.iter().map(|&x| (x - m).exp()).sum::<f32>();
             s[0] = m;
@@ -129,12 +165,20 @@ fn head_logprobs_in(
             kept.push(l);
         }
     }
-    let lse: Vec<f32> = state.chunks(3).map(|s| s[0] + s[1].ln()).collect();
-    let logp: Vec<f32> = state.chunks(3).zip(&lse).map(|(s, l)| s[2] - l).collect();
+    let lse: Vec<f32> = state.chunks(4).map(|s| s[0] + s[1].ln()).collect();
+    let logp: Vec<f32> = state.chunks(4).zip(&lse).map(|(s, l)| s[2] - l).collect();
+    let argmax = match want_argmax {
+        true => {
+            let a: Vec<u32> = state.chunks(4).map(|s| s[3] as u32).collect();
+            Some(Tensor::from_vec(a, rows, h.device())?)
+        }
+        false => None,
+    };
     Ok(HeadLogps {
         logp: Tensor::from_vec(logp, rows, h.device())?,
         lse: Tensor::from_vec(lse, rows, h.device())?,
         chunks: keep.then_some(kept),
+        argmax,
     })
 }
 
@@ -255,7 +299,7 @@ mod tests {
 
         for keep in [false, true] {
             let (ht, wt) = (h.as_tensor(), w.as_tensor());
-            let out = head_logprobs_in(ht, wt, &ids, 300, keep).unwrap();
+            let out = head_logprobs_in(ht, wt, &ids, 300, keep, false).unwrap();
             assert!(max_diff(&out.logp, &want) < 1e-4);
             assert_eq!(out.chunks.as_ref().map(Vec::len), keep.then_some(4));
             let kept = out.chunks.as_deref();
@@ -263,6 +307,19 @@ mod tests {
             assert!(max_diff(&dh, store.get(ht).unwrap()) < 1e-4);
             assert!(max_diff(&dw, store.get(wt).unwrap()) < 1e-4);
         }
+        let out = head_argmax_logprobs(h.as_tensor(), w.as_tensor(), &ids).unwrap();
+        assert!(max_diff(&out.logp, &want) < 1e-4);
+        let best = logits.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+        assert_eq!(out.argmax.unwrap().to_vec1::<u32>().unwrap(), best);
+        // A tie across chunks goes to the first index, as torch's argmax.
+        let mut wv = vec![0.01f32; vocab * hidden];
+        for j in [5usize, 605] {
+            wv[j * hidden..(j + 1) * hidden].fill(1.0);
+        }
+        let w2 = Tensor::from_vec(wv, (vocab, hidden), &dev).unwrap();
+        let h2 = Tensor::ones((rows, hidden), DType::F32, &dev).unwrap();
+        let out = head_logprobs_in(&h2, &w2, &ids, 300, false, true).unwrap();
+        assert_eq!(out.argmax.unwrap().to_vec1::<u32>().unwrap(), vec![5; rows]);
     }
 
     #[test]

@@ -33,12 +33,23 @@ pub fn micro_batch(
     let (ids, attention) = (&t.input_ids, &t.attention_mask);
     let seq = ids.dim(1)?;
     // No graph: this costs one forward.
-    let logits0 = policy.logits_no_grad(ModelInput::Ids(ids), attention)?;
-    let predictions = predict_tokens(
-        &logits0,
-        &p.prediction_params(),
-        ctx.seed ^ ctx.step.rotate_left(17),
-    )?;
+    let rule = p.prediction_params();
+    // (predictions (b, t), the teacher-forced NLL (b, t − 1), its argmax (b, t)).
+    let (predictions, nll0, greedy) = match rule.is_greedy() {
+        // The default: one chunked pass gives the argmax and the NLL, never
+        // the whole (b, t, vocab) logits.
+        true => {
+            let (pred, logp0) = policy.greedy_no_grad(ModelInput::Ids(ids), attention, ids)?;
+            (pred.clone(), logp0.neg()?, pred)
+        }
+        false => {
+            let logits0 = policy.logits_no_grad(ModelInput::Ids(ids), attention)?;
+            let seed = ctx.seed ^ ctx.step.rotate_left(17);
+            let pred = predict_tokens(&logits0, &rule, seed)?;
+            let nll0 = token_logprobs(&logits0, ids)?.neg()?;
+            (pred, nll0, logits0.argmax(candle_core::D::Minus1)?)
+        }
+    };
     let mixed_ids = replace_responses(ids, &shift_predictions(&predictions, ids)?, &t.loss_mask)?;
     let embedding = match p.embedding_grad {
         EmbeddingGrad::FrozenCopy => model.embed_tokens().detach(),
@@ -55,12 +66,9 @@ pub fn micro_batch(
 
     // Diagnostics, all graph-free.
     diag.set("lambda", lambda);
-    let nll0 = token_logprobs(&logits0, ids)?.neg()?;
     diag.total("loss_sft", &nll0.mul(&coef)?)?;
     diag.total("loss_mixed", &token_loss.detach().mul(&coef)?)?;
-    let greedy = logits0
-        .argmax(candle_core::D::Minus1)?
-        .narrow(1, 0, seq - 1)?;
+    let greedy = greedy.narrow(1, 0, seq - 1)?;
     let hits = greedy
         .eq(&ids.narrow(1, 1, seq - 1)?)?
         .to_dtype(DType::F32)?;
