@@ -2,9 +2,8 @@
 //! model of a benchmark configuration, printed as one JSON line (what
 //! `scripts/bench/run.sh` and `scripts/gpu/check.sh` put beside PyTorch's).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ift::bench::{flops_per_token, model_config, run_bench, BenchSpec};
-use ift::device::DeviceSpec;
 use ift::train::TrainDtype;
 
 #[derive(clap::Args)]
@@ -21,10 +20,9 @@ pub struct BenchArgs {
     seq: usize,
     /// f32 or bf16 (mixed precision, as train.dtype).
     #[arg(long, default_value = "f32")]
-    dtype: String,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
+    dtype: TrainDtype,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArg,
     /// TF32 matmuls for f32 on CUDA (train.tf32).
     #[arg(long)]
     tf32: bool,
@@ -47,25 +45,22 @@ fn peak_rss_mib() -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let dtype: TrainDtype = toml::Value::String(args.dtype.clone())
-        .try_into()
-        .map_err(|_| ift::Error::Usage(format!("--dtype `{}`: f32 or bf16", args.dtype)))?;
-    let device = args.device.open().context("--device")?;
+    let device = args.device.open()?;
     ift::device::allow_tf32(args.tf32);
     let spec = BenchSpec {
         model: args.model.clone(),
         step: args.step.clone(),
         batch: args.batch,
         seq: args.seq,
-        dtype: dtype.dtype(),
+        dtype: args.dtype.dtype(),
         warmup: args.warmup,
         iters: args.iters.max(1),
     };
     let r = run_bench(&spec, &device)?;
     let flops = flops_per_token(&model_config(&args.model)?, &args.step, args.seq);
     let line = serde_json::json!({
-        "impl": "ift", "model": args.model, "step": args.step, "device": args.device.to_string(),
-        "dtype": args.dtype, "batch": args.batch, "seq": args.seq,
+        "impl": "ift", "model": args.model, "step": args.step, "device": args.device.device.to_string(),
+        "dtype": args.dtype.to_string(), "batch": args.batch, "seq": args.seq,
         "threads": candle_core::utils::get_num_threads(),
         "iters": spec.iters, "median_s": r.median_s, "min_s": r.min_s,
         "tokens_per_s": r.tokens_per_s, "flops_per_token": flops,

@@ -18,10 +18,8 @@ pub struct ChatArgs {
     /// applied to --model, merged in on load.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Compute device: cpu, cuda (GPU 0) or cuda:N; CUDA needs a build with
-    /// `--features cuda`.
-    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
-    device: ift::device::DeviceSpec,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArg,
     /// A system message put first in every conversation.
     #[arg(long)]
     system: Option<String>,
@@ -33,7 +31,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let pre = ift::adapter::load_for_inference(
         &args.model,
         args.adapter.as_deref(),
-        &args.device.open().context("--device")?,
+        &args.device.open()?,
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
     let opts = args.sampling.options(&args.model, &pre)?;

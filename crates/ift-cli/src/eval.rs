@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ift::data::{ChatTemplate, TemplateOptions};
 use ift::eval::tasks::{load_task, EvalOptions, Evaluator, TaskResult};
 use ift::model::Pretrained;
@@ -17,10 +17,8 @@ pub struct EvalArgs {
     /// applied to --model, merged in on load.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Compute device: cpu, cuda (GPU 0) or cuda:N; CUDA needs a build with
-    /// `--features cuda`.
-    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
-    device: ift::device::DeviceSpec,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArg,
     /// `FILE[:kind]`, kind one of multiple_choice, schema, generation,
     /// perplexity; without it the kind is detected from the record keys.
     #[arg(long = "task", required = true)]
@@ -54,7 +52,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let device = args.device.open().context("--device")?;
+    let device = args.device.open()?;
     let Pretrained {
         model, tokenizer, ..
     } = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &device)?;

@@ -10,6 +10,7 @@ mod chat;
 mod convert;
 mod data_inspect;
 mod demo;
+mod device_arg;
 mod eval;
 mod fetch;
 mod frozen_lake;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ift::data::{
     load_records, mask_record, BuiltinTemplate, ChatTemplate, DataFormat, EncodeOptions,
     EncodedExample, TemplateOptions,
@@ -20,10 +20,8 @@ pub struct ScoreArgs {
     /// applied to --model, merged in on load.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Compute device: cpu, cuda (GPU 0) or cuda:N; CUDA needs a build with
-    /// `--features cuda`.
-    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
-    device: ift::device::DeviceSpec,
+    #[command(flatten)]
+    device: crate::device_arg::DeviceArg,
     /// Records, JSONL or a JSON array: `{"text"}` (every token after the
     /// first scored, tokenized as `tokenizer(text)`), or chat,
     /// prompt/completion, Alpaca, ShareGPT (the answer tokens scored, with
@@ -42,7 +40,7 @@ pub struct ScoreArgs {
 }
 
 pub fn run(args: ScoreArgs) -> Result<()> {
-    let device = args.device.open().context("--device")?;
+    let device = args.device.open()?;
     let Pretrained {
         model, tokenizer, ..
     } = ift::adapter::load_for_inference(&args.model, args.adapter.as_deref(), &device)?;

@@ -116,22 +116,12 @@ fn explicit_engine_gradients_match_the_cpu() {
     }
 }
 
-const CHATS: &str = include_str!("fixtures/records/tiny_chats.jsonl");
-const PAIRS: &str = include_str!("fixtures/records/tiny_pairs.jsonl");
-const KTO: &str = include_str!("fixtures/records/tiny_kto.jsonl");
-
 struct Quiet;
 impl Observer for Quiet {}
 
 /// `(loss, grad_norm)` of each step of a two-step run on `device`.
 fn run_steps(dir: &Path, kind: ObjectiveKind, device: &str, extra: &[String]) -> Vec<(f64, f64)> {
-    let (file, text) = match kind {
-        ObjectiveKind::Sft | ObjectiveKind::Ift => ("chats.jsonl", CHATS),
-        ObjectiveKind::Kto => ("kto.jsonl", KTO),
-        _ => ("pairs.jsonl", PAIRS),
-    };
-    let data = dir.join(file);
-    std::fs::write(&data, text).unwrap();
+    let data = golden::write_records(dir, kind);
     let out: PathBuf = dir.join(format!("{}-{}", kind.name(), device.replace(':', "")));
     let text = format!(
         "[model]\npath = {:?}\n[data]\ntrain = {:?}\n[objective]\nkind = \"{}\"\n[train]\noutput_dir = {:?}\nmax_steps = 2\nbatch_size = 2\nmicro_batch_size = 1\nlr = 1e-3\noptimizer = \"adamw\"\ndevice = \"{device}\"\nreference_cache = {:?}\n",

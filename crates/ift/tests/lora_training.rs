@@ -11,34 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
-use golden::max_abs;
+use golden::{fixture, max_abs};
 use ift::adapter::{attach_saved, read_adapter_tensors, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use ift::config::RunConfig;
 use ift::model::{checkpoint_loads_on_this_thread, LlamaForCausalLM, Trainable};
 use ift::objective::ObjectiveKind;
 use ift::run::{train_from_config, RunOutcome};
 use ift::train::{Observer, RunEnd, StepMetrics};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-const CHATS: &str = include_str!("fixtures/records/tiny_chats.jsonl");
-const PAIRS: &str = include_str!("fixtures/records/tiny_pairs.jsonl");
-const KTO: &str = include_str!("fixtures/records/tiny_kto.jsonl");
-
-fn data_for(dir: &Path, kind: ObjectiveKind) -> PathBuf {
-    let (name, text) = match kind {
-        ObjectiveKind::Sft | ObjectiveKind::Ift => ("chats.jsonl", CHATS),
-        ObjectiveKind::Kto => ("kto.jsonl", KTO),
-        _ => ("pairs.jsonl", PAIRS),
-    };
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn base() -> PathBuf {
     fixture("models/llama_gqa")
@@ -49,7 +28,7 @@ fn config(dir: &Path, kind: ObjectiveKind, out: &str, extra: &[&str]) -> RunConf
     let text = format!(
         "[model]\npath = {:?}\n[data]\ntrain = {:?}\n[objective]\nkind = \"{}\"\n[train]\noutput_dir = {:?}\nmax_steps = 2\nbatch_size = 2\nmicro_batch_size = 1\nlr = 1e-2\noptimizer = \"adamw\"\nsave_every = 1\nkeep_last = 0\n[adapter]\nkind = \"lora\"\nr = 4\nalpha = 8\ndropout = 0.0\n",
         base(),
-        data_for(dir, kind),
+        golden::write_records(dir, kind),
         kind.name(),
         dir.join(out),
     );
@@ -285,7 +264,7 @@ fn adapter_config_errors_name_the_key() {
     let text = format!(
         "[model]\npath = {:?}\n[data]\ntrain = {:?}\n",
         base(),
-        data_for(tmp.path(), ObjectiveKind::Sft)
+        golden::write_records(tmp.path(), ObjectiveKind::Sft)
     );
     let cases = [
         (

@@ -1,7 +1,7 @@
 //! `train.dtype = "bf16"` (issue 15), checked on the CPU: the explicit
 //! engine's bf16 gradients track the f32 ones (bf16 keeps 8 bits of mantissa,
 //! so the bounds are loose: 0.5 % on the loss, 5 % relative L2 per gradient;
-//! measured at most 0.02 % and 2.8 %)
+//! measured at most 0.03 % and 2.7 %)
 //! while really differing from them; master gradients come back in f32; a
 //! bf16 run of several objectives trains; its checkpoints hold f32 master
 //! weights and `final/` the base's declared dtype; configurations bf16 cannot
@@ -49,11 +49,9 @@ fn compare(label: &str, model: &LlamaForCausalLM, ids: &Tensor, mask: &Tensor) {
             true => with_primitive_kernels(run),
             false => run(),
         };
-        assert!(
-            ((l16 - l32) / l32).abs() < 5e-3,
-            "{label}: bf16 loss {l16} vs f32 {l32}"
-        );
-        let mut differs = false;
+        let loss_rel = ((l16 - l32) / l32).abs();
+        assert!(loss_rel < 5e-3, "{label}: bf16 loss {l16} vs f32 {l32}");
+        let (mut differs, mut worst) = (false, 0f32);
         for (i, (a, b)) in g16.iter().zip(&g32).enumerate() {
             assert_eq!(a.dtype(), DType::F32, "{label}: gradient {i} is not f32");
             let rel = l2(&(a - b).unwrap()) / l2(b).max(1e-12);
@@ -62,8 +60,13 @@ fn compare(label: &str, model: &LlamaForCausalLM, ids: &Tensor, mask: &Tensor) {
                 "{label} (primitive {primitive}): gradient {i} off by {rel}"
             );
             differs |= rel > 0.0;
+            worst = worst.max(rel);
         }
         assert!(differs, "{label}: bf16 gave exactly the f32 gradients");
+        // The figures docs/gpu.md quotes (`-- --nocapture` shows them).
+        eprintln!(
+            "bf16 vs f32, {label} (primitive kernels: {primitive}): loss {loss_rel:.1e}, worst gradient {worst:.1e} (relative L2)"
+        );
     }
 }
 
@@ -88,9 +91,6 @@ fn bf16_lora_gradients_track_f32() {
     compare("lora", &model, &ids, &mask);
 }
 
-const CHATS: &str = include_str!("fixtures/records/tiny_chats.jsonl");
-const PAIRS: &str = include_str!("fixtures/records/tiny_pairs.jsonl");
-
 struct Quiet;
 impl Observer for Quiet {}
 
@@ -113,12 +113,7 @@ fn bf16_base(dir: &Path) -> std::path::PathBuf {
 }
 
 fn config(dir: &Path, kind: ObjectiveKind, extra: &[&str]) -> RunConfig {
-    let (name, text) = match kind {
-        ObjectiveKind::Sft | ObjectiveKind::Ift => ("chats.jsonl", CHATS),
-        _ => ("pairs.jsonl", PAIRS),
-    };
-    let data = dir.join(name);
-    std::fs::write(&data, text).unwrap();
+    let data = golden::write_records(dir, kind);
     let text = format!(
         "[model]\npath = {:?}\n[data]\ntrain = {:?}\n[objective]\nkind = \"{}\"\n[train]\noutput_dir = {:?}\nmax_steps = 4\nbatch_size = 2\nmicro_batch_size = 1\nlr = 1e-2\noptimizer = \"adamw\"\ndtype = \"bf16\"\nsave_every = 2\nkeep_last = 0\nreference_cache = {:?}\n",
         bf16_base(dir),

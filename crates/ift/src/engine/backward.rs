@@ -41,23 +41,24 @@ impl Sink<'_> {
         self.out.push((name, g));
     }
 
-    /// `dx` of projection `name` (`y = x Wᵀ + b`, plus its adapter's delta)
-    /// given `dy`, recording the gradients of its trainable tensors.
+    /// `dx` of projection `which` of layer `layer` (`model.layers.3`) — `y =
+    /// x Wᵀ + b` plus its adapter's delta — given `dy`, recording the
+    /// gradients of its trainable tensors.
     fn linear(
         &mut self,
-        name: &str,
+        (layer, tp): (&str, &LayerTape),
+        which: Proj,
         l: &Linear,
         x: &Tensor,
-        h: &Option<Tensor>,
         dy: &Tensor,
     ) -> Result<Tensor> {
         let trains = self.trains;
         let out = &mut self.out;
         project_backward(
-            name,
+            &format!("{layer}.{}", which.path()),
             l,
             x,
-            h.as_ref(),
+            tp.lora[which as usize].as_ref(),
             dy,
             &|n| trains.contains(n),
             &mut |n, g| out.push((n, g)),
@@ -170,44 +171,22 @@ impl Tape {
             cfg.head_dim,
         );
         let p = format!("model.layers.{i}");
+        let at = (p.as_str(), tp);
         // MLP: x_out = x_mid + down(silu(gate) ∘ up).
         let mlp = &layer.mlp;
         let act = swiglu(&tp.gate, &tp.up)?;
-        let d_act = sink.linear(
-            &format!("{p}.mlp.down_proj"),
-            &mlp.down_proj,
-            &act,
-            &tp.lora[Proj::Down as usize],
-            &dx,
-        )?;
+        let d_act = sink.linear(at, Proj::Down, &mlp.down_proj, &act, &dx)?;
         drop(act);
         let (d_gate, d_up) = swiglu_backward(&tp.gate, &tp.up, &d_act)?;
-        let dh2 = (sink.linear(
-            &format!("{p}.mlp.gate_proj"),
-            &mlp.gate_proj,
-            &tp.h2,
-            &tp.lora[Proj::Gate as usize],
-            &d_gate,
-        )? + sink.linear(
-            &format!("{p}.mlp.up_proj"),
-            &mlp.up_proj,
-            &tp.h2,
-            &tp.lora[Proj::Up as usize],
-            &d_up,
-        )?)?;
+        let dh2 = (sink.linear(at, Proj::Gate, &mlp.gate_proj, &tp.h2, &d_gate)?
+            + sink.linear(at, Proj::Up, &mlp.up_proj, &tp.h2, &d_up)?)?;
         let post = &layer.post_attention_layernorm;
         let (dn, dw) = rms_norm_backward(&tp.x_mid, &post.weight.detach(), &tp.rstd2, &dh2)?;
         sink.norm(format!("{p}.post_attention_layernorm.weight"), dw);
         let dx = (dx + dn)?;
         // Attention: x_mid = x_in + o_proj(softmax(q kᵀ·scale + mask) v).
         let a = &layer.self_attn;
-        let d_o = sink.linear(
-            &format!("{p}.self_attn.o_proj"),
-            &a.o_proj,
-            &tp.o,
-            &tp.lora[Proj::O as usize],
-            &dx,
-        )?;
+        let d_o = sink.linear(at, Proj::O, &a.o_proj, &tp.o, &dx)?;
         let d_o = d_o
             .reshape((b, t, h, d))?
             .transpose(1, 2)?
@@ -225,26 +204,9 @@ impl Tape {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, kvh * d))?;
-        let dh1 = (sink.linear(
-            &format!("{p}.self_attn.q_proj"),
-            &a.q_proj,
-            &tp.h1,
-            &tp.lora[Proj::Q as usize],
-            &dq,
-        )? + sink.linear(
-            &format!("{p}.self_attn.k_proj"),
-            &a.k_proj,
-            &tp.h1,
-            &tp.lora[Proj::K as usize],
-            &dk,
-        )?)?
-        .add(&sink.linear(
-            &format!("{p}.self_attn.v_proj"),
-            &a.v_proj,
-            &tp.h1,
-            &tp.lora[Proj::V as usize],
-            &dv,
-        )?)?;
+        let dh1 = (sink.linear(at, Proj::Q, &a.q_proj, &tp.h1, &dq)?
+            + sink.linear(at, Proj::K, &a.k_proj, &tp.h1, &dk)?)?
+        .add(&sink.linear(at, Proj::V, &a.v_proj, &tp.h1, &dv)?)?;
         let inp = &layer.input_layernorm;
         let (dn, dw) = rms_norm_backward(&tp.x_in, &inp.weight.detach(), &tp.rstd1, &dh1)?;
         sink.norm(format!("{p}.input_layernorm.weight"), dw);

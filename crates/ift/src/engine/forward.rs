@@ -48,6 +48,21 @@ pub(super) enum Proj {
     Down,
 }
 
+impl Proj {
+    /// The Hugging Face module path within a layer (`self_attn.q_proj`).
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Proj::Q => "self_attn.q_proj",
+            Proj::K => "self_attn.k_proj",
+            Proj::V => "self_attn.v_proj",
+            Proj::O => "self_attn.o_proj",
+            Proj::Gate => "mlp.gate_proj",
+            Proj::Up => "mlp.up_proj",
+            Proj::Down => "mlp.down_proj",
+        }
+    }
+}
+
 /// What the backward pass needs from one forward.
 pub struct Tape {
     pub(super) from_ids: Option<Tensor>,

@@ -28,12 +28,7 @@ pub(super) fn project(x: &Tensor, l: &Linear, record: bool) -> Result<(Tensor, O
     let Some(a) = &l.lora else {
         return Ok((y, None));
     };
-    let xd = match a.dropout_mask(x)? {
-        Some(m) => (x * m.to_dtype(dt)?)?,
-        None => x.clone(),
-    };
-    let h = xd.matmul(&cast(&a.lora_a, dt)?.t()?)?;
-    drop(xd);
+    let h = a.dropped(x)?.matmul(&cast(&a.lora_a, dt)?.t()?)?;
     let y = (y + (h.matmul(&cast(&a.lora_b, dt)?.t()?)? * a.scaling)?)?;
     Ok((y, record.then_some(h)))
 }

@@ -33,12 +33,16 @@ pub struct Lora {
 impl Lora {
     /// `scaling · B A dropout(x)` for `x` `(rows, in)`; returns `(rows, out)`.
     pub(crate) fn delta(&self, x: &Tensor) -> Result<Tensor> {
-        let x = match self.dropout_mask(x)? {
-            Some(m) => (x * m)?,
-            None => x.clone(),
-        };
-        let h = x.matmul(&self.lora_a.t()?)?; // (rows, r)
+        let h = self.dropped(x)?.matmul(&self.lora_a.t()?)?; // (rows, r)
         h.matmul(&self.lora_b.t()?)? * self.scaling
+    }
+
+    /// `x` with this forward's dropout applied (itself without dropout).
+    pub(crate) fn dropped(&self, x: &Tensor) -> Result<Tensor> {
+        match self.dropout_mask(x)? {
+            Some(m) => x * m.to_dtype(x.dtype())?,
+            None => Ok(x.clone()),
+        }
     }
 
     /// This forward's inverted-dropout mask for an input shaped like `x`

@@ -100,6 +100,29 @@ pub enum TrainDtype {
     Bf16,
 }
 
+impl std::str::FromStr for TrainDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(TrainDtype::F32),
+            "bf16" => Ok(TrainDtype::Bf16),
+            _ => Err(format!(
+                "`{s}` is not a training dtype; use \"f32\" or \"bf16\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for TrainDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrainDtype::F32 => "f32",
+            TrainDtype::Bf16 => "bf16",
+        })
+    }
+}
+
 impl TrainDtype {
     /// The dtype the engine multiplies in.
     pub fn dtype(self) -> candle_core::DType {

@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 
 mod grads;
+mod records;
 #[allow(unused_imports)] // each test file uses some of them
 pub use grads::{nll_backward, nonzero_lora_b, small_lora, trainable_grads};
+#[allow(unused_imports)]
+pub use records::write_records;
 
 /// `crates/ift/tests/fixtures/<name>`, or `$IFT_TEST_FIXTURES/<name>` when
 /// set (a test binary carried to another machine, `scripts/gpu/check.sh`).
