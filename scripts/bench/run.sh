@@ -11,6 +11,7 @@
 # environment with the pinned versions below is created on first use in
 # ${IFT_BENCH_CACHE:-~/.cache/ift-bench}. BENCH_WARMUP / BENCH_ITERS: steps per
 # measurement (default 1 / 3). BENCH_THREADS: threads of both sides (default 2).
+# BENCH_FEATURES: cargo features of the ift build (e.g. "openblas"; see README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TORCH_VERSION=2.15.0
@@ -30,7 +31,7 @@ if [[ -z "${PYTHON:-}" ]]; then
     PYTHON=$venv/bin/python
 fi
 
-cargo build -q --release -p ift-cli
+cargo build -q --release -p ift-cli ${BENCH_FEATURES:+--features "$BENCH_FEATURES"}
 bench="target/release/ift bench"
 out=${BENCH_OUT:-$(mktemp)}
 [[ -n "${BENCH_OUT:-}" ]] || trap 'rm -f "$out"' EXIT
@@ -51,6 +52,8 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 torch_v = next((r["torch"] for r in rows if r["impl"] == "torch"), "?")
+backend = next((r.get("matmul", "?") for r in rows if r["impl"] == "ift"), "?")
+print(f"ift's CPU matmuls: {backend}")
 print(f"\nift / PyTorch {torch_v} (SDPA): tokens/s ratio (>1: ift faster) against each PyTorch run, peak RSS ratio (<1: ift smaller)")
 print(f"{'model':<8} {'step':<8} {'ift tok/s':>10} {'torch tok/s':>15} {'speed':>13} {'ift MiB':>8} {'torch MiB':>10} {'RSS':>6}")
 for key in dict.fromkeys((r["model"], r["step"]) for r in rows):

@@ -10,7 +10,9 @@ use ift::train::TrainDtype;
 pub struct BenchArgs {
     /// Benchmark model: 32m, smollm2 (SmolLM2-135M's config) or 1b (Llama 3.2 1B's shapes).
     model: String,
-    /// forward, sft, ift or dpo.
+    /// forward, sft, ift or dpo; or matmul: the step's projection and head
+    /// matmuls shape by shape on candle's gemm and on the engine's backend
+    /// (OpenBLAS in an `--features openblas` build), one JSON line each.
     step: String,
     /// Sequences per step (DPO: half as many pairs).
     #[arg(long, default_value_t = 4)]
@@ -46,6 +48,9 @@ fn peak_rss_mib() -> f64 {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let device = args.device.open()?;
+    if args.step == "matmul" {
+        return matmul(&args, &device);
+    }
     ift::device::allow_tf32(args.tf32);
     let spec = BenchSpec {
         model: args.model.clone(),
@@ -61,10 +66,38 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let line = serde_json::json!({
         "impl": "ift", "model": args.model, "step": args.step, "device": args.device.device.to_string(),
         "dtype": args.dtype.to_string(), "batch": args.batch, "seq": args.seq,
-        "threads": candle_core::utils::get_num_threads(),
+        "threads": candle_core::utils::get_num_threads(), "matmul": ift::engine::kernels::matmul::cpu_backend(),
         "iters": spec.iters, "median_s": r.median_s, "min_s": r.min_s,
         "tokens_per_s": r.tokens_per_s, "flops_per_token": flops,
         "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// `ift bench MODEL matmul`: one line per shape, then the step's total.
+fn matmul(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
+    if !device.is_cpu() {
+        anyhow::bail!("--device: `ift bench MODEL matmul` compares CPU backends; use --device cpu");
+    }
+    let cfg = model_config(&args.model)?;
+    let rows = args.batch * args.seq;
+    let timings = ift::bench::matmul::run_matmul_bench(&cfg, rows, args.iters.max(1))?;
+    let engine = ift::engine::kernels::matmul::cpu_backend();
+    let threads = candle_core::utils::get_num_threads();
+    for t in &timings {
+        let s = &t.shape;
+        let line = serde_json::json!({
+            "impl": "ift", "model": args.model, "step": "matmul", "what": s.what,
+            "m": s.m, "k": s.k, "n": s.n, "per_step": s.per_step, "threads": threads,
+            "gemm_gflops": t.candle_gflops, "engine": engine, "engine_gflops": t.engine_gflops,
+        });
+        println!("{line}");
+    }
+    let (gemm_s, engine_s) = ift::bench::matmul::step_seconds(&timings);
+    let line = serde_json::json!({
+        "impl": "ift", "model": args.model, "step": "matmul", "what": "step total", "rows": rows,
+        "threads": threads, "gemm_s": gemm_s, "engine": engine, "engine_s": engine_s,
     });
     println!("{line}");
     Ok(())

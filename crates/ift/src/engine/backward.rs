@@ -10,6 +10,7 @@ use candle_core::{DType, Result, Tensor};
 
 use super::forward::{LayerTape, Proj, Tape};
 use super::kernels::embed_grad::embedding_backward;
+use super::kernels::matmul::matmul;
 use super::kernels::norm::rms_norm_backward;
 use super::kernels::rope::{rope_from_heads_backward, Heads};
 use super::kernels::softmax::causal_softmax_backward;
@@ -192,12 +193,12 @@ impl Tape {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, kvh, (h / kvh) * t, d))?;
-        let dp = d_o.matmul(&tp.v.t()?)?;
-        let dv = tp.p.t()?.matmul(&d_o)?; // sums over the query heads sharing it
+        let dp = matmul(&d_o, &tp.v.t()?)?;
+        let dv = matmul(&tp.p.t()?, &d_o)?; // sums over the query heads sharing it
         let ds = causal_softmax_backward(&tp.p, &dp, 1.0 / (d as f64).sqrt())?;
         drop(dp);
-        let dq = ds.matmul(&tp.k)?.reshape((b, h, t, d))?;
-        let dk = ds.t()?.matmul(&tp.q)?;
+        let dq = matmul(&ds, &tp.k)?.reshape((b, h, t, d))?;
+        let dk = matmul(&ds.t()?, &tp.q)?;
         let dq = rope_from_heads_backward(&dq, Heads { b, t, n: h, d }, &self.cos, &self.sin)?;
         let dk = rope_from_heads_backward(&dk, Heads { b, t, n: kvh, d }, &self.cos, &self.sin)?;
         let dv = dv

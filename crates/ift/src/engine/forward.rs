@@ -5,6 +5,8 @@
 
 use candle_core::{Result, Tensor};
 
+use super::kernels::attention::attention_no_grad;
+use super::kernels::matmul::matmul;
 use super::kernels::norm::{rms_norm, Normed};
 use super::kernels::rope::{rope_to_heads, Heads};
 use super::kernels::softmax::{causal_softmax, AttnMask};
@@ -164,9 +166,21 @@ fn decode(
             .reshape((b, t, kvh, d))?
             .transpose(1, 2)?
             .contiguous()?;
-        let p = causal_softmax(&q.matmul(&k.t()?)?, &mask, t, scale)?;
-        let o = p
-            .matmul(&v)?
+        // Without a backward, attention a block of queries at a time (no
+        // (b, h, t, t) scores); a training forward keeps `p` for its backward.
+        let fast = match record {
+            false => attention_no_grad(&q, &k, &v, &mask, scale)?,
+            true => None,
+        };
+        let (p, o) = match fast {
+            Some(o) => (None, o),
+            None => {
+                let p = causal_softmax(&matmul(&q, &k.t()?)?, &mask, t, scale)?;
+                let o = matmul(&p, &v)?;
+                (Some(p), o)
+            }
+        };
+        let o = o
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
             .contiguous()?
@@ -187,7 +201,7 @@ fn decode(
                 q,
                 k,
                 v,
-                p,
+                p: p.ok_or_else(|| candle_core::Error::Msg("attention kept no P".into()))?,
                 o,
                 x_mid,
                 rstd2: n2.rstd,
@@ -266,11 +280,7 @@ pub fn forward_logits(
     let (b, t) = attention_mask.dims2()?;
     let dec = decode(model, input, attention_mask, false)?;
     let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
-    let logits = dec
-        .hidden
-        .y
-        .matmul(&head.t()?)?
-        .to_dtype(candle_core::DType::F32)?;
+    let logits = matmul(&dec.hidden.y, &head.t()?)?.to_dtype(candle_core::DType::F32)?;
     logits.reshape((b, t, model.lm_head().dim(0)?))
 }
 

@@ -10,6 +10,7 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use super::kernels::matmul::matmul;
 use crate::model::{peft_name, Linear, Lora, Weight};
 
 /// `x Wᵀ + b (+ the adapter's delta)` on `(rows, in)`, never recording a
@@ -17,7 +18,7 @@ use crate::model::{peft_name, Linear, Lora, Weight};
 pub(super) fn project(x: &Tensor, l: &Linear, record: bool) -> Result<(Tensor, Option<Tensor>)> {
     let dt = x.dtype();
     let y = match &l.weight {
-        Weight::Dense(w) | Weight::Frozen(w) => x.matmul(&cast(w, dt)?.t()?)?,
+        Weight::Dense(w) | Weight::Frozen(w) => matmul(x, &cast(w, dt)?.t()?)?,
         // candle's quantised matmul takes f32 activations.
         Weight::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dt)?,
     };
@@ -28,8 +29,8 @@ pub(super) fn project(x: &Tensor, l: &Linear, record: bool) -> Result<(Tensor, O
     let Some(a) = &l.lora else {
         return Ok((y, None));
     };
-    let h = a.dropped(x)?.matmul(&cast(&a.lora_a, dt)?.t()?)?;
-    let y = (y + (h.matmul(&cast(&a.lora_b, dt)?.t()?)? * a.scaling)?)?;
+    let h = matmul(&a.dropped(x)?, &cast(&a.lora_a, dt)?.t()?)?;
+    let y = (y + (matmul(&h, &cast(&a.lora_b, dt)?.t()?)? * a.scaling)?)?;
     Ok((y, record.then_some(h)))
 }
 
@@ -55,14 +56,14 @@ pub(super) fn project_backward(
     let dt = dy.dtype();
     let w = format!("{module}.weight");
     if wants(&w) {
-        put(w, dy.t()?.matmul(x)?.to_dtype(DType::F32)?);
+        put(w, matmul(&dy.t()?, x)?.to_dtype(DType::F32)?);
     }
     let bias = format!("{module}.bias");
     if l.bias.is_some() && wants(&bias) {
         put(bias, dy.to_dtype(DType::F32)?.sum(0)?);
     }
     let dx = match &l.weight {
-        Weight::Dense(w) | Weight::Frozen(w) => dy.matmul(&cast(w, dt)?)?,
+        Weight::Dense(w) | Weight::Frozen(w) => matmul(dy, &cast(w, dt)?)?,
         Weight::Quantized(q) => q.input_grad(&dy.to_dtype(DType::F32)?)?.to_dtype(dt)?,
     };
     match (&l.lora, h) {
@@ -87,9 +88,9 @@ fn lora_backward(
     let dys = (dy * a.scaling)?;
     let name_b = peft_name(module, "lora_B");
     if wants(&name_b) {
-        put(name_b, dys.t()?.matmul(h)?.to_dtype(DType::F32)?);
+        put(name_b, matmul(&dys.t()?, h)?.to_dtype(DType::F32)?);
     }
-    let dh = dys.matmul(&cast(&a.lora_b, dt)?)?; // (rows, r)
+    let dh = matmul(&dys, &cast(&a.lora_b, dt)?)?; // (rows, r)
     drop(dys);
     let mask = match a.dropout_mask(x)? {
         Some(m) => Some(m.to_dtype(dt)?),
@@ -98,12 +99,12 @@ fn lora_backward(
     let name_a = peft_name(module, "lora_A");
     if wants(&name_a) {
         let d_a = match &mask {
-            Some(m) => dh.t()?.matmul(&(x * m)?)?,
-            None => dh.t()?.matmul(x)?,
+            Some(m) => matmul(&dh.t()?, &(x * m)?)?,
+            None => matmul(&dh.t()?, x)?,
         };
         put(name_a, d_a.to_dtype(DType::F32)?);
     }
-    let dx = dh.matmul(&cast(&a.lora_a, dt)?)?;
+    let dx = matmul(&dh, &cast(&a.lora_a, dt)?)?;
     match mask {
         Some(m) => dx * m,
         None => Ok(dx),

@@ -22,6 +22,11 @@ pub struct Score {
 /// Scores `examples` (their `loss_mask` says which tokens count) in batches
 /// of `batch_size`, right-padded; calls `progress(done)` after each batch.
 /// Results are in input order.
+///
+/// When there is more than one batch, examples are batched longest first, so
+/// that each batch pads to a length close to its own: in input order, 20
+/// preference pairs of SmolLM2 padded 22k tokens to 43k, by length to 29k
+/// (and attention grows with the square of the padded length).
 pub fn score_sequences(
     model: &LlamaForCausalLM,
     examples: &[EncodedExample],
@@ -29,13 +34,23 @@ pub fn score_sequences(
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Score>> {
-    let mut out = Vec::with_capacity(examples.len());
-    let refs: Vec<&EncodedExample> = examples.iter().collect();
-    for chunk in refs.chunks(batch_size.max(1)) {
-        out.extend(score_batch(model, chunk, device)?);
-        progress(out.len());
+    let batch_size = batch_size.max(1);
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    if examples.len() > batch_size {
+        // Stable: equal lengths keep their input order.
+        order.sort_by_key(|&i| std::cmp::Reverse(examples[i].input_ids.len()));
     }
-    Ok(out)
+    let mut out = vec![None; examples.len()];
+    let mut done = 0;
+    for idx in order.chunks(batch_size) {
+        let chunk: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
+        for (&i, score) in idx.iter().zip(score_batch(model, &chunk, device)?) {
+            out[i] = Some(score);
+        }
+        done += idx.len();
+        progress(done);
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 fn score_batch(

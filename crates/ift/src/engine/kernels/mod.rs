@@ -3,9 +3,11 @@
 //! reference its tests compare against: `engine::view::with_primitive_kernels`
 //! runs the whole engine on the fallbacks).
 
+pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod embed_grad;
+pub mod matmul;
 pub mod norm;
 pub mod rope;
 pub mod softmax;

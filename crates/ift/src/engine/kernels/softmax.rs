@@ -45,7 +45,7 @@ impl AttnMask {
     }
 
     /// The keys that causality and the window leave to query `qi`.
-    fn visible_range(&self, qi: usize, tk: usize) -> std::ops::Range<usize> {
+    pub(super) fn visible_range(&self, qi: usize, tk: usize) -> std::ops::Range<usize> {
         let lo = self
             .sliding_window
             .map_or(0, |w| (qi + 1).saturating_sub(w));
@@ -53,7 +53,7 @@ impl AttnMask {
     }
 
     /// Whether query `qi` (absolute position) of row `bi` may see key `j`.
-    fn allowed(&self, bi: usize, tk: usize, qi: usize, j: usize) -> bool {
+    pub(super) fn allowed(&self, bi: usize, tk: usize, qi: usize, j: usize) -> bool {
         j <= qi && self.key_valid[bi * tk + j] && self.sliding_window.is_none_or(|w| qi - j < w)
     }
 }

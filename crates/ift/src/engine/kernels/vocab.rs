@@ -13,6 +13,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+use super::matmul::matmul;
 use crate::engine::view::{fused, par_rows, F32View};
 
 /// About this many logits per chunk (16 MiB of f32).
@@ -34,14 +35,14 @@ pub struct HeadLogps {
     pub argmax: Option<Tensor>,
 }
 
-fn chunk_cols(rows: usize, vocab: usize) -> usize {
+pub(crate) fn chunk_cols(rows: usize, vocab: usize) -> usize {
     (CHUNK_ELEMS / rows.max(1)).max(256).min(vocab.max(1))
 }
 
 /// One chunk's logits, in f32 whatever the matmul's dtype (bf16 training
 /// multiplies in bf16; the log-softmax arithmetic stays f32).
 fn chunk_logits(h: &Tensor, w: &Tensor, v0: usize, n: usize) -> Result<Tensor> {
-    h.matmul(&w.narrow(0, v0, n)?.t()?)?.to_dtype(DType::F32)
+    matmul(h, &w.narrow(0, v0, n)?.t()?)?.to_dtype(DType::F32)
 }
 
 /// `h` `(rows, hidden)`, `w` `(vocab, hidden)`, `targets` `(rows,)` u32.
@@ -251,12 +252,12 @@ fn head_backward_in(
             (onehot - p)?.broadcast_mul(&g.unsqueeze(1)?)?
         }
         .to_dtype(w.dtype())?;
-        let part = dl.matmul(&w.narrow(0, v0, n)?)?;
+        let part = matmul(&dl, &w.narrow(0, v0, n)?)?;
         dh = Some(match dh {
             Some(acc) => (acc + part)?,
             None => part,
         });
-        dw.push(dl.t()?.matmul(h)?);
+        dw.push(matmul(&dl.t()?, h)?);
     }
     let dh = match dh {
         Some(d) => d,

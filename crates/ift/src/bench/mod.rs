@@ -9,6 +9,8 @@
 //! takes `batch / 2` pairs (half prompt, half answer) with cached reference
 //! log-probabilities.
 
+pub mod matmul;
+
 use std::time::Instant;
 
 use candle_core::{DType, Device};
