@@ -130,9 +130,8 @@ pub fn prepare_reference_logps(
     if !missing.is_empty() {
         let model = load()?;
         report.model_loaded = true;
-        // Longest first, so batches waste little padding.
-        let mut order: Vec<EncodedExample> = missing.into_iter().cloned().collect();
-        order.sort_by_key(|e| std::cmp::Reverse(e.len()));
+        // score_sequences batches them longest first (little padding).
+        let order: Vec<EncodedExample> = missing.into_iter().cloned().collect();
         let total = order.len();
         let scores = score_sequences(&model, &order, micro, device, |done| {
             report.forward_passes += 1;

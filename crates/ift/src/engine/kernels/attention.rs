@@ -106,33 +106,10 @@ impl Block<'_> {
         s.clear();
         s.resize(nq * nk, 0.0);
         let (k, v) = (&self.k[lo * d..hi * d], &self.v[lo * d..hi * d]);
-        // S = Q · Kᵀ (nq × nk).
-        // SAFETY: every pointer, extent and stride below describes a matrix
-        // inside the slice it comes from (q: nq × d rows of d, k and v:
-        // nk × d, s: nq × nk, out: nq × d).
-        unsafe {
-            gemm(
-                nq,
-                nk,
-                d,
-                s.as_mut_ptr(),
-                1,
-                nk as isize,
-                false,
-                self.q.as_ptr(),
-                1,
-                d as isize,
-                k.as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
+        // S = Q · Kᵀ (nq × nk): Kᵀ's rows are K's columns.
+        // SAFETY: each extent and stride describes a matrix inside the slice
+        // it comes from (q: nq rows of d, k and v: nk × d, s: nq × nk).
+        unsafe { matmul_into(s, (nq, nk, d), self.q.as_ptr(), d, k.as_ptr(), (1, d)) };
         let mut empty = Vec::new();
         for (i, row) in s.chunks_mut(nk.max(1)).enumerate().take(nq) {
             if !softmax_row(
@@ -144,30 +121,8 @@ impl Block<'_> {
             }
         }
         // O = P · V (nq × d).
-        // SAFETY: as above.
-        unsafe {
-            gemm(
-                nq,
-                d,
-                nk,
-                out.as_mut_ptr(),
-                1,
-                d as isize,
-                false,
-                s.as_ptr(),
-                1,
-                nk as isize,
-                v.as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
+        // SAFETY: as above (out: nq × d).
+        unsafe { matmul_into(out, (nq, d, nk), s.as_ptr(), nk, v.as_ptr(), (d, 1)) };
         // A query that sees no key: the uniform row over all `t` keys.
         for i in empty {
             let o = &mut out[i * d..(i + 1) * d];
@@ -177,6 +132,47 @@ impl Block<'_> {
             }
         }
     }
+}
+
+/// `dst (m × n) = lhs (m × k) · rhs (k × n)`, single-threaded (the caller is
+/// a rayon task): `dst` and `lhs` row-major with row strides `n` and `lhs_rs`,
+/// `rhs` with (row, column) strides `rhs_s`.
+///
+/// # Safety
+/// The pointers must address matrices of those extents and strides.
+unsafe fn matmul_into(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: *const f32,
+    rhs_s: (usize, usize),
+) {
+    debug_assert!(dst.len() >= m * n);
+    let (dst_rs, lhs_rs) = (n as isize, lhs_rs as isize);
+    let (rhs_rs, rhs_cs) = (rhs_s.0 as isize, rhs_s.1 as isize);
+    // gemm: dst = alpha·dst + beta·lhs·rhs, strides given as (column, row).
+    gemm(
+        m,
+        n,
+        k,
+        dst.as_mut_ptr(),
+        1,
+        dst_rs,
+        false,
+        lhs,
+        1,
+        lhs_rs,
+        rhs,
+        rhs_cs,
+        rhs_rs,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 /// `row ← softmax(scale · row)` over the keys `allowed(j)`, zero elsewhere;
@@ -229,13 +225,7 @@ mod tests {
         let scores = q.matmul(&k.t().unwrap()).unwrap();
         let p = causal_softmax(&scores, &mask, t, scale).unwrap();
         let want = p.matmul(&v).unwrap();
-        let diff = (&ours - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        let diff = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = crate::engine::view::max_abs_diff(&ours, &want);
         assert!(
             diff < 1e-5,
             "n_rep {n_rep}, t {t}, window {window:?}: max |diff| {diff}"

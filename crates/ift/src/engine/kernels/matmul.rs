@@ -233,15 +233,9 @@ mod tests {
             .matmul(&b.contiguous().unwrap())
             .unwrap();
         assert_eq!(ours.dims(), theirs.dims(), "{what}");
-        let diff = (&ours - &theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        let diff = diff.max(0).unwrap().to_scalar::<f32>().unwrap();
-        let scale = theirs.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-        let scale = scale.to_scalar::<f32>().unwrap().max(1.0);
+        let diff = crate::engine::view::max_abs_diff(&ours, &theirs);
+        let zero = theirs.zeros_like().unwrap();
+        let scale = crate::engine::view::max_abs_diff(&theirs, &zero).max(1.0);
         assert!(
             diff <= 1e-5 * scale,
             "{what}: max |diff| {diff} (scale {scale})"
