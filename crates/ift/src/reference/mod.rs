@@ -131,13 +131,13 @@ pub fn prepare_reference_logps(
         let model = load()?;
         report.model_loaded = true;
         // score_sequences batches them longest first (little padding).
-        let order: Vec<EncodedExample> = missing.into_iter().cloned().collect();
-        let total = order.len();
-        let scores = score_sequences(&model, &order, micro, device, |done| {
+        let owned: Vec<EncodedExample> = missing.into_iter().cloned().collect();
+        let total = owned.len();
+        let scores = score_sequences(&model, &owned, micro, device, |done| {
             report.forward_passes += 1;
             progress(done, total);
         })?;
-        for (e, s) in order.iter().zip(scores) {
+        for (e, s) in owned.iter().zip(scores) {
             map.insert(sequence_key(e), s.logprob_sum as f32);
         }
         std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;

@@ -58,28 +58,33 @@ pub fn attention_no_grad(
     let (qs, ks, vs) = (qv.get(), kv.get(), vv.get());
     let scale = scale as f32;
     let mut out = vec![0f32; qs.len()];
-    // Tasks: (batch × KV head) groups, then each stacked query head, then
-    // blocks of queries; every block writes its own rows of `out`.
-    out.par_chunks_mut(rows * d)
-        .enumerate()
-        .for_each(|(g, og)| {
-            og.par_chunks_mut(t * d).enumerate().for_each(|(hi, oh)| {
-                oh.par_chunks_mut(QUERY_BLOCK * d)
-                    .enumerate()
-                    .for_each(|(bi, ob)| {
-                        let block = Block {
-                            batch: g / kvh,
-                            q0: bi * QUERY_BLOCK,
-                            q: &qs[(g * rows + hi * t + bi * QUERY_BLOCK) * d..],
-                            k: &ks[g * t * d..(g + 1) * t * d],
-                            v: &vs[g * t * d..(g + 1) * t * d],
-                            t,
-                            d,
-                        };
-                        SCORES.with(|s| block.run(mask, scale, &mut s.borrow_mut(), ob));
-                    })
+    // Tasks: each query head's `t` rows (head `h` of KV group `h / n_rep`,
+    // batch row `h / n_rep / kvh`), then blocks of queries; every block
+    // writes its own rows of `out`.
+    let n_rep = rows / t;
+    out.par_chunks_mut(t * d).enumerate().for_each(|(h, oh)| {
+        let g = h / n_rep;
+        let (k, v) = (
+            &ks[g * t * d..(g + 1) * t * d],
+            &vs[g * t * d..(g + 1) * t * d],
+        );
+        oh.par_chunks_mut(QUERY_BLOCK * d)
+            .enumerate()
+            .for_each(|(bi, ob)| {
+                let q0 = bi * QUERY_BLOCK;
+                let q = &qs[(h * t + q0) * d..];
+                let block = Block {
+                    batch: g / kvh,
+                    q0,
+                    q,
+                    k,
+                    v,
+                    t,
+                    d,
+                };
+                SCORES.with(|s| block.run(mask, scale, &mut s.borrow_mut(), ob));
             })
-        });
+    });
     Tensor::from_vec(out, (b, kvh, rows, d), q.device()).map(Some)
 }
 

@@ -4,10 +4,11 @@
 //! CUDA). With the `openblas` feature, f32 CPU matmuls go to OpenBLAS's
 //! `cblas_sgemm` instead, linked statically (`build.rs`), because on the
 //! step's shapes it measured faster than `gemm` on an AVX2 CPU (figures in
-//! docs/speed.md). Transposed operands (`w.t()`, `dy.t()`) are passed as
-//! BLAS transposes, so no operand is copied; a layout BLAS cannot take (a
-//! batch broadcast, or neither of the last two dims unit-strided) goes to
-//! candle, which copies or refuses as it always did.
+//! scripts/bench/README.md). Transposed operands (`w.t()`, `dy.t()`) are
+//! passed as BLAS transposes and batch elements by their offsets (a
+//! broadcast batch too), so no operand is copied; a layout BLAS cannot take
+//! (neither of the last two dims unit-strided, ranks or batches that differ)
+//! goes to candle, which copies or refuses as it always did.
 
 use candle_core::{Result, Tensor};
 
@@ -20,7 +21,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.matmul(b)
 }
 
-/// Which matmul backend the CPU uses (for `ift bench` and `--version`-like reports).
+/// Which matmul backend the CPU uses (`ift bench` reports it).
 pub fn cpu_backend() -> &'static str {
     if cfg!(feature = "openblas") {
         "openblas"
@@ -31,7 +32,7 @@ pub fn cpu_backend() -> &'static str {
 
 #[cfg(feature = "openblas")]
 mod blas {
-    use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+    use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
     use rayon::prelude::*;
 
@@ -108,8 +109,8 @@ mod blas {
     pub(super) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         let (ad, bd) = (a.dims(), b.dims());
         let rank = ad.len();
+        // `fused`: f32 tensors on the CPU.
         let blasable = fused(&[a, b])
-            && a.dtype() == DType::F32
             && rank >= 2
             && bd.len() == rank
             && ad[..rank - 2] == bd[..rank - 2]
