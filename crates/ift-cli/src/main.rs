@@ -15,6 +15,7 @@ mod eval;
 mod fetch;
 mod frozen_lake;
 mod generate;
+mod malloc;
 mod merge;
 mod observer;
 mod progress;
@@ -79,6 +80,7 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    malloc::keep_freed_memory();
     let cli = Cli::parse();
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {

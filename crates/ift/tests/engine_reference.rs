@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
-use ift::engine::{forward_logps, with_primitive_kernels};
+use ift::engine::{forward_greedy, forward_logps, with_primitive_kernels};
 use ift::loss::token_logprobs;
 use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
 
@@ -37,6 +37,14 @@ fn inputs(r: &HashMap<String, Tensor>) -> (Tensor, Tensor, Tensor) {
     (ids, attention, targets)
 }
 
+/// A 0/1 `(b, t − 1)` tensor as the engine's wanted rows.
+fn wanted_of(m: &Tensor) -> Vec<Vec<bool>> {
+    let rows = m.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+    rows.iter()
+        .map(|r| r.iter().map(|&x| x != 0.0).collect())
+        .collect()
+}
+
 /// Entries of `got` outside `|want|·rel` (at least `abs`), and the worst error.
 fn out_of_tolerance(got: &Tensor, want: &Tensor, rel: f32, abs: f32) -> (f32, f32) {
     let err = (got - want).unwrap().abs().unwrap();
@@ -55,8 +63,17 @@ fn engine_gradients_match_transformers() {
     for name in MODELS {
         let (model, r) = load(name, &Trainable::All);
         let (ids, attention, targets) = inputs(&r);
-        let (logp, tape) =
-            forward_logps(&model, ModelInput::Ids(&ids), &attention, &ids, true).unwrap();
+        // The head on the targets' rows only (the fixtures pad some rows).
+        let wanted = wanted_of(&targets);
+        let (logp, tape) = forward_logps(
+            &model,
+            ModelInput::Ids(&ids),
+            &attention,
+            &ids,
+            Some(&wanted),
+            true,
+        )
+        .unwrap();
         let n = targets.sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
         let loss = (logp
             .mul(&targets)
@@ -89,7 +106,7 @@ fn engine_logprobs_equal_graph_path() {
         let (model, r) = load(name, &Trainable::None);
         let (ids, attention, targets) = inputs(&r);
         let (logp, tape) =
-            forward_logps(&model, ModelInput::Ids(&ids), &attention, &ids, false).unwrap();
+            forward_logps(&model, ModelInput::Ids(&ids), &attention, &ids, None, false).unwrap();
         assert!(tape.is_none());
         let logits = model.forward(ModelInput::Ids(&ids), &attention).unwrap();
         let want = token_logprobs(&logits, &ids).unwrap();
@@ -121,7 +138,11 @@ fn embeds_input_and_frozen_params_match_graph_path() {
         let w: Vec<f32> = (0..b * t1)
             .map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.4)
             .collect();
-        let w = (Tensor::from_vec(w, (b, t1), &Device::Cpu).unwrap() * &targets).unwrap();
+        // Every third target dropped from the head's rows, and from the weights.
+        let keep: Vec<f32> = (0..b * t1).map(|i| (i % 3 != 1) as u8 as f32).collect();
+        let keep = (Tensor::from_vec(keep, (b, t1), &Device::Cpu).unwrap() * &targets).unwrap();
+        let w = (Tensor::from_vec(w, (b, t1), &Device::Cpu).unwrap() * &keep).unwrap();
+        let wanted = wanted_of(&keep);
 
         let logits = model
             .forward(ModelInput::Embeds(embeds.as_tensor()), &attention)
@@ -140,6 +161,7 @@ fn embeds_input_and_frozen_params_match_graph_path() {
             ModelInput::Embeds(embeds.as_tensor()),
             &attention,
             &ids,
+            Some(&wanted),
             true,
         )
         .unwrap();
@@ -178,6 +200,47 @@ fn embeds_input_and_frozen_params_match_graph_path() {
     }
 }
 
+/// With only some rows wanted, those rows' log-probabilities and greedy
+/// predictions are the all-rows pass's, and the others read 0.
+fn wanted_rows_match_all_rows() {
+    for name in MODELS {
+        let (model, r) = load(name, &Trainable::None);
+        let (ids, attention, targets) = inputs(&r);
+        let (b, t1) = targets.dims2().unwrap();
+        let keep: Vec<f32> = (0..b * t1).map(|i| (i % 4 == 2) as u8 as f32).collect();
+        let keep = (Tensor::from_vec(keep, (b, t1), &Device::Cpu).unwrap() * &targets).unwrap();
+        let wanted = wanted_of(&keep);
+        let input = || ModelInput::Ids(&ids);
+        let all = forward_logps(&model, input(), &attention, &ids, None, false).unwrap();
+        let some = forward_logps(&model, input(), &attention, &ids, Some(&wanted), false).unwrap();
+        let (best_all, lp_all) = forward_greedy(&model, input(), &attention, &ids, None).unwrap();
+        let (best, lp) = forward_greedy(&model, input(), &attention, &ids, Some(&wanted)).unwrap();
+        for (got, want) in [(&some.0, &all.0), (&lp, &lp_all)] {
+            let got = got.to_vec2::<f32>().unwrap();
+            let want = want.to_vec2::<f32>().unwrap();
+            for (bi, row) in wanted.iter().enumerate() {
+                for (i, &w) in row.iter().enumerate() {
+                    let expect = if w { want[bi][i] } else { 0.0 };
+                    let diff = (got[bi][i] - expect).abs();
+                    assert!(
+                        diff < 1e-5,
+                        "{name} [{bi}, {i}] (wanted {w}): off by {diff}"
+                    );
+                }
+            }
+        }
+        let best = best.to_vec2::<u32>().unwrap();
+        let best_all = best_all.to_vec2::<u32>().unwrap();
+        for (bi, row) in wanted.iter().enumerate() {
+            for (i, &w) in row.iter().enumerate() {
+                let expect = if w { best_all[bi][i] } else { 0 };
+                assert_eq!(best[bi][i], expect, "{name} argmax [{bi}, {i}]");
+            }
+            assert_eq!(best[bi][t1], 0, "{name}: the last position is not wanted");
+        }
+    }
+}
+
 // Each check runs with the fused CPU kernels and with their primitive-op
 // fallbacks (what other devices run).
 
@@ -209,4 +272,14 @@ fn fused_kernels_embeds_and_frozen_params_match_graph_path() {
 #[test]
 fn primitive_kernels_embeds_and_frozen_params_match_graph_path() {
     with_primitive_kernels(embeds_input_and_frozen_params_match_graph_path);
+}
+
+#[test]
+fn fused_kernels_wanted_rows_match_all_rows() {
+    wanted_rows_match_all_rows();
+}
+
+#[test]
+fn primitive_kernels_wanted_rows_match_all_rows() {
+    with_primitive_kernels(wanted_rows_match_all_rows);
 }

@@ -148,7 +148,14 @@ pub fn run_bench(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
         let t = SequenceBatch::collate(&refs, PAD_ID).to_tensors(device)?;
         let ids = &t.input_ids;
         timed(&mut |_| {
-            forward_logps(&model, ModelInput::Ids(ids), &t.attention_mask, ids, false)?;
+            forward_logps(
+                &model,
+                ModelInput::Ids(ids),
+                &t.attention_mask,
+                ids,
+                None,
+                false,
+            )?;
             Ok(())
         })?;
     } else {

@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor, D};
 
-use super::forward::{LayerTape, Proj, Tape};
+use super::forward::{AttnTape, LayerTape, Proj, Tape};
+use super::kernels::attention_backward::attention_backward;
 use super::kernels::embed_grad::embedding_backward;
 use super::kernels::matmul::matmul;
 use super::kernels::norm::rms_norm_backward;
@@ -89,7 +90,10 @@ impl Tape {
         let cfg = &model.config;
         let (b, t) = self.shape;
         let hid = cfg.hidden_size;
-        let g = dlogp.contiguous()?.flatten_all()?;
+        let mut g = dlogp.contiguous()?.flatten_all()?;
+        if let Some(s) = &self.selected {
+            g = g.index_select(&s.targets, 0)?;
+        }
         let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
         let (dh_rows, d_head) = head_backward(
             &self.head_rows,
@@ -99,14 +103,20 @@ impl Tape {
             &g,
             self.head_chunks.as_deref(),
         )?;
-        let dh = Tensor::cat(
-            &[
-                &dh_rows.reshape((b, t - 1, hid))?,
-                &Tensor::zeros((b, 1, hid), dh_rows.dtype(), dh_rows.device())?,
-            ],
-            1,
-        )?
-        .reshape((b * t, hid))?;
+        // The rows the head did not run (the last position, unwanted ones) get no gradient.
+        let dh =
+            match &self.selected {
+                None => Tensor::cat(
+                    &[
+                        &dh_rows.reshape((b, t - 1, hid))?,
+                        &Tensor::zeros((b, 1, hid), dh_rows.dtype(), dh_rows.device())?,
+                    ],
+                    1,
+                )?
+                .reshape((b * t, hid))?,
+                Some(s) => Tensor::zeros((b * t, hid), dh_rows.dtype(), dh_rows.device())?
+                    .index_add(&s.positions, &dh_rows, 0)?,
+            };
         let (mut dx, dw) = rms_norm_backward(
             &self.x_final,
             &model.norm.weight.detach(),
@@ -188,17 +198,35 @@ impl Tape {
         // Attention: x_mid = x_in + o_proj(softmax(q kᵀ·scale + mask) v).
         let a = &layer.self_attn;
         let d_o = sink.linear(at, Proj::O, &a.o_proj, &tp.o, &dx)?;
-        let d_o = d_o
-            .reshape((b, t, h, d))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, kvh, (h / kvh) * t, d))?;
-        let dp = matmul(&d_o, &tp.v.t()?)?;
-        let dv = matmul(&tp.p.t()?, &d_o)?; // sums over the query heads sharing it
-        let ds = causal_softmax_backward(&tp.p, &dp, 1.0 / (d as f64).sqrt())?;
-        drop(dp);
-        let dq = matmul(&ds, &tp.k)?.reshape((b, h, t, d))?;
-        let dk = matmul(&ds.t()?, &tp.q)?;
+        let heads = |x: &Tensor| -> Result<Tensor> {
+            x.reshape((b, t, h, d))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, kvh, (h / kvh) * t, d))
+        };
+        let scale = 1.0 / (d as f64).sqrt();
+        let (dq, dk, dv) = match &tp.attn {
+            AttnTape::Lse(lse) => {
+                // Δ = rowsum(dO ∘ O) per query, in the kernel's row order.
+                let delta = (&d_o * &tp.o)?
+                    .reshape((b, t, h, d))?
+                    .sum(D::Minus1)?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((b, kvh, (h / kvh) * t))?;
+                let (q, k, v) = (&tp.q, &tp.k, &tp.v);
+                attention_backward(q, k, v, &heads(&d_o)?, &delta, lse, &self.mask, scale)?
+            }
+            AttnTape::Probs(p) => {
+                let d_o = heads(&d_o)?;
+                let dp = matmul(&d_o, &tp.v.t()?)?;
+                let dv = matmul(&p.t()?, &d_o)?; // sums over the query heads sharing it
+                let ds = causal_softmax_backward(p, &dp, scale)?;
+                drop(dp);
+                (matmul(&ds, &tp.k)?, matmul(&ds.t()?, &tp.q)?, dv)
+            }
+        };
+        let dq = dq.reshape((b, h, t, d))?;
         let dq = rope_from_heads_backward(&dq, Heads { b, t, n: h, d }, &self.cos, &self.sin)?;
         let dk = rope_from_heads_backward(&dk, Heads { b, t, n: kvh, d }, &self.cos, &self.sin)?;
         let dv = dv

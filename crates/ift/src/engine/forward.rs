@@ -5,7 +5,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::kernels::attention::attention_no_grad;
+use super::kernels::attention::attention_forward;
 use super::kernels::matmul::matmul;
 use super::kernels::norm::{rms_norm, Normed};
 use super::kernels::rope::{rope_to_heads, Heads};
@@ -13,6 +13,7 @@ use super::kernels::softmax::{causal_softmax, AttnMask};
 use super::kernels::swiglu::swiglu;
 use super::kernels::vocab::head_logprobs;
 use super::projection::project;
+use super::rows::{Selected, Wanted};
 use crate::model::{rope, LlamaForCausalLM, ModelInput};
 
 /// The activations one decoder layer's backward reads.
@@ -24,8 +25,8 @@ pub(super) struct LayerTape {
     pub q: Tensor,
     pub k: Tensor,
     pub v: Tensor,
-    /// Attention probabilities `(b, kvh, n_rep·t, t)`.
-    pub p: Tensor,
+    /// What attention's backward recomputes its probabilities from.
+    pub attn: AttnTape,
     /// Attention output before `o_proj`, `(b·t, h·d)`.
     pub o: Tensor,
     pub x_mid: Tensor,
@@ -36,6 +37,14 @@ pub(super) struct LayerTape {
     /// Each adapted projection's LoRA hidden `dropout(x) Aᵀ`, indexed by
     /// [`Proj`] (all `None` without an adapter).
     pub lora: [Option<Tensor>; 7],
+}
+
+/// The fused CPU attention keeps each query's log-sum-exp `(b, kvh, n_rep·t)`
+/// and its backward recomputes the probabilities block by block; the matmul
+/// path (other devices, bf16) keeps the probabilities `(b, kvh, n_rep·t, t)`.
+pub(super) enum AttnTape {
+    Lse(Tensor),
+    Probs(Tensor),
 }
 
 /// The decoder layer's projections, indexing [`LayerTape::lora`].
@@ -75,14 +84,18 @@ pub struct Tape {
     pub(super) layers: Vec<LayerTape>,
     pub(super) x_final: Tensor,
     pub(super) rstd_f: Tensor,
-    /// Final hidden states of the positions that predict a token, `(b·(t−1), hidden)`.
+    /// Final hidden states of the positions that predict a wanted token,
+    /// `(b·(t−1), hidden)` or the selected rows'.
     pub(super) head_rows: Tensor,
+    /// Which rows `head_rows` holds, when not all of them.
+    pub(super) selected: Option<Selected>,
     pub(super) targets: Tensor,
     pub(super) lse: Tensor,
     /// The head's logit chunks, when small enough to keep.
     pub(super) head_chunks: Option<Vec<Tensor>>,
     pub(super) cos: Tensor,
     pub(super) sin: Tensor,
+    pub(super) mask: AttnMask,
 }
 
 /// The decoder's output before the head, and what backward needs of it.
@@ -96,6 +109,7 @@ struct Decoded {
     hidden: Normed,
     cos: Tensor,
     sin: Tensor,
+    mask: AttnMask,
 }
 
 /// Embedding and every layer, keeping each layer's tape when `record`.
@@ -166,18 +180,14 @@ fn decode(
             .reshape((b, t, kvh, d))?
             .transpose(1, 2)?
             .contiguous()?;
-        // Without a backward, attention a block of queries at a time (no
-        // (b, h, t, t) scores); a training forward keeps `p` for its backward.
-        let fast = match record {
-            false => attention_no_grad(&q, &k, &v, &mask, scale)?,
-            true => None,
-        };
-        let (p, o) = match fast {
-            Some(o) => (None, o),
+        // On the CPU, attention a block of queries at a time (no (b, h, t, t)
+        // scores); elsewhere the two matmuls, keeping P for the backward.
+        let (attn, o) = match attention_forward(&q, &k, &v, &mask, scale, record)? {
+            Some(out) => (out.lse.map(AttnTape::Lse), out.o),
             None => {
                 let p = causal_softmax(&matmul(&q, &k.t()?)?, &mask, t, scale)?;
                 let o = matmul(&p, &v)?;
-                (Some(p), o)
+                (record.then_some(AttnTape::Probs(p)), o)
             }
         };
         let o = o
@@ -201,7 +211,8 @@ fn decode(
                 q,
                 k,
                 v,
-                p: p.ok_or_else(|| candle_core::Error::Msg("attention kept no P".into()))?,
+                attn: attn
+                    .ok_or_else(|| candle_core::Error::Msg("attention kept no tape".into()))?,
                 o,
                 x_mid,
                 rstd2: n2.rstd,
@@ -222,17 +233,20 @@ fn decode(
         hidden,
         cos,
         sin,
+        mask,
     })
 }
 
 /// Log-probabilities `(b, t − 1)` of `ids[:, 1:]` given the prefix, as
-/// `token_logprobs(model.forward(..), ids)`; with `record`, the tape too.
-/// The vocabulary head runs in chunks (`kernels::vocab`).
+/// `token_logprobs(model.forward(..), ids)` at the `wanted` positions (0
+/// elsewhere, see [`Wanted`]); with `record`, the tape too. The vocabulary
+/// head runs in chunks (`kernels::vocab`), on the wanted rows only.
 pub fn forward_logps(
     model: &LlamaForCausalLM,
     input: ModelInput<'_>,
     attention_mask: &Tensor,
     ids: &Tensor,
+    wanted: Wanted<'_>,
     record: bool,
 ) -> Result<(Tensor, Option<Tape>)> {
     let (b, t) = ids.dims2()?;
@@ -240,18 +254,31 @@ pub fn forward_logps(
         candle_core::bail!("a sequence needs at least two tokens to predict one");
     }
     let hid = model.config.hidden_size;
+    let selected = Selected::new(wanted, (b, t), ids.device())?;
     let dec = decode(model, input, attention_mask, record)?;
-    let head_rows = dec
-        .hidden
-        .y
-        .reshape((b, t, hid))?
-        .narrow(1, 0, t - 1)?
-        .contiguous()?
-        .reshape((b * (t - 1), hid))?;
-    let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
+    let all_targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
+    let (head_rows, targets) = match &selected {
+        None => (
+            dec.hidden
+                .y
+                .reshape((b, t, hid))?
+                .narrow(1, 0, t - 1)?
+                .contiguous()?
+                .reshape((b * (t - 1), hid))?,
+            all_targets,
+        ),
+        Some(s) => (
+            dec.hidden.y.index_select(&s.positions, 0)?,
+            all_targets.index_select(&s.targets, 0)?,
+        ),
+    };
     let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
     let out = head_logprobs(&head_rows, &head, &targets, record)?;
-    let logp = out.logp.reshape((b, t - 1))?;
+    let logp = match &selected {
+        None => out.logp,
+        Some(s) => s.scatter_targets(&out.logp, b * (t - 1))?,
+    }
+    .reshape((b, t - 1))?;
     let tape = record.then(|| Tape {
         from_ids: dec.from_ids,
         host_ids: dec.host_ids,
@@ -260,11 +287,13 @@ pub fn forward_logps(
         x_final: dec.x_final,
         rstd_f: dec.hidden.rstd,
         head_rows,
+        selected,
         targets,
         lse: out.lse,
         head_chunks: out.chunks,
         cos: dec.cos,
         sin: dec.sin,
+        mask: dec.mask,
     });
     Ok((logp, tape))
 }
@@ -286,32 +315,51 @@ pub fn forward_logits(
 
 /// Without a graph or a tape: each position's most likely next token
 /// `(b, t)` u32 and the log-probabilities `(b, t − 1)` of `ids[:, 1:]`, from
-/// one chunked pass of the head (never the `(b, t, vocab)` logits). The last
-/// position predicts a token but has no target.
+/// one chunked pass of the head (never the `(b, t, vocab)` logits), at the
+/// `wanted` positions (both 0 elsewhere). The last position predicts a token
+/// but has no target, and is computed only when all positions are wanted.
 pub fn forward_greedy(
     model: &LlamaForCausalLM,
     input: ModelInput<'_>,
     attention_mask: &Tensor,
     ids: &Tensor,
+    wanted: Wanted<'_>,
 ) -> Result<(Tensor, Tensor)> {
     let (b, t) = ids.dims2()?;
     if t < 2 {
         candle_core::bail!("a sequence needs at least two tokens to predict one");
     }
+    let selected = Selected::new(wanted, (b, t), ids.device())?;
     let dec = decode(model, input, attention_mask, false)?;
-    // Targets for every position; the last one's (a placeholder id 0) is dropped.
-    let pad = Tensor::zeros((b, 1), ids.dtype(), ids.device())?;
-    let targets = Tensor::cat(&[&ids.narrow(1, 1, t - 1)?, &pad], 1)?.flatten_all()?;
     let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
-    let out = super::kernels::vocab::head_argmax_logprobs(&dec.hidden.y, &head, &targets)?;
-    let best = match out.argmax {
+    let head_argmax = super::kernels::vocab::head_argmax_logprobs;
+    let (best, logp) = match &selected {
+        None => {
+            // Targets for every position; the last one's (a placeholder id 0) is dropped.
+            let pad = Tensor::zeros((b, 1), ids.dtype(), ids.device())?;
+            let targets = Tensor::cat(&[&ids.narrow(1, 1, t - 1)?, &pad], 1)?.flatten_all()?;
+            let out = head_argmax(&dec.hidden.y, &head, &targets)?;
+            let logp = out.logp.reshape((b, t))?.narrow(1, 0, t - 1)?;
+            (out.argmax, logp.contiguous()?)
+        }
+        Some(s) => {
+            let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
+            let rows = dec.hidden.y.index_select(&s.positions, 0)?;
+            let out = head_argmax(&rows, &head, &targets.index_select(&s.targets, 0)?)?;
+            let spread = |v: &Tensor| -> Result<Tensor> {
+                let full = s.scatter_targets(v, b * (t - 1))?.reshape((b, t - 1))?;
+                Tensor::cat(&[&full, &Tensor::zeros((b, 1), v.dtype(), v.device())?], 1)
+            };
+            let best = out.argmax.as_ref().map(spread).transpose()?;
+            let logp = s
+                .scatter_targets(&out.logp, b * (t - 1))?
+                .reshape((b, t - 1))?;
+            (best, logp)
+        }
+    };
+    let best = match best {
         Some(a) => a.reshape((b, t))?,
         None => candle_core::bail!("the head returned no argmax"),
     };
-    let logp = out
-        .logp
-        .reshape((b, t))?
-        .narrow(1, 0, t - 1)?
-        .contiguous()?;
     Ok((best, logp))
 }

@@ -4,7 +4,8 @@
 //! target token's log-probability to every parameter. Objectives stay small
 //! functions of those log-probabilities (their own gradient comes from
 //! candle's autograd on `(b, t − 1)` tensors); the `(tokens, vocab)` logits
-//! are never materialised (`kernels::vocab`).
+//! are never materialised (`kernels::vocab`), and the head runs only on the
+//! rows whose log-probability the caller wants (`rows.rs`).
 //!
 //! Every projection may be trainable, frozen or quantised, and may carry a
 //! LoRA adapter (`projection.rs`).
@@ -17,8 +18,10 @@ mod backward;
 mod forward;
 pub mod kernels;
 mod projection;
+mod rows;
 pub mod view;
 
 pub use backward::EngineGrads;
 pub use forward::{forward_greedy, forward_logits, forward_logps, Tape};
+pub use rows::Wanted;
 pub use view::with_primitive_kernels;

@@ -38,9 +38,17 @@ pub fn evaluate_loss(
         let tensors = mb.to_tensors(device)?;
         let ids = &tensors.input_ids;
         let mask = &tensors.attention_mask;
-        let (logp, _) = forward_logps(model, ModelInput::Ids(ids), mask, ids, false)?;
+        let targets = target_mask(&mb);
+        let (logp, _) = forward_logps(
+            model,
+            ModelInput::Ids(ids),
+            mask,
+            ids,
+            Some(&targets),
+            false,
+        )?;
         let logp: Vec<Vec<f32>> = logp.to_vec2()?;
-        for (row, mask) in logp.iter().zip(target_mask(&mb)) {
+        for (row, mask) in logp.iter().zip(targets) {
             for (lp, m) in row.iter().zip(mask) {
                 if m {
                     total -= *lp as f64;

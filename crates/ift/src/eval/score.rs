@@ -71,18 +71,21 @@ fn score_batch(
     }
     let tensors = batch.to_tensors(device)?;
     // The engine's chunked head: never the whole (batch, tokens, vocab) logits.
+    // and only the scored tokens' rows of it.
     let ids = &tensors.input_ids;
+    let targets = target_mask(&batch);
     let (logp, _) = forward_logps(
         model,
         ModelInput::Ids(ids),
         &tensors.attention_mask,
         ids,
+        Some(&targets),
         false,
     )?;
     let logp: Vec<Vec<f32>> = logp.to_vec2()?;
     Ok(logp
         .iter()
-        .zip(target_mask(&batch))
+        .zip(targets)
         .map(|(row, mask)| {
             let picked = row
                 .iter()

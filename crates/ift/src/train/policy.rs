@@ -15,7 +15,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{forward_greedy, forward_logits, forward_logps, Tape};
+use crate::engine::{forward_greedy, forward_logits, forward_logps, Tape, Wanted};
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::Result;
@@ -59,18 +59,22 @@ impl<'m> Policy<'m> {
 
     /// `logp[b, i] = log p(ids[b, i + 1] | prefix)`, `(b, t − 1)`, with a
     /// gradient path to the parameters (and to `input`'s embeddings if they
-    /// have a graph) when training.
+    /// have a graph) when training. Only the `wanted` positions are exact
+    /// (the explicit engine skips the others' head rows and returns 0 there):
+    /// callers mask the rest out.
     pub fn token_logprobs(
         &self,
         input: ModelInput<'_>,
         attention_mask: &Tensor,
         ids: &Tensor,
+        wanted: Wanted<'_>,
     ) -> Result<Tensor> {
         if self.engine == Engine::Graph {
             let logits = self.model.forward(input, attention_mask)?;
             return Ok(token_logprobs(&logits, ids)?);
         }
-        let (logp, tape) = forward_logps(self.model, input, attention_mask, ids, self.train)?;
+        let (logp, tape) =
+            forward_logps(self.model, input, attention_mask, ids, wanted, self.train)?;
         let Some(tape) = tape else {
             return Ok(logp);
         };
@@ -102,16 +106,18 @@ impl<'m> Policy<'m> {
     }
 
     /// Without any graph: each position's most likely next token `(b, t)` u32
-    /// and `token_logprobs` of `ids` `(b, t − 1)`. On the explicit engine one
-    /// chunked pass of the head gives both (IFT's greedy predictions).
+    /// and `token_logprobs` of `ids` `(b, t − 1)`, exact at the `wanted`
+    /// positions. On the explicit engine one chunked pass of the head gives
+    /// both (IFT's greedy predictions).
     pub fn greedy_no_grad(
         &self,
         input: ModelInput<'_>,
         attention_mask: &Tensor,
         ids: &Tensor,
+        wanted: Wanted<'_>,
     ) -> Result<(Tensor, Tensor)> {
         Ok(match self.engine {
-            Engine::Explicit => forward_greedy(self.model, input, attention_mask, ids)?,
+            Engine::Explicit => forward_greedy(self.model, input, attention_mask, ids, wanted)?,
             Engine::Graph => {
                 let logits = self.model.detached().forward(input, attention_mask)?;
                 let best = logits.argmax(candle_core::D::Minus1)?;

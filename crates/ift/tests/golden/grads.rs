@@ -18,9 +18,18 @@ pub fn nll_backward(
     mask: &Tensor,
     ids: &Tensor,
 ) -> (f32, GradStore) {
-    let logp = policy.token_logprobs(input, mask, ids).unwrap();
     let t = mask.dim(1).unwrap();
     let target = mask.narrow(1, 1, t - 1).unwrap();
+    // Only the targets' head rows run (the padding's are skipped).
+    let wanted: Vec<Vec<bool>> = target
+        .to_vec2::<f32>()
+        .unwrap()
+        .iter()
+        .map(|r| r.iter().map(|&m| m != 0.0).collect())
+        .collect();
+    let logp = policy
+        .token_logprobs(input, mask, ids, Some(&wanted))
+        .unwrap();
     let loss = masked_mean(&logp.neg().unwrap(), &target).unwrap();
     let store = policy.backward(&loss).unwrap();
     (loss.to_scalar().unwrap(), store)

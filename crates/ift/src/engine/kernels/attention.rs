@@ -1,14 +1,15 @@
-//! Causal attention for passes without a backward (evaluation, `ift score`,
-//! the reference pass, IFT's prediction pass): `O = softmax(scale·QKᵀ + mask)·V`
-//! a block of queries at a time, so the `(b, h, t, t)` scores never exist.
+//! Causal attention fused for the CPU: `O = softmax(scale·QKᵀ + mask)·V` a
+//! block of queries at a time, so the `(b, h, t, t)` scores never exist. A
+//! training forward also keeps each query's log-sum-exp, from which
+//! [`attention_backward`](super::attention_backward::attention_backward)
+//! recomputes the probabilities block by block (FlashAttention's scheme).
 //!
-//! A training forward keeps the probabilities for its backward, so it takes
-//! the two matmuls and [`causal_softmax`](super::softmax::causal_softmax)
-//! instead. Here each block of [`QUERY_BLOCK`] queries multiplies only the keys
-//! causality (and the sliding window) leaves it: about half of the
-//! matmul work, and no scores buffer larger than `QUERY_BLOCK × t` per thread.
-//! Evaluating 1,300-token sequences at batch 8 used to allocate and free a
-//! 0.5 GB scores tensor several times per layer (most of `ift eval`'s system time).
+//! Each block of [`QUERY_BLOCK`] queries multiplies only the keys causality
+//! (and the sliding window) leaves it: about half of the matmul work, and no
+//! scores buffer larger than `QUERY_BLOCK × t` per thread. Evaluating
+//! 1,300-token sequences at batch 8 used to allocate and free a 0.5 GB scores
+//! tensor several times per layer (most of `ift eval`'s system time); a
+//! training forward kept `P`, `(b, h, t, t)` per layer, for its backward.
 //!
 //! Masking is the softmax kernel's (`AttnMask::allowed`), and a query that may
 //! see no key gets the same uniform row over all keys.
@@ -19,6 +20,7 @@ use candle_core::{Result, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::simd::exp_shifted;
 use super::softmax::AttnMask;
 use crate::engine::view::{fused, F32View};
 
@@ -26,23 +28,25 @@ use crate::engine::view::{fused, F32View};
 pub const QUERY_BLOCK: usize = 64;
 
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    pub(super) static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `O` `(b, kvh, n_rep·t, d)` for `q` laid out like the scores of
-/// `causal_softmax` (the query heads sharing a KV head stacked along time) and
-/// `k`, `v` `(b, kvh, t, d)`. `None` where the fused CPU kernel does not apply
-/// (other devices, bf16): the caller takes the matmul path.
-pub fn attention_no_grad(
+/// The fused forward's output: `O` `(b, kvh, n_rep·t, d)` and, when asked
+/// for, each query row's `lse = log Σⱼ exp(scale·sⱼ)` over its visible keys
+/// `(b, kvh, n_rep·t)` (`−∞` for a query that sees no key).
+pub struct Attended {
+    pub o: Tensor,
+    pub lse: Option<Tensor>,
+}
+
+/// Checks `q` `(b, kvh, n_rep·t, d)` (laid out like the scores of
+/// `causal_softmax`: the query heads sharing a KV head stacked along time)
+/// against `k`, `v` `(b, kvh, t, d)`; returns `(b, kvh, rows, d, t)`.
+pub(super) fn shapes(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: &AttnMask,
-    scale: f64,
-) -> Result<Option<Tensor>> {
-    if !fused(&[q, k, v]) {
-        return Ok(None);
-    }
+) -> Result<(usize, usize, usize, usize, usize)> {
     let (b, kvh, rows, d) = q.dims4()?;
     let t = k.dim(2)?;
     if rows % t != 0 || k.dims4()? != (b, kvh, t, d) || v.dims4()? != (b, kvh, t, d) {
@@ -53,125 +57,216 @@ pub fn attention_no_grad(
             v.dims()
         );
     }
+    Ok((b, kvh, rows, d, t))
+}
+
+/// The fused attention forward, with the log-sum-exps when `keep_lse` (a
+/// training forward). `None` where the fused CPU kernel does not apply (other
+/// devices, bf16): the caller takes the matmul path.
+pub fn attention_forward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &AttnMask,
+    scale: f64,
+    keep_lse: bool,
+) -> Result<Option<Attended>> {
+    if !fused(&[q, k, v]) {
+        return Ok(None);
+    }
+    let (b, kvh, rows, d, t) = shapes(q, k, v)?;
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let (qv, kv, vv) = (F32View::new(&q)?, F32View::new(&k)?, F32View::new(&v)?);
     let (qs, ks, vs) = (qv.get(), kv.get(), vv.get());
     let scale = scale as f32;
     let mut out = vec![0f32; qs.len()];
+    let mut lse = vec![0f32; qs.len() / d];
     // Tasks: each query head's `t` rows (head `h` of KV group `h / n_rep`,
     // batch row `h / n_rep / kvh`), then blocks of queries; every block
-    // writes its own rows of `out`.
+    // writes its own rows of `out` and `lse`.
     let n_rep = rows / t;
-    out.par_chunks_mut(t * d).enumerate().for_each(|(h, oh)| {
-        let g = h / n_rep;
-        let (k, v) = (
-            &ks[g * t * d..(g + 1) * t * d],
-            &vs[g * t * d..(g + 1) * t * d],
-        );
-        oh.par_chunks_mut(QUERY_BLOCK * d)
-            .enumerate()
-            .for_each(|(bi, ob)| {
-                let q0 = bi * QUERY_BLOCK;
-                let q = &qs[(h * t + q0) * d..];
-                let block = Block {
-                    batch: g / kvh,
-                    q0,
-                    q,
-                    k,
-                    v,
-                    t,
-                    d,
-                };
-                SCORES.with(|s| block.run(mask, scale, &mut s.borrow_mut(), ob));
-            })
-    });
-    Tensor::from_vec(out, (b, kvh, rows, d), q.device()).map(Some)
+    out.par_chunks_mut(t * d)
+        .zip(lse.par_chunks_mut(t))
+        .enumerate()
+        .for_each(|(h, (oh, lh))| {
+            let g = h / n_rep;
+            let (k, v) = (
+                &ks[g * t * d..(g + 1) * t * d],
+                &vs[g * t * d..(g + 1) * t * d],
+            );
+            oh.par_chunks_mut(QUERY_BLOCK * d)
+                .zip(lh.par_chunks_mut(QUERY_BLOCK))
+                .enumerate()
+                .for_each(|(bi, (ob, lb))| {
+                    let q0 = bi * QUERY_BLOCK;
+                    let block = Block {
+                        batch: g / kvh,
+                        q0,
+                        q: &qs[(h * t + q0) * d..],
+                        k,
+                        v,
+                        t,
+                        d,
+                    };
+                    SCORES.with(|s| block.forward(mask, scale, &mut s.borrow_mut(), ob, lb));
+                })
+        });
+    let o = Tensor::from_vec(out, (b, kvh, rows, d), q.device())?;
+    let lse = match keep_lse {
+        true => Some(Tensor::from_vec(lse, (b, kvh, rows), q.device())?),
+        false => None,
+    };
+    Ok(Some(Attended { o, lse }))
 }
 
 /// One block of queries (positions `q0..`) against its group's keys and values.
-struct Block<'a> {
-    batch: usize,
-    q0: usize,
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    t: usize,
-    d: usize,
+pub(super) struct Block<'a> {
+    pub batch: usize,
+    pub q0: usize,
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub t: usize,
+    pub d: usize,
 }
 
 impl Block<'_> {
-    fn run(&self, mask: &AttnMask, scale: f32, s: &mut Vec<f32>, out: &mut [f32]) {
+    /// The keys any of `nq` queries from `q0` may see: from the first query's
+    /// window start to the last query's own position.
+    pub fn keys(&self, mask: &AttnMask, nq: usize) -> std::ops::Range<usize> {
+        mask.visible_range(self.q0, self.t).start..(self.q0 + nq).min(self.t)
+    }
+
+    /// `s ← scale·Q·Kᵀ` over `keys` (`nq × nk`), the masked keys `−∞`.
+    pub fn scores(&self, mask: &AttnMask, scale: f32, nq: usize, s: &mut Vec<f32>) {
         let (t, d) = (self.t, self.d);
-        let nq = out.len() / d;
-        // Keys any query of the block may see: from the first query's window
-        // start to the last query's own position.
-        let lo = mask.visible_range(self.q0, t).start;
-        let hi = (self.q0 + nq).min(t);
-        let nk = hi - lo;
+        let keys = self.keys(mask, nq);
+        let nk = keys.len();
         s.clear();
         s.resize(nq * nk, 0.0);
-        let (k, v) = (&self.k[lo * d..hi * d], &self.v[lo * d..hi * d]);
-        // S = Q · Kᵀ (nq × nk): Kᵀ's rows are K's columns.
+        let k = &self.k[keys.start * d..keys.end * d];
         // SAFETY: each extent and stride describes a matrix inside the slice
-        // it comes from (q: nq rows of d, k and v: nk × d, s: nq × nk).
-        unsafe { matmul_into(s, (nq, nk, d), self.q.as_ptr(), d, k.as_ptr(), (1, d)) };
+        // it comes from (q: nq rows of d, k: nk × d, s: nq × nk).
+        unsafe {
+            gemm_into(
+                s.as_mut_ptr(),
+                (nq, nk, d),
+                Mat::rows(self.q.as_ptr(), d),
+                Mat::cols(k.as_ptr(), d),
+                false,
+            )
+        };
+        for (i, row) in s.chunks_mut(nk.max(1)).enumerate().take(nq) {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = match mask.allowed(self.batch, t, self.q0 + i, keys.start + j) {
+                    true => *x * scale,
+                    false => f32::NEG_INFINITY,
+                };
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        mask: &AttnMask,
+        scale: f32,
+        s: &mut Vec<f32>,
+        out: &mut [f32],
+        lse: &mut [f32],
+    ) {
+        let d = self.d;
+        let nq = out.len() / d;
+        self.scores(mask, scale, nq, s);
+        let keys = self.keys(mask, nq);
+        let nk = keys.len();
         let mut empty = Vec::new();
         for (i, row) in s.chunks_mut(nk.max(1)).enumerate().take(nq) {
-            if !softmax_row(
-                row,
-                |j| mask.allowed(self.batch, t, self.q0 + i, lo + j),
-                scale,
-            ) {
+            lse[i] = softmax_row(row);
+            if lse[i] == f32::NEG_INFINITY {
                 empty.push(i);
             }
         }
+        let v = &self.v[keys.start * d..keys.end * d];
         // O = P · V (nq × d).
-        // SAFETY: as above (out: nq × d).
-        unsafe { matmul_into(out, (nq, d, nk), s.as_ptr(), nk, v.as_ptr(), (d, 1)) };
+        // SAFETY: as in `scores` (out: nq × d, v: nk × d).
+        unsafe {
+            gemm_into(
+                out.as_mut_ptr(),
+                (nq, d, nk),
+                Mat::rows(s.as_ptr(), nk),
+                Mat::rows(v.as_ptr(), d),
+                false,
+            )
+        };
         // A query that sees no key: the uniform row over all `t` keys.
         for i in empty {
             let o = &mut out[i * d..(i + 1) * d];
             o.fill(0.0);
             for vj in self.v.chunks_exact(d) {
-                o.iter_mut().zip(vj).for_each(|(o, &x)| *o += x / t as f32);
+                o.iter_mut()
+                    .zip(vj)
+                    .for_each(|(o, &x)| *o += x / self.t as f32);
             }
         }
     }
 }
 
-/// `dst (m × n) = lhs (m × k) · rhs (k × n)`, single-threaded (the caller is
-/// a rayon task): `dst` and `lhs` row-major with row strides `n` and `lhs_rs`,
-/// `rhs` with (row, column) strides `rhs_s`.
+/// A matrix operand: its first element and its row and column strides.
+#[derive(Clone, Copy)]
+pub(super) struct Mat {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl Mat {
+    /// Row-major with `ld` elements per row.
+    pub fn rows(ptr: *const f32, ld: usize) -> Self {
+        Self {
+            ptr,
+            rs: ld as isize,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `ld` elements per row.
+    pub fn cols(ptr: *const f32, ld: usize) -> Self {
+        Self {
+            ptr,
+            rs: 1,
+            cs: ld as isize,
+        }
+    }
+}
+
+/// `dst (m × n, row-major) = lhs (m × k) · rhs (k × n)`, or `+=` with
+/// `accumulate`; single-threaded (the caller is a rayon task).
 ///
 /// # Safety
 /// The pointers must address matrices of those extents and strides.
-unsafe fn matmul_into(
-    dst: &mut [f32],
+pub(super) unsafe fn gemm_into(
+    dst: *mut f32,
     (m, n, k): (usize, usize, usize),
-    lhs: *const f32,
-    lhs_rs: usize,
-    rhs: *const f32,
-    rhs_s: (usize, usize),
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
 ) {
-    debug_assert!(dst.len() >= m * n);
-    let (dst_rs, lhs_rs) = (n as isize, lhs_rs as isize);
-    let (rhs_rs, rhs_cs) = (rhs_s.0 as isize, rhs_s.1 as isize);
     // gemm: dst = alpha·dst + beta·lhs·rhs, strides given as (column, row).
     gemm(
         m,
         n,
         k,
-        dst.as_mut_ptr(),
+        dst,
         1,
-        dst_rs,
-        false,
-        lhs,
-        1,
-        lhs_rs,
-        rhs,
-        rhs_cs,
-        rhs_rs,
-        0.0,
+        n as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        if accumulate { 1.0 } else { 0.0 },
         1.0,
         false,
         false,
@@ -180,29 +275,17 @@ unsafe fn matmul_into(
     );
 }
 
-/// `row ← softmax(scale · row)` over the keys `allowed(j)`, zero elsewhere;
-/// `false` (and the row left zero) when no key is allowed.
-fn softmax_row(row: &mut [f32], allowed: impl Fn(usize) -> bool, scale: f32) -> bool {
-    let mut max = f32::NEG_INFINITY;
-    for (j, x) in row.iter_mut().enumerate() {
-        if allowed(j) {
-            *x *= scale;
-            max = max.max(*x);
-        } else {
-            *x = f32::NEG_INFINITY;
-        }
-    }
+/// `row ← softmax(row)` (masked keys `−∞` become 0); returns the row's
+/// `log Σ exp`, or `−∞` (and the row left zero) when no key is allowed.
+fn softmax_row(row: &mut [f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
-        return false;
+        return f32::NEG_INFINITY;
     }
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp(); // exp(−∞) = 0 for the masked keys
-        sum += *x;
-    }
+    let sum = exp_shifted(row, max);
     row.iter_mut().for_each(|x| *x /= sum);
-    true
+    max + sum.ln()
 }
 
 #[cfg(test)]
@@ -224,9 +307,10 @@ mod tests {
         let am = Tensor::from_vec(flat, (b, t), dev).unwrap();
         let mask = AttnMask::new(&am, window).unwrap();
         let scale = 1.0 / (d as f64).sqrt();
-        let ours = attention_no_grad(&q, &k, &v, &mask, scale)
+        let ours = attention_forward(&q, &k, &v, &mask, scale, false)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .o;
         let scores = q.matmul(&k.t().unwrap()).unwrap();
         let p = causal_softmax(&scores, &mask, t, scale).unwrap();
         let want = p.matmul(&v).unwrap();
@@ -260,6 +344,8 @@ mod tests {
         let q = Tensor::zeros((1, 1, 4, 8), candle_core::DType::BF16, dev).unwrap();
         let am = Tensor::ones((1, 4), candle_core::DType::U8, dev).unwrap();
         let mask = AttnMask::new(&am, None).unwrap();
-        assert!(attention_no_grad(&q, &q, &q, &mask, 1.0).unwrap().is_none());
+        assert!(attention_forward(&q, &q, &q, &mask, 1.0, true)
+            .unwrap()
+            .is_none());
     }
 }

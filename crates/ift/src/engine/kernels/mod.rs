@@ -4,12 +4,14 @@
 //! runs the whole engine on the fallbacks).
 
 pub mod attention;
+pub mod attention_backward;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod embed_grad;
 pub mod matmul;
 pub mod norm;
 pub mod rope;
+pub mod simd;
 pub mod softmax;
 pub mod swiglu;
 pub mod vocab;

@@ -8,6 +8,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+use super::simd::exp_shifted;
 use crate::engine::view::{fused, par_rows, F32View};
 
 /// Which keys each query of a batch may see.
@@ -101,13 +102,13 @@ pub fn causal_softmax(scores: &Tensor, mask: &AttnMask, t: usize, scale: f64) ->
             o.fill(1.0 / tk as f32);
             return;
         }
-        let mut sum = 0f32;
         for j in keys.clone() {
-            if mask.allowed(bi, tk, qi, j) {
-                o[j] = (row[j] * scale - max).exp();
-                sum += o[j];
-            }
+            o[j] = match mask.allowed(bi, tk, qi, j) {
+                true => row[j] * scale,
+                false => f32::NEG_INFINITY, // exp gives 0
+            };
         }
+        let sum = exp_shifted(&mut o[keys.clone()], max);
         o[keys].iter_mut().for_each(|v| *v /= sum);
     });
     Tensor::from_vec(out, (b, kvh, rows, tk), scores.device())

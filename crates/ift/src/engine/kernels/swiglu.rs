@@ -5,10 +5,33 @@ use candle_core::{DType, Result, Tensor};
 
 use rayon::prelude::*;
 
+use super::simd::{exp, simd_fn};
 use crate::engine::view::{fused, par_rows, F32View};
 
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
+}
+
+simd_fn! {
+    /// One row of `silu(g) ∘ u`.
+    fn swiglu_row(o: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((o, &x), &y) in o.iter_mut().zip(g).zip(u) {
+            *o = x * sigmoid(x) * y;
+        }
+    }
+}
+
+simd_fn! {
+    /// One row of [`swiglu_backward`]'s two gradients.
+    fn swiglu_backward_row(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], da: &[f32]) {
+        for i in 0..dg.len().min(du.len()).min(g.len()).min(u.len()).min(da.len()) {
+            let (x, y, a) = (g[i], u[i], da[i]);
+            let s = sigmoid(x);
+            du[i] = a * x * s;
+            dg[i] = a * y * s * (1.0 + x * (1.0 - s));
+        }
+    }
 }
 
 /// `silu(g) ∘ u`; `g`, `u` contiguous, same shape.
@@ -26,10 +49,7 @@ pub fn swiglu(g: &Tensor, u: &Tensor) -> Result<Tensor> {
     let d = *g.dims().last().unwrap_or(&1);
     let mut out = vec![0f32; gs.len()];
     par_rows(&mut out, d, |r, o| {
-        let (gr, ur) = (&gs[r * d..(r + 1) * d], &us[r * d..(r + 1) * d]);
-        for ((o, &x), &y) in o.iter_mut().zip(gr).zip(ur) {
-            *o = x * sigmoid(x) * y;
-        }
+        swiglu_row(o, &gs[r * d..(r + 1) * d], &us[r * d..(r + 1) * d]);
     });
     Tensor::from_vec(out, g.shape(), g.device())
 }
@@ -58,12 +78,8 @@ pub fn swiglu_backward(g: &Tensor, u: &Tensor, da: &Tensor) -> Result<(Tensor, T
         .enumerate()
         .with_min_len(16)
         .for_each(|(r, (dg, du))| {
-            for i in 0..d {
-                let (x, y, a) = (gs[r * d + i], us[r * d + i], as_[r * d + i]);
-                let s = sigmoid(x);
-                du[i] = a * x * s;
-                dg[i] = a * y * s * (1.0 + x * (1.0 - s));
-            }
+            let row = r * d..(r + 1) * d;
+            swiglu_backward_row(dg, du, &gs[row.clone()], &us[row.clone()], &as_[row]);
         });
     let dg = Tensor::from_vec(dg, g.shape(), g.device())?;
     let du = Tensor::from_vec(du, g.shape(), g.device())?;

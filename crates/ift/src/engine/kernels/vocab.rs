@@ -14,6 +14,7 @@
 use candle_core::{DType, Result, Tensor, D};
 
 use super::matmul::matmul;
+use super::simd::{scaled_exp_shifted, sum_exp_shifted};
 use crate::engine::view::{fused, par_rows, F32View};
 
 /// About this many logits per chunk (16 MiB of f32).
@@ -154,7 +155,7 @@ fn head_logprobs_in(
                 s[3] = (v0 + a_c) as f32;
             }
             let m = s[0].max(m_c);
-            s[1] = s[1] * (s[0] - m).exp() + row.iter().map(|&x| (x - m).exp()).sum::<f32>();
+            s[1] = s[1] * (s[0] - m).exp() + sum_exp_shifted(row, m);
             s[0] = m;
             let y = ids[r] as usize;
             if (v0..v0 + n).contains(&y) {
@@ -234,9 +235,7 @@ fn head_backward_in(
                 if gr == 0.0 {
                     return; // padding and untrained positions
                 }
-                for (o, &x) in o.iter_mut().zip(row) {
-                    *o = -gr * (x - lr).exp();
-                }
+                scaled_exp_shifted(o, row, lr, -gr);
                 let y = ids[r] as usize;
                 if (v0..v0 + n).contains(&y) {
                     o[y - v0] += gr;

@@ -27,7 +27,8 @@ pub fn micro_batch(
 ) -> Result<Tensor> {
     let (ctx, model) = (env.ctx, policy.model);
     let mb = SequenceBatch::collate(examples, PAD_ID);
-    let coef = token_coefficients(&target_mask(&mb), p.normalize, info.totals, env.device)?;
+    let targets = target_mask(&mb);
+    let coef = token_coefficients(&targets, p.normalize, info.totals, env.device)?;
     let t = mb.to_tensors(env.device)?;
     let lambda = p.lambda_at(ctx.step, ctx.seed);
     let (ids, attention) = (&t.input_ids, &t.attention_mask);
@@ -39,7 +40,8 @@ pub fn micro_batch(
         // The default: one chunked pass gives the argmax and the NLL, never
         // the whole (b, t, vocab) logits.
         true => {
-            let (pred, logp0) = policy.greedy_no_grad(ModelInput::Ids(ids), attention, ids)?;
+            let (pred, logp0) =
+                policy.greedy_no_grad(ModelInput::Ids(ids), attention, ids, Some(&targets))?;
             (pred.clone(), logp0.neg()?, pred)
         }
         false => {
@@ -57,7 +59,7 @@ pub fn micro_batch(
     };
     let embeds = mixed_embeddings(&embedding, ids, &mixed_ids, lambda)?;
     let token_loss = policy
-        .token_logprobs(ModelInput::Embeds(&embeds), attention, ids)?
+        .token_logprobs(ModelInput::Embeds(&embeds), attention, ids, Some(&targets))?
         .neg()?;
     let mask = t.loss_mask.narrow(1, 1, seq - 1)?;
     let params = p.propagation_params();

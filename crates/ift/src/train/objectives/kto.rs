@@ -11,7 +11,7 @@ use crate::loss::{kto_loss, kto_reference_point, KtoParams};
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::objective::ReferenceOptions;
 use crate::train::policy::Policy;
-use crate::train::step::PAD_ID;
+use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 /// The mismatched sequences of a batch, as TRL pairs them: sequence `i` is the
@@ -82,11 +82,13 @@ pub fn micro_batch(
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
     let seqs: Vec<&EncodedExample> = batch.iter().map(|k| &k.example).collect();
-    let t = SequenceBatch::collate(&seqs, PAD_ID).to_tensors(env.device)?;
+    let mb = SequenceBatch::collate(&seqs, PAD_ID);
+    let t = mb.to_tensors(env.device)?;
     let token_logps = policy.token_logprobs(
         ModelInput::Ids(&t.input_ids),
         &t.attention_mask,
         &t.input_ids,
+        Some(&target_mask(&mb)),
     )?;
     let (logps, lens) = row_sums(&token_logps, &target_mask_tensor(&t.loss_mask)?)?;
     let n = batch.len();

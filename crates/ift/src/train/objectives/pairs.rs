@@ -14,7 +14,7 @@ use crate::loss::{
 use crate::model::ModelInput;
 use crate::objective::ReferenceOptions;
 use crate::train::policy::Policy;
-use crate::train::step::PAD_ID;
+use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 /// A micro-batch of pairs after the policy's forward pass.
@@ -45,7 +45,9 @@ pub fn pair_forward(
         let logits = policy.logits(input, &t.attention_mask)?;
         (token_logprobs(&logits, &t.input_ids)?, Some(logits))
     } else {
-        let logps = policy.token_logprobs(input, &t.attention_mask, &t.input_ids)?;
+        let targets = target_mask(&batch);
+        let logps =
+            policy.token_logprobs(input, &t.attention_mask, &t.input_ids, Some(&targets))?;
         (logps, None)
     };
     let mask = target_mask_tensor(&t.loss_mask)?;

@@ -19,12 +19,14 @@ pub fn micro_batch(
     env: &StepEnv<'_>,
 ) -> Result<Tensor> {
     let mb = SequenceBatch::collate(examples, PAD_ID);
-    let coef = token_coefficients(&target_mask(&mb), params.normalize, info.totals, env.device)?;
+    let targets = target_mask(&mb);
+    let coef = token_coefficients(&targets, params.normalize, info.totals, env.device)?;
     let t = mb.to_tensors(env.device)?;
     let logp = policy.token_logprobs(
         ModelInput::Ids(&t.input_ids),
         &t.attention_mask,
         &t.input_ids,
+        Some(&targets),
     )?;
     Ok(sft_loss_from_logps(&logp, &coef)?)
 }
