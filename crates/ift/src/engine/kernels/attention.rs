@@ -17,9 +17,9 @@
 use std::cell::RefCell;
 
 use candle_core::{Result, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::block_gemm::{gemm_into, Mat};
 use super::simd::exp_shifted;
 use super::softmax::AttnMask;
 use crate::engine::view::{fused, F32View};
@@ -211,70 +211,6 @@ impl Block<'_> {
     }
 }
 
-/// A matrix operand: its first element and its row and column strides.
-#[derive(Clone, Copy)]
-pub(super) struct Mat {
-    pub ptr: *const f32,
-    pub rs: isize,
-    pub cs: isize,
-}
-
-impl Mat {
-    /// Row-major with `ld` elements per row.
-    pub fn rows(ptr: *const f32, ld: usize) -> Self {
-        Self {
-            ptr,
-            rs: ld as isize,
-            cs: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix with `ld` elements per row.
-    pub fn cols(ptr: *const f32, ld: usize) -> Self {
-        Self {
-            ptr,
-            rs: 1,
-            cs: ld as isize,
-        }
-    }
-}
-
-/// `dst (m × n, row-major) = lhs (m × k) · rhs (k × n)`, or `+=` with
-/// `accumulate`; single-threaded (the caller is a rayon task).
-///
-/// # Safety
-/// The pointers must address matrices of those extents and strides.
-pub(super) unsafe fn gemm_into(
-    dst: *mut f32,
-    (m, n, k): (usize, usize, usize),
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-) {
-    // gemm: dst = alpha·dst + beta·lhs·rhs, strides given as (column, row).
-    gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        n as isize,
-        accumulate,
-        lhs.ptr,
-        lhs.cs,
-        lhs.rs,
-        rhs.ptr,
-        rhs.cs,
-        rhs.rs,
-        if accumulate { 1.0 } else { 0.0 },
-        1.0,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    );
-}
-
 /// `row ← softmax(row)` (masked keys `−∞` become 0); returns the row's
 /// `log Σ exp`, or `−∞` (and the row left zero) when no key is allowed.
 fn softmax_row(row: &mut [f32]) -> f32 {
@@ -293,50 +229,9 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
-    use crate::engine::kernels::softmax::causal_softmax;
 
-    /// The block kernel against the two matmuls and the softmax kernel, on
-    /// `(b, kvh, n_rep, t, d)` with the given mask rows and window.
-    fn check(n_rep: usize, t: usize, mask_rows: &[Vec<u8>], window: Option<usize>) {
-        let (b, kvh, d) = (mask_rows.len(), 2, 16);
-        let dev = &Device::Cpu;
-        let q = Tensor::randn(0f32, 1.0, (b, kvh, n_rep * t, d), dev).unwrap();
-        let k = Tensor::randn(0f32, 1.0, (b, kvh, t, d), dev).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (b, kvh, t, d), dev).unwrap();
-        let flat: Vec<u8> = mask_rows.concat();
-        let am = Tensor::from_vec(flat, (b, t), dev).unwrap();
-        let mask = AttnMask::new(&am, window).unwrap();
-        let scale = 1.0 / (d as f64).sqrt();
-        let ours = attention_forward(&q, &k, &v, &mask, scale, false)
-            .unwrap()
-            .unwrap()
-            .o;
-        let scores = q.matmul(&k.t().unwrap()).unwrap();
-        let p = causal_softmax(&scores, &mask, t, scale).unwrap();
-        let want = p.matmul(&v).unwrap();
-        let diff = crate::engine::view::max_abs_diff(&ours, &want);
-        assert!(
-            diff < 1e-5,
-            "n_rep {n_rep}, t {t}, window {window:?}: max |diff| {diff}"
-        );
-    }
-
-    #[test]
-    fn blocks_agree_with_the_matmul_path() {
-        // One block, several blocks with a ragged last one, GQA.
-        check(1, 5, &[vec![1; 5]], None);
-        check(3, 150, &[vec![1; 150], vec![1; 150]], None);
-        // Right padding, and a row padded on the left (its first queries see
-        // no key: the uniform row).
-        let mut right = vec![1u8; 130];
-        right[100..].fill(0);
-        let mut left = vec![1u8; 130];
-        left[..70].fill(0);
-        check(2, 130, &[right, left], None);
-        // A sliding window shorter than a block, and one spanning blocks.
-        check(2, 140, &[vec![1; 140]], Some(10));
-        check(1, 200, &[vec![1; 200]], Some(90));
-    }
+    // The block kernel's O (and its backward) against the matmul path:
+    // `attention_backward::tests`.
 
     #[test]
     fn other_devices_and_dtypes_take_the_matmul_path() {

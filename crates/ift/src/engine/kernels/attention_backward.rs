@@ -16,7 +16,8 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-use super::attention::{gemm_into, shapes, Block, Mat, QUERY_BLOCK, SCORES};
+use super::attention::{shapes, Block, QUERY_BLOCK, SCORES};
+use super::block_gemm::{gemm_into, Mat};
 use super::softmax::AttnMask;
 use crate::engine::view::F32View;
 
@@ -222,8 +223,8 @@ mod tests {
     use crate::engine::kernels::softmax::{causal_softmax, causal_softmax_backward};
     use crate::engine::view::max_abs_diff;
 
-    /// The block-wise backward against the matmul path's (`P` kept,
-    /// `causal_softmax_backward`) on `(b, kvh, n_rep, t, d)` with these mask
+    /// The block-wise forward's `O` and backward against the matmul path's
+    /// (`P` kept, `causal_softmax_backward`) on `(b, kvh, n_rep, t, d)` with these mask
     /// rows and window.
     fn check(n_rep: usize, t: usize, mask_rows: &[Vec<u8>], window: Option<usize>) {
         let (b, kvh, d) = (mask_rows.len(), 2, 16);

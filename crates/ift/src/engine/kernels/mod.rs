@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod attention_backward;
+mod block_gemm;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod embed_grad;

@@ -5,6 +5,11 @@
 //!
 //! A query that may see no key gets a uniform row, as the graph path's
 //! finite mask gives; such rows belong to padding and never reach a loss.
+//!
+//! On the CPU in f32 attention runs fused instead (`attention.rs`,
+//! `attention_backward.rs`: the same masks, no `(b, h, t, t)` tensor); these
+//! kernels serve the matmul path (bf16, and their primitive fallbacks on
+//! other devices) and are the reference the fused kernels' tests compare with.
 
 use candle_core::{DType, Result, Tensor, D};
 
