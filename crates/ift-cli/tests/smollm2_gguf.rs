@@ -57,17 +57,24 @@ fn gguf_path() -> PathBuf {
         .clone()
 }
 
-/// The converted directory, once per test binary.
+/// The converted directory, once per test binary. It lives in cargo's
+/// per-target scratch directory and is replaced by each run: a `TempDir` in a
+/// static is never dropped, and left 516 MB in `/tmp` after every run.
 fn converted() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let gguf = gguf_path();
-        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2_gguf");
+        if root.exists() {
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        let dir = root.join("smollm2");
         let out = Command::new(env!("CARGO_BIN_EXE_ift"))
             .args(["convert", "--gguf"])
             .arg(&gguf)
             .arg("--out")
-            .arg(dir.path().join("smollm2"))
+            .arg(&dir)
             .output()
             .unwrap();
         assert!(
@@ -77,9 +84,6 @@ fn converted() -> &'static Path {
         );
         dir
     })
-    .path()
-    .join("smollm2")
-    .leak()
 }
 
 /// fixtures/gguf/smollm2_reference.json, written by
