@@ -267,10 +267,7 @@ pub fn forward_logps(
                 .reshape((b * (t - 1), hid))?,
             all_targets,
         ),
-        Some(s) => (
-            dec.hidden.y.index_select(&s.positions, 0)?,
-            all_targets.index_select(&s.targets, 0)?,
-        ),
+        Some(s) => s.gather(&dec.hidden.y, &all_targets)?,
     };
     let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
     let out = head_logprobs(&head_rows, &head, &targets, record)?;
@@ -344,8 +341,8 @@ pub fn forward_greedy(
         }
         Some(s) => {
             let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
-            let rows = dec.hidden.y.index_select(&s.positions, 0)?;
-            let out = head_argmax(&rows, &head, &targets.index_select(&s.targets, 0)?)?;
+            let (rows, targets) = s.gather(&dec.hidden.y, &targets)?;
+            let out = head_argmax(&rows, &head, &targets)?;
             let spread = |v: &Tensor| -> Result<Tensor> {
                 let full = s.scatter_targets(v, b * (t - 1))?.reshape((b, t - 1))?;
                 Tensor::cat(&[&full, &Tensor::zeros((b, 1), v.dtype(), v.device())?], 1)

@@ -61,6 +61,15 @@ impl Selected {
         }))
     }
 
+    /// The selected rows of the `(b·t, hidden)` final hidden states and of
+    /// the `(b·(t − 1),)` targets.
+    pub fn gather(&self, hidden: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            hidden.index_select(&self.positions, 0)?,
+            targets.index_select(&self.targets, 0)?,
+        ))
+    }
+
     /// `(n,)` values of the selected rows back at their place in `(len,)`
     /// zeros (through f32, exact for token ids below 2²⁴), in `values`' dtype.
     pub fn scatter_targets(&self, values: &Tensor, len: usize) -> Result<Tensor> {

@@ -133,12 +133,19 @@ pub(super) struct Block<'a> {
 impl Block<'_> {
     /// The keys any of `nq` queries from `q0` may see: from the first query's
     /// window start to the last query's own position.
-    pub fn keys(&self, mask: &AttnMask, nq: usize) -> std::ops::Range<usize> {
+    fn keys(&self, mask: &AttnMask, nq: usize) -> std::ops::Range<usize> {
         mask.visible_range(self.q0, self.t).start..(self.q0 + nq).min(self.t)
     }
 
-    /// `s ← scale·Q·Kᵀ` over `keys` (`nq × nk`), the masked keys `−∞`.
-    pub fn scores(&self, mask: &AttnMask, scale: f32, nq: usize, s: &mut Vec<f32>) {
+    /// `s ← scale·Q·Kᵀ` over [`keys`](Self::keys) (`nq × nk`), the masked
+    /// keys `−∞`; returns those keys.
+    pub fn scores(
+        &self,
+        mask: &AttnMask,
+        scale: f32,
+        nq: usize,
+        s: &mut Vec<f32>,
+    ) -> std::ops::Range<usize> {
         let (t, d) = (self.t, self.d);
         let keys = self.keys(mask, nq);
         let nk = keys.len();
@@ -164,6 +171,7 @@ impl Block<'_> {
                 };
             }
         }
+        keys
     }
 
     fn forward(
@@ -176,8 +184,7 @@ impl Block<'_> {
     ) {
         let d = self.d;
         let nq = out.len() / d;
-        self.scores(mask, scale, nq, s);
-        let keys = self.keys(mask, nq);
+        let keys = self.scores(mask, scale, nq, s);
         let nk = keys.len();
         let mut empty = Vec::new();
         for (i, row) in s.chunks_mut(nk.max(1)).enumerate().take(nq) {

@@ -139,10 +139,9 @@ impl Group<'_> {
             t,
             d,
         };
-        let keys = blk.keys(mask, nq);
+        let keys = blk.scores(mask, scale, nq, s); // S (nq × nk), masked −∞
         let nk = keys.len();
-        blk.scores(mask, scale, nq, s); // S (nq × nk), masked −∞
-                                        // P = exp(S − lse): the forward's probabilities (0 where masked).
+        // P = exp(S − lse): the forward's probabilities (0 where masked).
         let mut empty = Vec::new();
         for (i, row) in s.chunks_mut(nk.max(1)).enumerate().take(nq) {
             let l = self.lse[r0 + i];

@@ -25,7 +25,10 @@ simd_fn! {
 simd_fn! {
     /// One row of [`swiglu_backward`]'s two gradients.
     fn swiglu_backward_row(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], da: &[f32]) {
-        for i in 0..dg.len().min(du.len()).min(g.len()).min(u.len()).min(da.len()) {
+        // Every slice cut to one length, so the loop carries no bounds checks.
+        let n = dg.len();
+        let (du, g, u, da) = (&mut du[..n], &g[..n], &u[..n], &da[..n]);
+        for i in 0..n {
             let (x, y, a) = (g[i], u[i], da[i]);
             let s = sigmoid(x);
             du[i] = a * x * s;
