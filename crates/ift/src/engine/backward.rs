@@ -45,7 +45,9 @@ impl Sink<'_> {
 
     /// `dx` of projection `which` of layer `layer` (`model.layers.3`) — `y =
     /// x Wᵀ + b` plus its adapter's delta — given `dy`, recording the
-    /// gradients of its trainable tensors.
+    /// gradients of its trainable tensors; with `into` (another projection's
+    /// `dx` of the same input), the sum, accumulated in place where it can.
+    #[allow(clippy::too_many_arguments)]
     fn linear(
         &mut self,
         (layer, tp): (&str, &LayerTape),
@@ -53,6 +55,7 @@ impl Sink<'_> {
         l: &Linear,
         x: &Tensor,
         dy: &Tensor,
+        into: Option<Tensor>,
     ) -> Result<Tensor> {
         let trains = self.trains;
         let out = &mut self.out;
@@ -62,6 +65,7 @@ impl Sink<'_> {
             x,
             tp.lora[which as usize].as_ref(),
             dy,
+            into,
             &|n| trains.contains(n),
             &mut |n, g| out.push((n, g)),
         )
@@ -122,6 +126,7 @@ impl Tape {
             &model.norm.weight.detach(),
             &self.rstd_f,
             &dh,
+            None,
         )?;
         sink.norm("model.norm.weight".into(), dw);
         for (i, (layer, tape)) in model.layers.iter().zip(&self.layers).enumerate().rev() {
@@ -186,18 +191,19 @@ impl Tape {
         // MLP: x_out = x_mid + down(silu(gate) ∘ up).
         let mlp = &layer.mlp;
         let act = swiglu(&tp.gate, &tp.up)?;
-        let d_act = sink.linear(at, Proj::Down, &mlp.down_proj, &act, &dx)?;
+        let d_act = sink.linear(at, Proj::Down, &mlp.down_proj, &act, &dx, None)?;
         drop(act);
         let (d_gate, d_up) = swiglu_backward(&tp.gate, &tp.up, &d_act)?;
-        let dh2 = (sink.linear(at, Proj::Gate, &mlp.gate_proj, &tp.h2, &d_gate)?
-            + sink.linear(at, Proj::Up, &mlp.up_proj, &tp.h2, &d_up)?)?;
+        // One input feeds both: their input gradients sum (in place).
+        let dh2 = sink.linear(at, Proj::Gate, &mlp.gate_proj, &tp.h2, &d_gate, None)?;
+        let dh2 = sink.linear(at, Proj::Up, &mlp.up_proj, &tp.h2, &d_up, Some(dh2))?;
         let post = &layer.post_attention_layernorm;
-        let (dn, dw) = rms_norm_backward(&tp.x_mid, &post.weight.detach(), &tp.rstd2, &dh2)?;
+        let w2 = post.weight.detach();
+        let (dx, dw) = rms_norm_backward(&tp.x_mid, &w2, &tp.rstd2, &dh2, Some(&dx))?;
         sink.norm(format!("{p}.post_attention_layernorm.weight"), dw);
-        let dx = (dx + dn)?;
         // Attention: x_mid = x_in + o_proj(softmax(q kᵀ·scale + mask) v).
         let a = &layer.self_attn;
-        let d_o = sink.linear(at, Proj::O, &a.o_proj, &tp.o, &dx)?;
+        let d_o = sink.linear(at, Proj::O, &a.o_proj, &tp.o, &dx, None)?;
         let heads = |x: &Tensor| -> Result<Tensor> {
             x.reshape((b, t, h, d))?
                 .transpose(1, 2)?
@@ -233,12 +239,13 @@ impl Tape {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, kvh * d))?;
-        let dh1 = (sink.linear(at, Proj::Q, &a.q_proj, &tp.h1, &dq)?
-            + sink.linear(at, Proj::K, &a.k_proj, &tp.h1, &dk)?)?
-        .add(&sink.linear(at, Proj::V, &a.v_proj, &tp.h1, &dv)?)?;
+        let dh1 = sink.linear(at, Proj::Q, &a.q_proj, &tp.h1, &dq, None)?;
+        let dh1 = sink.linear(at, Proj::K, &a.k_proj, &tp.h1, &dk, Some(dh1))?;
+        let dh1 = sink.linear(at, Proj::V, &a.v_proj, &tp.h1, &dv, Some(dh1))?;
         let inp = &layer.input_layernorm;
-        let (dn, dw) = rms_norm_backward(&tp.x_in, &inp.weight.detach(), &tp.rstd1, &dh1)?;
+        let w1 = inp.weight.detach();
+        let (dx, dw) = rms_norm_backward(&tp.x_in, &w1, &tp.rstd1, &dh1, Some(&dx))?;
         sink.norm(format!("{p}.input_layernorm.weight"), dw);
-        dx + dn
+        Ok(dx)
     }
 }

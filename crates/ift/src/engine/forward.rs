@@ -153,8 +153,9 @@ fn decode(
     for layer in &model.layers {
         let a = &layer.self_attn;
         let mut lora: [Option<Tensor>; 7] = Default::default();
-        let mut proj = |x: &Tensor, l: &crate::model::Linear, p: Proj| -> Result<Tensor> {
-            let (y, h) = project(x, l, record)?;
+        // `proj(x, l, p, None)` is the projection; with `Some(r)`, `r + ` it.
+        let mut proj = |x: &Tensor, l: &crate::model::Linear, p: Proj, r| -> Result<Tensor> {
+            let (y, h) = project(x, l, record, r)?;
             lora[p as usize] = h;
             Ok(y)
         };
@@ -164,19 +165,19 @@ fn decode(
             layer.input_layernorm.eps,
         )?;
         let q = rope_to_heads(
-            &proj(&n1.y, &a.q_proj, Proj::Q)?,
+            &proj(&n1.y, &a.q_proj, Proj::Q, None)?,
             Heads { b, t, n: h, d },
             &cos,
             &sin,
         )?
         .reshape((b, kvh, (h / kvh) * t, d))?;
         let k = rope_to_heads(
-            &proj(&n1.y, &a.k_proj, Proj::K)?,
+            &proj(&n1.y, &a.k_proj, Proj::K, None)?,
             Heads { b, t, n: kvh, d },
             &cos,
             &sin,
         )?;
-        let v = proj(&n1.y, &a.v_proj, Proj::V)?
+        let v = proj(&n1.y, &a.v_proj, Proj::V, None)?
             .reshape((b, t, kvh, d))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -195,13 +196,13 @@ fn decode(
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, h * d))?;
-        let x_mid = (&x + proj(&o, &a.o_proj, Proj::O)?)?;
+        let x_mid = proj(&o, &a.o_proj, Proj::O, Some(&x))?;
         let post = &layer.post_attention_layernorm;
         let n2 = rms_norm(&x_mid, &post.weight.detach(), post.eps)?;
-        let gate = proj(&n2.y, &layer.mlp.gate_proj, Proj::Gate)?;
-        let up = proj(&n2.y, &layer.mlp.up_proj, Proj::Up)?;
+        let gate = proj(&n2.y, &layer.mlp.gate_proj, Proj::Gate, None)?;
+        let up = proj(&n2.y, &layer.mlp.up_proj, Proj::Up, None)?;
         let act = swiglu(&gate, &up)?;
-        let x_out = (&x_mid + proj(&act, &layer.mlp.down_proj, Proj::Down)?)?;
+        let x_out = proj(&act, &layer.mlp.down_proj, Proj::Down, Some(&x_mid))?;
         drop(act);
         if record {
             layers.push(LayerTape {

@@ -10,28 +10,46 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use super::kernels::matmul::matmul;
+use super::kernels::matmul::{matmul, matmul_add, residual_matmul};
 use crate::model::{peft_name, Linear, Lora, Weight};
 
 /// `x Wᵀ + b (+ the adapter's delta)` on `(rows, in)`, never recording a
-/// graph; with `record`, also the adapter hidden the backward needs.
-pub(super) fn project(x: &Tensor, l: &Linear, record: bool) -> Result<(Tensor, Option<Tensor>)> {
+/// graph; with `record`, also the adapter hidden the backward needs. With
+/// `residual`, `residual + (that)`, summed inside the matmul where the
+/// projection is a plain weight (no bias, no adapter).
+pub(super) fn project(
+    x: &Tensor,
+    l: &Linear,
+    record: bool,
+    residual: Option<&Tensor>,
+) -> Result<(Tensor, Option<Tensor>)> {
     let dt = x.dtype();
-    let y = match &l.weight {
-        Weight::Dense(w) | Weight::Frozen(w) => matmul(x, &cast(w, dt)?.t()?)?,
+    let plain = l.bias.is_none() && l.lora.is_none();
+    let (y, residual) = match (&l.weight, residual) {
+        (Weight::Dense(w) | Weight::Frozen(w), Some(r)) if plain => {
+            (residual_matmul(r, x, &cast(w, dt)?.t()?)?, None)
+        }
+        (Weight::Dense(w) | Weight::Frozen(w), r) => (matmul(x, &cast(w, dt)?.t()?)?, r),
         // candle's quantised matmul takes f32 activations.
-        Weight::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dt)?,
+        (Weight::Quantized(q), r) => (q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dt)?, r),
     };
     let y = match &l.bias {
         Some(b) => y.broadcast_add(&cast(b, dt)?)?,
         None => y,
     };
-    let Some(a) = &l.lora else {
-        return Ok((y, None));
+    let (y, h) = match &l.lora {
+        None => (y, None),
+        Some(a) => {
+            let h = matmul(&a.dropped(x)?, &cast(&a.lora_a, dt)?.t()?)?;
+            let y = (y + (matmul(&h, &cast(&a.lora_b, dt)?.t()?)? * a.scaling)?)?;
+            (y, record.then_some(h))
+        }
     };
-    let h = matmul(&a.dropped(x)?, &cast(&a.lora_a, dt)?.t()?)?;
-    let y = (y + (matmul(&h, &cast(&a.lora_b, dt)?.t()?)? * a.scaling)?)?;
-    Ok((y, record.then_some(h)))
+    let y = match residual {
+        Some(r) => (r + y)?,
+        None => y,
+    };
+    Ok((y, h))
 }
 
 /// A weight in the compute dtype `dt` (bf16 training casts the f32 master
@@ -40,16 +58,20 @@ fn cast(w: &Tensor, dt: DType) -> Result<Tensor> {
     w.detach().to_dtype(dt)
 }
 
-/// A projection's gradients given `dy` `(rows, out)`: `dx` is returned, and
-/// `put(name, grad)` receives `dW`, `db`, `lora_A` and `lora_B` (in f32, the
-/// master weights' dtype) for those `wants(name)` (the trainable ones). `h`
-/// is what [`project`] recorded.
+/// A projection's gradients given `dy` `(rows, out)`: `dx` is returned (or
+/// `into + dx`, accumulated in place where the matmul backend can: `into`
+/// must be a temporary the caller owns alone, such as another projection's
+/// `dx`), and `put(name, grad)` receives `dW`, `db`, `lora_A` and `lora_B`
+/// (in f32, the master weights' dtype) for those `wants(name)` (the
+/// trainable ones). `h` is what [`project`] recorded.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn project_backward(
     module: &str,
     l: &Linear,
     x: &Tensor,
     h: Option<&Tensor>,
     dy: &Tensor,
+    into: Option<Tensor>,
     wants: &dyn Fn(&str) -> bool,
     put: &mut dyn FnMut(String, Tensor),
 ) -> Result<Tensor> {
@@ -62,9 +84,16 @@ pub(super) fn project_backward(
     if l.bias.is_some() && wants(&bias) {
         put(bias, dy.to_dtype(DType::F32)?.sum(0)?);
     }
-    let dx = match &l.weight {
-        Weight::Dense(w) | Weight::Frozen(w) => matmul(dy, &cast(w, dt)?)?,
-        Weight::Quantized(q) => q.input_grad(&dy.to_dtype(DType::F32)?)?.to_dtype(dt)?,
+    let dx = match (&l.weight, into) {
+        (Weight::Dense(w) | Weight::Frozen(w), Some(c)) => matmul_add(c, dy, &cast(w, dt)?)?,
+        (Weight::Dense(w) | Weight::Frozen(w), None) => matmul(dy, &cast(w, dt)?)?,
+        (Weight::Quantized(q), into) => {
+            let dx = q.input_grad(&dy.to_dtype(DType::F32)?)?.to_dtype(dt)?;
+            match into {
+                Some(c) => (c + dx)?,
+                None => dx,
+            }
+        }
     };
     match (&l.lora, h) {
         (Some(a), Some(h)) => dx + lora_backward(module, a, x, h, dy, wants, put)?,

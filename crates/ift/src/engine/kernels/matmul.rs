@@ -21,6 +21,29 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.matmul(b)
 }
 
+/// `c + a · b` for 2-d operands. With `openblas`, an f32 CPU `c` that is
+/// contiguous and not a view is updated in place by `sgemm`'s `β = 1` (no
+/// product tensor, no separate add): `c` must be a temporary its caller owns
+/// alone (a fresh kernel output), since every clone of it sees the update.
+pub fn matmul_add(c: Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "openblas")]
+    if blas::try_matmul_add(&c, a, b)? {
+        return Ok(c);
+    }
+    c + matmul(a, b)?
+}
+
+/// `r + a · b` as a new tensor, `r` untouched (a residual connection around
+/// a projection). With `openblas`, `r` is copied into the output and the
+/// product accumulated onto it (`β = 1`): one pass fewer than zeroing the
+/// product's output and adding after.
+pub fn residual_matmul(r: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if cfg!(feature = "openblas") && crate::engine::view::fused(&[r, a, b]) {
+        return matmul_add(r.copy()?, a, b);
+    }
+    r + matmul(a, b)?
+}
+
 /// Which matmul backend the CPU uses (`ift bench` reports it).
 pub fn cpu_backend() -> &'static str {
     if cfg!(feature = "openblas") {
@@ -129,6 +152,150 @@ mod blas {
         a.apply_op2_no_bwd(b, &Sgemm).map(Some)
     }
 
+    /// `c += a · b` in place when all three are 2-d f32 CPU tensors BLAS can
+    /// read and `c` is a whole contiguous storage; `false` (nothing done) otherwise.
+    pub(super) fn try_matmul_add(c: &Tensor, a: &Tensor, b: &Tensor) -> Result<bool> {
+        let (ad, bd) = (a.dims(), b.dims());
+        let storage = |t: &Tensor| &*t.storage_and_layout().0 as *const candle_core::Storage;
+        // In place needs a write lock on `c` beside read locks on `a` and `b`.
+        let alone = storage(c) != storage(a) && storage(c) != storage(b);
+        let fits = fused(&[a, b, c])
+            && c.is_contiguous()
+            && c.layout().start_offset() == 0
+            && alone
+            && ad.len() == 2
+            && bd.len() == 2
+            && ad[1] == bd[0]
+            && c.dims() == [ad[0], bd[1]]
+            && ad
+                .iter()
+                .chain(bd)
+                .all(|&d| d > 0 && d <= i32::MAX as usize)
+            && [operand(ad, a.stride()), operand(bd, b.stride())]
+                .iter()
+                .all(|o| o.is_some_and(|(_, ld)| ld <= i32::MAX as usize));
+        if !fits {
+            return Ok(false);
+        }
+        init_threads();
+        c.inplace_op3(a, b, &SgemmAdd)?;
+        Ok(true)
+    }
+
+    /// Runs `m × n` of `C ← op(A)·op(B) + β·C` as row blocks on rayon's pool.
+    /// `c` is the output's first element; every row block is written by one task.
+    #[allow(clippy::too_many_arguments)]
+    fn sgemm_rows(
+        (ta, lda, av, oa): (bool, usize, &[f32], usize),
+        (tb, ldb, bv, ob): (bool, usize, &[f32], usize),
+        (m, n, k): (usize, usize, usize),
+        beta: f32,
+        c: SendPtr,
+        blocks: usize,
+    ) {
+        let flag = |t: bool| if t { TRANS } else { NO_TRANS };
+        let rows = m.div_ceil(blocks);
+        (0..m.div_ceil(rows)).into_par_iter().for_each(|i| {
+            let (r0, mr) = (i * rows, rows.min(m - i * rows));
+            // Row r0 of op(A): its offset in A's storage.
+            let a0 = oa + r0 * if ta { 1 } else { lda };
+            // SAFETY: `operand` checked each leading dimension against the
+            // matrix it describes, the layouts place every element of each
+            // batch's matrix inside its storage, and the tasks' row blocks of
+            // C (`c` holds `m·n` floats) do not overlap.
+            unsafe {
+                cblas_sgemm(
+                    ROW_MAJOR,
+                    flag(ta),
+                    flag(tb),
+                    mr as i32,
+                    n as i32,
+                    k as i32,
+                    1.0,
+                    av[a0..].as_ptr(),
+                    lda as i32,
+                    bv[ob..].as_ptr(),
+                    ldb as i32,
+                    beta,
+                    c.at(r0 * n),
+                    n as i32,
+                )
+            }
+        });
+    }
+
+    /// A raw output pointer handed to rayon's tasks, each of which writes
+    /// its own rows.
+    #[derive(Clone, Copy)]
+    struct SendPtr(*mut f32);
+    // SAFETY: the tasks given one `SendPtr` write disjoint rows (`sgemm_rows`).
+    unsafe impl Send for SendPtr {}
+    unsafe impl Sync for SendPtr {}
+
+    impl SendPtr {
+        /// Through a method, so a closure captures the `SendPtr`, not its
+        /// raw field.
+        fn at(self, offset: usize) -> *mut f32 {
+            self.0.wrapping_add(offset)
+        }
+    }
+
+    /// Rayon tasks per product: one per thread for a single matrix (each at
+    /// least 32 rows), none within a batch that already has a task per thread.
+    fn row_blocks(batch: usize, m: usize) -> usize {
+        let threads = candle_core::utils::get_num_threads().max(1);
+        if batch >= threads {
+            1
+        } else {
+            threads.min(m.div_ceil(32)).max(1)
+        }
+    }
+
+    struct SgemmAdd;
+
+    impl candle_core::InplaceOp3 for SgemmAdd {
+        fn name(&self) -> &'static str {
+            "openblas-sgemm-add"
+        }
+
+        fn cpu_fwd(
+            &self,
+            sc: &mut CpuStorage,
+            lc: &Layout,
+            sa: &CpuStorage,
+            la: &Layout,
+            sb: &CpuStorage,
+            lb: &Layout,
+        ) -> Result<()> {
+            let (CpuStorage::F32(cv), CpuStorage::F32(av), CpuStorage::F32(bv)) = (sc, sa, sb)
+            else {
+                candle_core::bail!("openblas-sgemm-add: f32 operands only")
+            };
+            let (m, k, n) = (la.dims()[0], la.dims()[1], lb.dims()[1]);
+            let ((ta, lda), (tb, ldb)) = match (
+                operand(la.dims(), la.stride()),
+                operand(lb.dims(), lb.stride()),
+            ) {
+                (Some(a), Some(b)) => (a, b),
+                _ => candle_core::bail!("openblas-sgemm-add: a layout BLAS cannot read"),
+            };
+            let c = &mut cv[lc.start_offset()..];
+            if c.len() < m * n {
+                candle_core::bail!("openblas-sgemm-add: output smaller than {m}×{n}");
+            }
+            let out = SendPtr(c.as_mut_ptr());
+            sgemm_rows(
+                (ta, lda, av, la.start_offset()),
+                (tb, ldb, bv, lb.start_offset()),
+                (m, n, k),
+                1.0,
+                out,
+                row_blocks(1, m),
+            );
+            Ok(())
+        }
+    }
+
     struct Sgemm;
 
     impl CustomOp2 for Sgemm {
@@ -160,54 +327,54 @@ mod blas {
                 _ => candle_core::bail!("openblas-sgemm: a layout BLAS cannot read"),
             };
             let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
-            let flag = |t: bool| if t { TRANS } else { NO_TRANS };
             // Each task is a block of rows of one batch element's output,
             // computed by a single-threaded sgemm on rayon's pool: the one
             // pool the other kernels use, so no OpenBLAS thread spins beside
             // them (it did, and cost more than its sgemm gained).
-            let threads = candle_core::utils::get_num_threads().max(1);
-            let blocks = if oa.len() >= threads {
-                1
-            } else {
-                threads.min(m.div_ceil(32))
-            };
-            let rows = m.div_ceil(blocks);
-            let mut out = vec![0f32; oa.len() * m * n];
-            out.par_chunks_mut(m * n)
-                .zip(&oa)
-                .zip(&ob)
-                .for_each(|((c, &oa), &ob)| {
-                    c.par_chunks_mut(rows * n).enumerate().for_each(|(i, c)| {
-                        let (r0, mr) = (i * rows, c.len() / n);
-                        // Row r0 of op(A): its offset in A's storage.
-                        let a0 = oa + r0 * if ta { 1 } else { lda };
-                        // SAFETY: `operand` checked each leading dimension against
-                        // the matrix it describes, and the layouts place every
-                        // element of each batch's matrix inside its storage.
-                        unsafe {
-                            cblas_sgemm(
-                                ROW_MAJOR,
-                                flag(ta),
-                                flag(tb),
-                                mr as i32,
-                                n as i32,
-                                k as i32,
-                                1.0,
-                                av[a0..].as_ptr(),
-                                lda as i32,
-                                bv[ob..].as_ptr(),
-                                ldb as i32,
-                                0.0,
-                                c.as_mut_ptr(),
-                                n as i32,
-                            )
-                        }
-                    })
-                });
+            let blocks = row_blocks(oa.len(), m);
+            let len = oa.len() * m * n;
+            // Not zeroed first: `β = 0` makes sgemm write every element of C
+            // without reading it (a memset here cost 2–3 % of a step).
+            let mut out: Vec<f32> = Vec::with_capacity(len);
+            let base = SendPtr(out.as_mut_ptr());
+            (0..oa.len()).into_par_iter().for_each(|e| {
+                // Batch element `e` owns floats `e·m·n ..` of `out`.
+                let c = SendPtr(base.at(e * m * n));
+                sgemm_rows(
+                    (ta, lda, av, oa[e]),
+                    (tb, ldb, bv, ob[e]),
+                    (m, n, k),
+                    0.0,
+                    c,
+                    blocks,
+                );
+            });
+            // SAFETY: every batch element's every row block was written by
+            // sgemm with β = 0, so all `len` floats are initialised.
+            unsafe { out.set_len(len) };
             let mut shape = la.dims()[..rank - 2].to_vec();
             shape.extend([m, n]);
             Ok((CpuStorage::F32(out), Shape::from(shape)))
         }
+    }
+}
+
+/// `matmul_add` on any backend equals the product added after.
+#[cfg(test)]
+mod add_tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn matmul_add_equals_the_sum() {
+        let dev = Device::Cpu;
+        let (a, b) = (
+            Tensor::randn(0f32, 1.0, (9, 5), &dev).unwrap(),
+            Tensor::randn(0f32, 1.0, (5, 4), &dev).unwrap(),
+        );
+        let c = Tensor::randn(0f32, 1.0, (9, 4), &dev).unwrap();
+        let expected = (&c + a.matmul(&b).unwrap()).unwrap();
+        let sum = super::matmul_add(c.copy().unwrap(), &a, &b).unwrap();
+        assert!(crate::engine::view::max_abs_diff(&sum, &expected) <= 1e-5);
     }
 }
 
@@ -273,6 +440,36 @@ mod tests {
         check(&p.t().unwrap(), &q, "Pᵀ dO");
         let v = rand(&[2, 7, 3, 8], &mut rng).transpose(1, 2).unwrap();
         check(&p, &v, "P V with V a transposed view");
+    }
+
+    /// `c + a·b` in place, on the layouts the backward accumulates with, equals
+    /// the product added after; a `c` sharing storage with an operand, or a
+    /// view, is left to the out-of-place path (and gives the same sum).
+    #[test]
+    fn accumulating_products_equal_adding_them() {
+        let mut rng = StdRng::seed_from_u64(10);
+        let (dy, w) = (rand(&[37, 19], &mut rng), rand(&[19, 24], &mut rng));
+        let c = rand(&[37, 24], &mut rng);
+        let expected = (&c + dy.matmul(&w).unwrap()).unwrap();
+        let fresh = c.copy().unwrap();
+        assert!(super::blas::try_matmul_add(&fresh, &dy, &w).unwrap());
+        let diff = crate::engine::view::max_abs_diff(&fresh, &expected);
+        assert!(diff <= 1e-5, "in place: max |diff| {diff}");
+        // Transposed operands (a weight-gradient layout).
+        let (a, b) = (rand(&[19, 37], &mut rng), rand(&[24, 19], &mut rng));
+        let expected = (&c + a.t().unwrap().matmul(&b.t().unwrap()).unwrap()).unwrap();
+        let sum = super::matmul_add(c.copy().unwrap(), &a.t().unwrap(), &b.t().unwrap()).unwrap();
+        assert!(crate::engine::view::max_abs_diff(&sum, &expected) <= 1e-5);
+        // `c` is `a` itself: refused in place, still summed.
+        let sq = rand(&[6, 6], &mut rng);
+        let expected = (&sq + sq.matmul(&sq).unwrap()).unwrap();
+        assert!(!super::blas::try_matmul_add(&sq, &sq, &sq).unwrap());
+        let sum = super::matmul_add(sq.clone(), &sq, &sq).unwrap();
+        assert!(crate::engine::view::max_abs_diff(&sum, &expected) <= 1e-5);
+        // A view into a larger storage (offset): refused in place.
+        let big = rand(&[40, 24], &mut rng);
+        let view = big.narrow(0, 3, 37).unwrap();
+        assert!(!super::blas::try_matmul_add(&view, &dy, &w).unwrap());
     }
 
     #[test]

@@ -56,25 +56,35 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Normed> {
     })
 }
 
-/// Gradients `(dx (rows, h), dw (h,))` of [`rms_norm`] given `dy`.
+/// Gradients `(dx (rows, h), dw (h,))` of [`rms_norm`] given `dy`; with
+/// `residual` (the gradient reaching `x` past the norm, `dx`'s shape),
+/// `residual + dx` instead, in the same pass.
 pub fn rms_norm_backward(
     x: &Tensor,
     w: &Tensor,
     rstd: &Tensor,
     dy: &Tensor,
+    residual: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
+    let plus = |dx: Tensor| -> Result<Tensor> {
+        match residual {
+            Some(r) => r + dx,
+            None => Ok(dx),
+        }
+    };
     if x.dtype() != DType::F32 || dy.dtype() != DType::F32 {
         let (x32, dy32) = (x.to_dtype(DType::F32)?, dy.to_dtype(DType::F32)?);
-        let (dx, dw) = rms_norm_backward(&x32, w, rstd, &dy32)?;
-        return Ok((dx.to_dtype(dy.dtype())?, dw));
+        let (dx, dw) = rms_norm_backward(&x32, w, rstd, &dy32, None)?;
+        return Ok((plus(dx.to_dtype(dy.dtype())?)?, dw));
     }
-    if !fused(&[x, w, rstd, dy]) {
+    let fused_residual = residual.is_none_or(|r| fused(&[r]) && r.is_contiguous());
+    if !fused(&[x, w, rstd, dy]) || !fused_residual {
         let xhat = x.broadcast_mul(rstd)?;
         let wdy = dy.broadcast_mul(w)?;
         let dot = (&wdy * &xhat)?.mean_keepdim(D::Minus1)?;
         let dx = (wdy - xhat.broadcast_mul(&dot)?)?.broadcast_mul(rstd)?;
         let dw = (dy * xhat)?.sum(0)?;
-        return Ok((dx, dw));
+        return Ok((plus(dx)?, dw));
     }
     let (rows, h) = x.dims2()?;
     let (xv, wv, rv, dv) = (
@@ -84,12 +94,20 @@ pub fn rms_norm_backward(
         F32View::new(dy)?,
     );
     let (xs, ws, rs, ds) = (xv.get(), wv.get(), rv.get(), dv.get());
+    let res = residual.map(F32View::new).transpose()?;
+    let res = res.as_ref().map(|r| r.get());
     let mut dx = vec![0f32; rows * h];
     par_rows(&mut dx, h, |r, o| {
         let (xr, dr, s) = (&xs[r * h..(r + 1) * h], &ds[r * h..(r + 1) * h], rs[r]);
         let dot: f32 = (0..h).map(|i| ws[i] * dr[i] * xr[i] * s).sum::<f32>() / h as f32;
         for i in 0..h {
             o[i] = s * (ws[i] * dr[i] - xr[i] * s * dot);
+        }
+        // As `residual + dx` (the same single rounding of each sum).
+        if let Some(res) = res {
+            for (o, &g) in o.iter_mut().zip(&res[r * h..(r + 1) * h]) {
+                *o += g;
+            }
         }
     });
     // dw: per-block partial sums, then one reduction.
@@ -119,4 +137,37 @@ pub fn rms_norm_backward(
         Tensor::from_vec(dx, (rows, h), x.device())?,
         Tensor::from_vec(dw, h, x.device())?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::view::with_primitive_kernels;
+    use candle_core::Device;
+
+    /// The residual folded into the backward's pass equals adding it after,
+    /// bit for bit (one rounding per sum either way), on the fused kernel and
+    /// on the primitive fallback; and both agree with each other.
+    #[test]
+    fn residual_in_the_backward_equals_adding_it_after() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (7, 24), &dev).unwrap();
+        let w = Tensor::randn(1f32, 0.1, 24, &dev).unwrap();
+        let dy = Tensor::randn(0f32, 1.0, (7, 24), &dev).unwrap();
+        let res = Tensor::randn(0f32, 1.0, (7, 24), &dev).unwrap();
+        let run = || {
+            let n = rms_norm(&x, &w, 1e-5).unwrap();
+            let (dx, dw) = rms_norm_backward(&x, &w, &n.rstd, &dy, None).unwrap();
+            let (dxr, dwr) = rms_norm_backward(&x, &w, &n.rstd, &dy, Some(&res)).unwrap();
+            let after: Vec<f32> = (&res + &dx).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let folded: Vec<f32> = dxr.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(after, folded);
+            assert_eq!(dw.to_vec1::<f32>().unwrap(), dwr.to_vec1::<f32>().unwrap());
+            dxr
+        };
+        let fused = run();
+        let primitive = with_primitive_kernels(run);
+        let diff = crate::engine::view::max_abs_diff(&fused, &primitive);
+        assert!(diff < 1e-5, "fused vs primitive: {diff}");
+    }
 }
