@@ -159,7 +159,12 @@ mod tests {
             let n = rms_norm(&x, &w, 1e-5).unwrap();
             let (dx, dw) = rms_norm_backward(&x, &w, &n.rstd, &dy, None).unwrap();
             let (dxr, dwr) = rms_norm_backward(&x, &w, &n.rstd, &dy, Some(&res)).unwrap();
-            let after: Vec<f32> = (&res + &dx).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let after: Vec<f32> = (&res + &dx)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let folded: Vec<f32> = dxr.flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(after, folded);
             assert_eq!(dw.to_vec1::<f32>().unwrap(), dwr.to_vec1::<f32>().unwrap());
