@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// Tokens per sequence.
     #[arg(long, default_value_t = 256)]
     seq: usize,
+    /// sft and ift: the first N tokens of each sequence are a prompt, out
+    /// of the loss (0: every position is trained, as PyTorch's side does).
+    #[arg(long, default_value_t = 0)]
+    prompt: usize,
     /// f32 or bf16 (mixed precision, as train.dtype).
     #[arg(long, default_value = "f32")]
     dtype: TrainDtype,
@@ -57,6 +61,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         step: args.step.clone(),
         batch: args.batch,
         seq: args.seq,
+        prompt: args.prompt,
         dtype: args.dtype.dtype(),
         warmup: args.warmup,
         iters: args.iters.max(1),
@@ -65,7 +70,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let flops = flops_per_token(&model_config(&args.model)?, &args.step, args.seq);
     let line = serde_json::json!({
         "impl": "ift", "model": args.model, "step": args.step, "device": args.device.device.to_string(),
-        "dtype": args.dtype.to_string(), "batch": args.batch, "seq": args.seq,
+        "dtype": args.dtype.to_string(), "batch": args.batch, "seq": args.seq, "prompt": args.prompt,
         "threads": candle_core::utils::get_num_threads(), "matmul": ift::engine::kernels::matmul::cpu_backend(),
         "iters": spec.iters, "median_s": r.median_s, "min_s": r.min_s,
         "tokens_per_s": r.tokens_per_s, "flops_per_token": flops,

@@ -98,6 +98,9 @@ pub struct BenchSpec {
     pub step: String,
     pub batch: usize,
     pub seq: usize,
+    /// SFT and IFT: each sequence's first `prompt` tokens are a prompt,
+    /// masked out of the loss (0: every position is trained).
+    pub prompt: usize,
     pub dtype: DType,
     pub warmup: usize,
     pub iters: usize,
@@ -130,7 +133,9 @@ pub fn run_bench(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     let seqs: Vec<EncodedExample> = (0..batch)
         .map(|_| EncodedExample {
             input_ids: random_ids(&mut rng, seq, vocab),
-            loss_mask: (0..seq).map(|i| i > 0).collect(),
+            loss_mask: (0..seq)
+                .map(|i| i >= spec.prompt.clamp(1, seq - 1))
+                .collect(),
         })
         .collect();
     let mut times = Vec::new();

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 
 use candle_core::{DType, Result, Tensor, D};
 
-use super::forward::{AttnTape, LayerTape, Proj, Tape};
+use super::decode::{AttnTape, LayerTape, Proj};
+use super::forward::Tape;
 use super::kernels::attention_backward::attention_backward;
 use super::kernels::embed_grad::embedding_backward;
 use super::kernels::matmul::matmul;

@@ -15,6 +15,7 @@
 //! need full next-token distributions (TDPO) train on it.
 
 mod backward;
+mod decode;
 mod forward;
 pub mod kernels;
 mod projection;
@@ -22,6 +23,10 @@ mod rows;
 pub mod view;
 
 pub use backward::EngineGrads;
-pub use forward::{forward_greedy, forward_logits, forward_logps, Tape};
+pub use decode::SharedPrefix;
+pub use forward::{
+    forward_greedy, forward_greedy_sharing, forward_logits, forward_logps, forward_logps_after,
+    Tape,
+};
 pub use rows::Wanted;
 pub use view::with_primitive_kernels;

@@ -15,7 +15,10 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{forward_greedy, forward_logits, forward_logps, Tape, Wanted};
+use crate::engine::{
+    forward_greedy, forward_greedy_sharing, forward_logits, forward_logps, forward_logps_after,
+    SharedPrefix, Tape, Wanted,
+};
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::Result;
@@ -37,6 +40,11 @@ struct Pending {
     /// The input embeddings when they carry a graph (IFT's `live` embedding).
     embeds: Option<Tensor>,
 }
+
+/// A shared prefix pays when it covers at least `1 / MIN_SHARE_PARTS` of the
+/// sequence: below that, splicing the two passes' activations costs about
+/// what the skipped rows of the projections save.
+const MIN_SHARE_PARTS: usize = 8;
 
 /// The model being trained (or evaluated), for one optimiser step's passes.
 pub struct Policy<'m> {
@@ -69,12 +77,28 @@ impl<'m> Policy<'m> {
         ids: &Tensor,
         wanted: Wanted<'_>,
     ) -> Result<Tensor> {
+        self.token_logprobs_after(None, input, attention_mask, ids, wanted)
+    }
+
+    /// [`Self::token_logprobs`], computing only the positions after `prefix`
+    /// when there is one (from [`Self::greedy_no_grad_sharing`] over an input
+    /// that agrees with `input` on those positions).
+    pub fn token_logprobs_after(
+        &self,
+        prefix: Option<SharedPrefix>,
+        input: ModelInput<'_>,
+        attention_mask: &Tensor,
+        ids: &Tensor,
+        wanted: Wanted<'_>,
+    ) -> Result<Tensor> {
         if self.engine == Engine::Graph {
             let logits = self.model.forward(input, attention_mask)?;
             return Ok(token_logprobs(&logits, ids)?);
         }
-        let (logp, tape) =
-            forward_logps(self.model, input, attention_mask, ids, wanted, self.train)?;
+        let (logp, tape) = match prefix {
+            Some(p) => forward_logps_after(p, self.model, input, attention_mask, ids, wanted)?,
+            None => forward_logps(self.model, input, attention_mask, ids, wanted, self.train)?,
+        };
         let Some(tape) = tape else {
             return Ok(logp);
         };
@@ -124,6 +148,35 @@ impl<'m> Policy<'m> {
                 (best, token_logprobs(&logits, ids)?)
             }
         })
+    }
+
+    /// [`Self::greedy_no_grad`] before a training pass whose input agrees
+    /// with `input` on each sequence's first `share` positions (IFT: those
+    /// before the first response token). Where it pays — the explicit engine
+    /// training a model without an adapter, and `share` at least an eighth of
+    /// the sequence — this pass is recorded and returned as a prefix, so that
+    /// [`Self::token_logprobs_after`] computes only the later positions.
+    pub fn greedy_no_grad_sharing(
+        &self,
+        input: ModelInput<'_>,
+        attention_mask: &Tensor,
+        ids: &Tensor,
+        wanted: Wanted<'_>,
+        share: usize,
+    ) -> Result<(Tensor, Tensor, Option<SharedPrefix>)> {
+        let t = ids.dim(1)?;
+        let pays = self.engine == Engine::Explicit
+            && self.train
+            && share < t
+            && share * MIN_SHARE_PARTS >= t
+            && SharedPrefix::applies_to(self.model);
+        if !pays {
+            let (best, logp) = self.greedy_no_grad(input, attention_mask, ids, wanted)?;
+            return Ok((best, logp, None));
+        }
+        let (best, logp, prefix) =
+            forward_greedy_sharing(self.model, input, attention_mask, ids, wanted, share)?;
+        Ok((best, logp, Some(prefix)))
     }
 
     /// Gradients of `loss` for the trainable parameters: autograd down to the

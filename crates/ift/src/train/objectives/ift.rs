@@ -36,12 +36,28 @@ pub fn micro_batch(
     // No graph: this costs one forward.
     let rule = p.prediction_params();
     // (predictions (b, t), the teacher-forced NLL (b, t − 1), its argmax (b, t)).
+    // Mixing changes only response inputs: both passes agree on every
+    // position before the batch's first response token, and the training
+    // pass may reuse the prediction pass's activations there.
+    let shared_len = mb
+        .loss_mask
+        .iter()
+        .map(|m| m.iter().position(|&r| r).unwrap_or(m.len()))
+        .min()
+        .unwrap_or(0);
+    let mut shared = None;
     let (predictions, nll0, greedy) = match rule.is_greedy() {
         // The default: one chunked pass gives the argmax and the NLL, never
         // the whole (b, t, vocab) logits.
         true => {
-            let (pred, logp0) =
-                policy.greedy_no_grad(ModelInput::Ids(ids), attention, ids, Some(&targets))?;
+            let (pred, logp0, prefix) = policy.greedy_no_grad_sharing(
+                ModelInput::Ids(ids),
+                attention,
+                ids,
+                Some(&targets),
+                shared_len,
+            )?;
+            shared = prefix;
             (pred.clone(), logp0.neg()?, pred)
         }
         false => {
@@ -59,7 +75,13 @@ pub fn micro_batch(
     };
     let embeds = mixed_embeddings(&embedding, ids, &mixed_ids, lambda)?;
     let token_loss = policy
-        .token_logprobs(ModelInput::Embeds(&embeds), attention, ids, Some(&targets))?
+        .token_logprobs_after(
+            shared,
+            ModelInput::Embeds(&embeds),
+            attention,
+            ids,
+            Some(&targets),
+        )?
         .neg()?;
     let mask = t.loss_mask.narrow(1, 1, seq - 1)?;
     let params = p.propagation_params();
