@@ -188,3 +188,49 @@ fn a_prefix_of_another_batch_is_an_error() {
         .to_string();
     assert!(msg.contains("shared prefix"), "{msg}");
 }
+
+/// The later pass writes its positions into the recorded pass's own
+/// buffers, never into the caller's: input embeddings given to the recorded
+/// pass come out unchanged, and the result still equals the whole pass.
+#[test]
+fn the_recorded_pass_input_is_left_alone() {
+    let (model, ids, attention) = load("llama_gqa");
+    let (_, t) = ids.dims2().unwrap();
+    let s = t / 2;
+    let truth = mixed_after(&model, &ids, t);
+    let before: Vec<f32> = truth.flatten_all().unwrap().to_vec1().unwrap();
+    let embeds = mixed_after(&model, &ids, s);
+    let (_, _, prefix) = forward_greedy_sharing(
+        &model,
+        ModelInput::Embeds(&truth),
+        &attention,
+        &ids,
+        None,
+        s,
+    )
+    .unwrap();
+    let shared = forward_logps_after(
+        prefix,
+        &model,
+        ModelInput::Embeds(&embeds),
+        &attention,
+        &ids,
+        None,
+    )
+    .unwrap();
+    let after: Vec<f32> = truth.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(
+        before, after,
+        "the recorded pass's input embeddings changed"
+    );
+    let whole = forward_logps(
+        &model,
+        ModelInput::Embeds(&embeds),
+        &attention,
+        &ids,
+        None,
+        true,
+    )
+    .unwrap();
+    assert_close(&shared.0, &whole.0, "logp after an embeddings prefix");
+}

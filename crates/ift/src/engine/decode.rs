@@ -135,15 +135,39 @@ fn suffix_rows(x: &Tensor, (b, t, s): (usize, usize, usize)) -> Result<Tensor> {
 }
 
 /// The first `s` rows of each sequence from `prefix` `(b·t, c)` followed by
-/// `suffix` `(b·(t − s), c)`: a `(b·t, c)` tensor.
-fn splice(prefix: &Tensor, suffix: &Tensor, (b, t, s): (usize, usize, usize)) -> Result<Tensor> {
+/// `suffix` `(b·(t − s), c)`: a `(b·t, c)` tensor. The recorded pass's
+/// buffers are its own (kernel outputs nothing else holds), so the later
+/// rows are written into them in place: one copy of the new rows instead of
+/// a new tensor.
+fn splice(prefix: Tensor, suffix: &Tensor, (b, t, s): (usize, usize, usize)) -> Result<Tensor> {
+    let c = suffix.dim(1)?;
+    let whole = prefix.reshape((b, t, c))?;
+    let tail = suffix.reshape((b, t - s, c))?;
+    if whole.is_contiguous() && tail.is_contiguous() {
+        whole.slice_set(&tail, 1, s)?;
+        return Ok(prefix);
+    }
+    Tensor::cat(&[&whole.narrow(1, 0, s)?, &tail], 1)?.reshape((b * t, c))
+}
+
+/// [`splice`] into a new tensor, for a buffer the recorded pass may share
+/// with its caller (its input embeddings).
+fn splice_copy(
+    prefix: &Tensor,
+    suffix: &Tensor,
+    (b, t, s): (usize, usize, usize),
+) -> Result<Tensor> {
     let c = suffix.dim(1)?;
     let head = prefix.reshape((b, t, c))?.narrow(1, 0, s)?;
     Tensor::cat(&[&head, &suffix.reshape((b, t - s, c))?], 1)?.reshape((b * t, c))
 }
 
-/// The same along the time axis (2) of `(b, n, t, d)` heads.
-fn splice_heads(prefix: &Tensor, suffix: &Tensor, s: usize) -> Result<Tensor> {
+/// [`splice`] along the time axis (2) of `(b, n, t, d)` heads.
+fn splice_heads(prefix: Tensor, suffix: &Tensor, s: usize) -> Result<Tensor> {
+    if prefix.is_contiguous() && suffix.is_contiguous() {
+        prefix.slice_set(suffix, 2, s)?;
+        return Ok(prefix);
+    }
     Tensor::cat(&[&prefix.narrow(2, 0, s)?, suffix], 2)
 }
 
@@ -257,9 +281,9 @@ pub(super) fn decode(
         let (q, k, v) = match &pre {
             None => (q, k, v),
             Some(p) => (
-                splice_heads(&p.q.reshape((b, h, t, d))?, &q, s)?,
-                splice_heads(&p.k, &k, s)?,
-                splice_heads(&p.v, &v, s)?,
+                splice_heads(p.q.reshape((b, h, t, d))?, &q, s)?,
+                splice_heads(p.k.clone(), &k, s)?,
+                splice_heads(p.v.clone(), &v, s)?,
             ),
         };
         let q = q.reshape((b, kvh, (h / kvh) * t, d))?;
@@ -310,21 +334,21 @@ pub(super) fn decode(
                 up,
                 lora,
             };
-            layers.push(match &pre {
+            layers.push(match pre {
                 None => tape,
-                Some(p) => tape.after(p, bts)?,
+                Some(p) => tape.after(p, bts, i == 0)?,
             });
         }
         x = x_out;
     }
     let hidden = rms_norm(&x, &model.norm.weight.detach(), model.norm.eps)?;
-    let (x_final, hidden) = match &shared_final {
+    let (x_final, hidden) = match shared_final {
         None => (x, hidden),
         Some((px, ph)) => (
             splice(px, &x, bts)?,
             Normed {
-                y: splice(&ph.y, &hidden.y, bts)?,
-                rstd: splice(&ph.rstd, &hidden.rstd, bts)?,
+                y: splice(ph.y, &hidden.y, bts)?,
+                rstd: splice(ph.rstd, &hidden.rstd, bts)?,
             },
         ),
     };
@@ -342,21 +366,32 @@ pub(super) fn decode(
 
 impl LayerTape {
     /// This tape of positions `s..t` (its attention's already whole) after
-    /// `prefix`'s first `s` positions of each sequence.
-    fn after(self, prefix: &LayerTape, bts: (usize, usize, usize)) -> Result<LayerTape> {
+    /// `prefix`'s first `s` positions of each sequence. `first`: the first
+    /// layer, whose input may be the caller's own embeddings (copied, never
+    /// written).
+    fn after(
+        self,
+        prefix: LayerTape,
+        bts: (usize, usize, usize),
+        first: bool,
+    ) -> Result<LayerTape> {
         if self.lora.iter().any(Option::is_some) {
             candle_core::bail!("a shared prefix cannot splice a LoRA adapter's dropout masks");
         }
-        let sp = |p: &Tensor, x: &Tensor| splice(p, x, bts);
+        let sp = |p: Tensor, x: &Tensor| splice(p, x, bts);
+        let x_in = match first {
+            true => splice_copy(&prefix.x_in, &self.x_in, bts)?,
+            false => sp(prefix.x_in, &self.x_in)?,
+        };
         Ok(LayerTape {
-            x_in: sp(&prefix.x_in, &self.x_in)?,
-            rstd1: sp(&prefix.rstd1, &self.rstd1)?,
-            h1: sp(&prefix.h1, &self.h1)?,
-            x_mid: sp(&prefix.x_mid, &self.x_mid)?,
-            rstd2: sp(&prefix.rstd2, &self.rstd2)?,
-            h2: sp(&prefix.h2, &self.h2)?,
-            gate: sp(&prefix.gate, &self.gate)?,
-            up: sp(&prefix.up, &self.up)?,
+            x_in,
+            rstd1: sp(prefix.rstd1, &self.rstd1)?,
+            h1: sp(prefix.h1, &self.h1)?,
+            x_mid: sp(prefix.x_mid, &self.x_mid)?,
+            rstd2: sp(prefix.rstd2, &self.rstd2)?,
+            h2: sp(prefix.h2, &self.h2)?,
+            gate: sp(prefix.gate, &self.gate)?,
+            up: sp(prefix.up, &self.up)?,
             ..self
         })
     }
