@@ -5,11 +5,12 @@
 
 use candle_core::{Result, Tensor};
 
-use super::decode::{decode, LayerTape, SharedPrefix};
+use super::decode::{decode, LayerTape};
 use super::kernels::matmul::matmul;
 use super::kernels::softmax::AttnMask;
 use super::kernels::vocab::head_logprobs;
 use super::rows::{Selected, Wanted};
+use super::shared_prefix::SharedPrefix;
 use crate::model::{LlamaForCausalLM, ModelInput};
 
 /// What the backward pass needs from one forward.

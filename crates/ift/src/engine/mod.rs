@@ -20,13 +20,14 @@ mod forward;
 pub mod kernels;
 mod projection;
 mod rows;
+mod shared_prefix;
 pub mod view;
 
 pub use backward::EngineGrads;
-pub use decode::SharedPrefix;
 pub use forward::{
     forward_greedy, forward_greedy_sharing, forward_logits, forward_logps, forward_logps_after,
     Tape,
 };
 pub use rows::Wanted;
+pub use shared_prefix::SharedPrefix;
 pub use view::with_primitive_kernels;
