@@ -5,8 +5,9 @@
 //! gradient, on the three tiny models, with the fused kernels and with their
 //! primitive fallbacks; and the prediction pass's own outputs unchanged.
 
+mod golden;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use ift::engine::{
@@ -18,7 +19,7 @@ use ift::model::{LlamaForCausalLM, ModelInput, Trainable};
 const MODELS: [&str; 3] = ["llama_gqa", "llama3_rope", "qwen2_tied"];
 
 fn load(name: &str) -> (LlamaForCausalLM, Tensor, Tensor) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let dir = golden::fixture("models");
     let model =
         LlamaForCausalLM::from_pretrained(&dir.join(name), &Trainable::All, &Device::Cpu).unwrap();
     let r = candle_core::safetensors::load(
@@ -67,26 +68,8 @@ fn by_name(g: &EngineGrads) -> HashMap<String, Tensor> {
 }
 
 fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1e-3);
+    let diff = golden::max_abs_diff(got, want);
+    let scale = golden::max_abs(want).max(1e-3);
     assert!(
         diff <= 2e-5 * scale,
         "{what}: max |diff| {diff} (scale {scale})"

@@ -27,20 +27,10 @@ impl SharedPrefix {
     /// LoRA adapter, whose dropout masks are drawn per element of each
     /// projection's whole input.
     pub fn applies_to(model: &LlamaForCausalLM) -> bool {
-        model.layers.iter().all(|l| {
-            let (a, m) = (&l.self_attn, &l.mlp);
-            [
-                &a.q_proj,
-                &a.k_proj,
-                &a.v_proj,
-                &a.o_proj,
-                &m.gate_proj,
-                &m.up_proj,
-                &m.down_proj,
-            ]
+        model
+            .layers
             .iter()
-            .all(|p| p.lora.is_none())
-        })
+            .all(|l| l.projections().iter().all(|p| p.lora.is_none()))
     }
 }
 

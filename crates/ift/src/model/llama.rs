@@ -30,6 +30,22 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
 }
 
+impl DecoderLayer {
+    /// The layer's seven projections: q, k, v, o, gate, up, down.
+    pub fn projections(&self) -> [&crate::model::Linear; 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+    }
+}
+
 /// A causal language model of the Llama family.
 #[derive(Debug, Clone)]
 pub struct LlamaForCausalLM {

@@ -204,21 +204,9 @@ impl super::llama::LlamaForCausalLM {
 
     /// Whether any projection is held quantised.
     pub fn is_quantized(&self) -> bool {
-        self.layers.iter().any(|l| {
-            let a = &l.self_attn;
-            let m = &l.mlp;
-            [
-                &a.q_proj,
-                &a.k_proj,
-                &a.v_proj,
-                &a.o_proj,
-                &m.gate_proj,
-                &m.up_proj,
-                &m.down_proj,
-            ]
+        self.layers
             .iter()
-            .any(|p| p.dense_weight().is_none())
-        })
+            .any(|l| l.projections().iter().any(|p| p.dense_weight().is_none()))
     }
 }
 

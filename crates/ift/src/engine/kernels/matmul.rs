@@ -129,11 +129,14 @@ mod blas {
         ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
     }
 
-    pub(super) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    /// Whether BLAS can multiply `a · b` as they lie: f32 CPU tensors of one
+    /// rank ≥ 2 with equal batch dims, each matrix with a unit stride, every
+    /// size within BLAS's `i32`.
+    fn blas_reads(a: &Tensor, b: &Tensor) -> bool {
         let (ad, bd) = (a.dims(), b.dims());
         let rank = ad.len();
         // `fused`: f32 tensors on the CPU.
-        let blasable = fused(&[a, b])
+        fused(&[a, b])
             && rank >= 2
             && bd.len() == rank
             && ad[..rank - 2] == bd[..rank - 2]
@@ -144,8 +147,11 @@ mod blas {
                 .all(|&d| d > 0 && d <= i32::MAX as usize)
             && [operand(ad, a.stride()), operand(bd, b.stride())]
                 .iter()
-                .all(|o| o.is_some_and(|(_, ld)| ld <= i32::MAX as usize));
-        if !blasable {
+                .all(|o| o.is_some_and(|(_, ld)| ld <= i32::MAX as usize))
+    }
+
+    pub(super) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+        if !blas_reads(a, b) {
             return Ok(None);
         }
         init_threads();
@@ -158,22 +164,14 @@ mod blas {
         let (ad, bd) = (a.dims(), b.dims());
         let storage = |t: &Tensor| &*t.storage_and_layout().0 as *const candle_core::Storage;
         // In place needs a write lock on `c` beside read locks on `a` and `b`.
-        let alone = storage(c) != storage(a) && storage(c) != storage(b);
-        let fits = fused(&[a, b, c])
+        let fits = blas_reads(a, b)
+            && ad.len() == 2
+            && fused(&[c])
             && c.is_contiguous()
             && c.layout().start_offset() == 0
-            && alone
-            && ad.len() == 2
-            && bd.len() == 2
-            && ad[1] == bd[0]
-            && c.dims() == [ad[0], bd[1]]
-            && ad
-                .iter()
-                .chain(bd)
-                .all(|&d| d > 0 && d <= i32::MAX as usize)
-            && [operand(ad, a.stride()), operand(bd, b.stride())]
-                .iter()
-                .all(|o| o.is_some_and(|(_, ld)| ld <= i32::MAX as usize));
+            && storage(c) != storage(a)
+            && storage(c) != storage(b)
+            && c.dims() == [ad[0], bd[1]];
         if !fits {
             return Ok(false);
         }
