@@ -63,6 +63,40 @@ fn mixed_after(model: &LlamaForCausalLM, ids: &Tensor, s: usize) -> Tensor {
         .unwrap()
 }
 
+type Pass = (Tensor, Option<ift::engine::Tape>);
+
+/// The training pass over `embeds`, every position computed.
+fn whole_pass(model: &LlamaForCausalLM, embeds: &Tensor, attention: &Tensor, ids: &Tensor) -> Pass {
+    forward_logps(
+        model,
+        ModelInput::Embeds(embeds),
+        attention,
+        ids,
+        None,
+        true,
+    )
+    .unwrap()
+}
+
+/// The same pass continuing from `prefix`.
+fn pass_after(
+    prefix: ift::engine::SharedPrefix,
+    model: &LlamaForCausalLM,
+    embeds: &Tensor,
+    attention: &Tensor,
+    ids: &Tensor,
+) -> Pass {
+    forward_logps_after(
+        prefix,
+        model,
+        ModelInput::Embeds(embeds),
+        attention,
+        ids,
+        None,
+    )
+    .unwrap()
+}
+
 fn by_name(g: &EngineGrads) -> HashMap<String, Tensor> {
     g.params.iter().cloned().collect()
 }
@@ -83,15 +117,7 @@ fn shared_pass_equals_whole_pass() {
         for s in [1, t / 2, t - 1] {
             let embeds = mixed_after(&model, &ids, s);
             let dlogp = Tensor::randn(0f32, 1.0, (b, t - 1), &Device::Cpu).unwrap();
-            let run_whole = forward_logps(
-                &model,
-                ModelInput::Embeds(&embeds),
-                &attention,
-                &ids,
-                None,
-                true,
-            )
-            .unwrap();
+            let run_whole = whole_pass(&model, &embeds, &attention, &ids);
             let (best, lp, prefix) =
                 forward_greedy_sharing(&model, ModelInput::Ids(&ids), &attention, &ids, None, s)
                     .unwrap();
@@ -104,15 +130,7 @@ fn shared_pass_equals_whole_pass() {
                 best0.to_vec2::<u32>().unwrap()
             );
             assert_close(&lp, &lp0, &format!("{name} s={s}: prediction pass logp"));
-            let run_shared = forward_logps_after(
-                prefix,
-                &model,
-                ModelInput::Embeds(&embeds),
-                &attention,
-                &ids,
-                None,
-            )
-            .unwrap();
+            let run_shared = pass_after(prefix, &model, &embeds, &attention, &ids);
             let what = format!("{name} s={s}");
             assert_close(&run_shared.0, &run_whole.0, &format!("{what}: logp"));
             let whole = run_whole.1.unwrap().backward(&model, &dlogp).unwrap();
@@ -192,28 +210,12 @@ fn the_recorded_pass_input_is_left_alone() {
         s,
     )
     .unwrap();
-    let shared = forward_logps_after(
-        prefix,
-        &model,
-        ModelInput::Embeds(&embeds),
-        &attention,
-        &ids,
-        None,
-    )
-    .unwrap();
+    let shared = pass_after(prefix, &model, &embeds, &attention, &ids);
     let after: Vec<f32> = truth.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(
         before, after,
         "the recorded pass's input embeddings changed"
     );
-    let whole = forward_logps(
-        &model,
-        ModelInput::Embeds(&embeds),
-        &attention,
-        &ids,
-        None,
-        true,
-    )
-    .unwrap();
+    let whole = whole_pass(&model, &embeds, &attention, &ids);
     assert_close(&shared.0, &whole.0, "logp after an embeddings prefix");
 }

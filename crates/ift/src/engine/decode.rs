@@ -93,7 +93,7 @@ pub(super) struct Decoded {
 
 /// Embedding and every layer, keeping each layer's tape when `record`.
 /// With `prefix` (whose input agrees with `input` on each sequence's first
-/// `prefix.len` positions), only the later positions are computed; the tape
+/// [`SharedPrefix::positions`]), only the later positions are computed; the tape
 /// and the outputs are whole, as if every position had been.
 pub(super) fn decode(
     model: &LlamaForCausalLM,
@@ -151,17 +151,15 @@ pub(super) fn decode(
     let (cos_s, sin_s) = (cos.narrow(0, s, tn)?, sin.narrow(0, s, tn)?);
     let mask = AttnMask::new(attention_mask, cfg.sliding_window)?;
     let scale = 1.0 / (d as f64).sqrt();
-    let (mut shared, shared_final) = match prefix {
-        Some(p) => (
-            p.dec.layers.into_iter().map(Some).collect(),
-            Some((p.dec.x_final, p.dec.hidden)),
-        ),
+    let (shared, shared_final) = match prefix {
+        Some(p) => (p.dec.layers, Some((p.dec.x_final, p.dec.hidden))),
         None => (Vec::new(), None),
     };
+    // The shared pass's tape of each layer, in order, dropped once spliced.
+    let mut shared = shared.into_iter();
     let mut layers = Vec::new();
     for (i, layer) in model.layers.iter().enumerate() {
-        // The shared pass's tape of this layer, dropped once spliced.
-        let pre: Option<LayerTape> = shared.get_mut(i).and_then(Option::take);
+        let pre: Option<LayerTape> = shared.next();
         let a = &layer.self_attn;
         let mut lora: [Option<Tensor>; 7] = Default::default();
         // `proj(x, l, p, None)` is the projection; with `Some(r)`, `r + ` it.
@@ -222,12 +220,10 @@ pub(super) fn decode(
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * t, h * d))?;
-        let o_rows = match s {
-            0 => o.clone(),
-            _ => suffix_rows(&o, bts)?,
+        let x_mid = match s {
+            0 => proj(&o, &a.o_proj, Proj::O, Some(&x))?,
+            _ => proj(&suffix_rows(&o, bts)?, &a.o_proj, Proj::O, Some(&x))?,
         };
-        let x_mid = proj(&o_rows, &a.o_proj, Proj::O, Some(&x))?;
-        drop(o_rows);
         let post = &layer.post_attention_layernorm;
         let n2 = rms_norm(&x_mid, &post.weight.detach(), post.eps)?;
         let gate = proj(&n2.y, &layer.mlp.gate_proj, Proj::Gate, None)?;

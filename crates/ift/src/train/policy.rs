@@ -41,9 +41,11 @@ struct Pending {
     embeds: Option<Tensor>,
 }
 
-/// A shared prefix pays when it covers at least `1 / MIN_SHARE_PARTS` of the
-/// sequence: below that, splicing the two passes' activations costs about
-/// what the skipped rows of the projections save.
+/// A shared prefix is used when it covers at least `1 / MIN_SHARE_PARTS` of
+/// the sequence. It skips that share of the projections but costs a copy of
+/// each layer's later rows and attention over the prefix again, so a short
+/// one gains little; the threshold is a judgement, not a measured break-even
+/// (`--prompt 128` of 256 gained, `scripts/bench/README.md`).
 const MIN_SHARE_PARTS: usize = 8;
 
 /// The model being trained (or evaluated), for one optimiser step's passes.

@@ -77,8 +77,7 @@ pub fn rms_norm_backward(
         let (dx, dw) = rms_norm_backward(&x32, w, rstd, &dy32, None)?;
         return Ok((plus(dx.to_dtype(dy.dtype())?)?, dw));
     }
-    let fused_residual = residual.is_none_or(|r| fused(&[r]) && r.is_contiguous());
-    if !fused(&[x, w, rstd, dy]) || !fused_residual {
+    if !fused(&[x, w, rstd, dy]) {
         let xhat = x.broadcast_mul(rstd)?;
         let wdy = dy.broadcast_mul(w)?;
         let dot = (&wdy * &xhat)?.mean_keepdim(D::Minus1)?;
@@ -94,7 +93,12 @@ pub fn rms_norm_backward(
         F32View::new(dy)?,
     );
     let (xs, ws, rs, ds) = (xv.get(), wv.get(), rv.get(), dv.get());
-    let res = residual.map(F32View::new).transpose()?;
+    // A residual the kernel cannot read in place is added after it.
+    let (in_pass, after) = match residual {
+        Some(r) if fused(&[r]) && r.is_contiguous() => (Some(r), None),
+        r => (None, r),
+    };
+    let res = in_pass.map(F32View::new).transpose()?;
     let res = res.as_ref().map(|r| r.get());
     let mut dx = vec![0f32; rows * h];
     par_rows(&mut dx, h, |r, o| {
@@ -133,8 +137,12 @@ pub fn rms_norm_backward(
                 a
             },
         );
+    let dx = Tensor::from_vec(dx, (rows, h), x.device())?;
     Ok((
-        Tensor::from_vec(dx, (rows, h), x.device())?,
+        match after {
+            Some(r) => (r + dx)?,
+            None => dx,
+        },
         Tensor::from_vec(dw, h, x.device())?,
     ))
 }
@@ -168,6 +176,11 @@ mod tests {
             let folded: Vec<f32> = dxr.flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(after, folded);
             assert_eq!(dw.to_vec1::<f32>().unwrap(), dwr.to_vec1::<f32>().unwrap());
+            // A strided residual (added after the kernel) gives the same.
+            let strided = res.t().unwrap().contiguous().unwrap().t().unwrap();
+            let (dxs, _) = rms_norm_backward(&x, &w, &n.rstd, &dy, Some(&strided)).unwrap();
+            let via: Vec<f32> = dxs.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(after, via);
             dxr
         };
         let fused = run();

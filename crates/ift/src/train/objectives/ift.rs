@@ -35,7 +35,8 @@ pub fn micro_batch(
     let seq = ids.dim(1)?;
     // No graph: this costs one forward.
     let rule = p.prediction_params();
-    // (predictions (b, t), the teacher-forced NLL (b, t − 1), its argmax (b, t)).
+    // (predictions (b, t), the teacher-forced NLL (b, t − 1), its argmax (b, t),
+    // the recorded pass when the training pass can reuse its first positions).
     // Mixing changes only response inputs: both passes agree on every
     // position before the batch's first response token, and the training
     // pass may reuse the prediction pass's activations there.
@@ -45,8 +46,7 @@ pub fn micro_batch(
         .map(|m| m.iter().position(|&r| r).unwrap_or(m.len()))
         .min()
         .unwrap_or(0);
-    let mut shared = None;
-    let (predictions, nll0, greedy) = match rule.is_greedy() {
+    let (predictions, nll0, greedy, shared) = match rule.is_greedy() {
         // The default: one chunked pass gives the argmax and the NLL, never
         // the whole (b, t, vocab) logits.
         true => {
@@ -57,15 +57,14 @@ pub fn micro_batch(
                 Some(&targets),
                 shared_len,
             )?;
-            shared = prefix;
-            (pred.clone(), logp0.neg()?, pred)
+            (pred.clone(), logp0.neg()?, pred, prefix)
         }
         false => {
             let logits0 = policy.logits_no_grad(ModelInput::Ids(ids), attention)?;
             let seed = ctx.seed ^ ctx.step.rotate_left(17);
             let pred = predict_tokens(&logits0, &rule, seed)?;
             let nll0 = token_logprobs(&logits0, ids)?.neg()?;
-            (pred, nll0, logits0.argmax(candle_core::D::Minus1)?)
+            (pred, nll0, logits0.argmax(candle_core::D::Minus1)?, None)
         }
     };
     let mixed_ids = replace_responses(ids, &shift_predictions(&predictions, ids)?, &t.loss_mask)?;
