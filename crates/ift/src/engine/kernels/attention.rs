@@ -11,7 +11,7 @@
 //! tensor several times per layer (most of `ift eval`'s system time); a
 //! training forward kept `P`, `(b, h, t, t)` per layer, for its backward.
 //!
-//! Masking is the softmax kernel's (`AttnMask::allowed`), and a query that may
+//! Masking is the softmax kernel's (`AttnMask::mask_row`), and a query that may
 //! see no key gets the same uniform row over all keys.
 
 use std::cell::RefCell;
@@ -19,8 +19,8 @@ use std::cell::RefCell;
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-use super::block_gemm::{gemm_into, Mat};
-use super::simd::exp_shifted;
+use super::block_gemm::{gemm_into, gemm_scaled_into, Mat};
+use super::simd::{exp_shifted, max};
 use super::softmax::AttnMask;
 use crate::engine::view::{fused, F32View};
 
@@ -149,27 +149,21 @@ impl Block<'_> {
         let (t, d) = (self.t, self.d);
         let keys = self.keys(mask, nq);
         let nk = keys.len();
-        s.clear();
-        s.resize(nq * nk, 0.0);
+        scratch(s, nq * nk);
         let k = &self.k[keys.start * d..keys.end * d];
         // SAFETY: each extent and stride describes a matrix inside the slice
         // it comes from (q: nq rows of d, k: nk × d, s: nq × nk).
         unsafe {
-            gemm_into(
+            gemm_scaled_into(
                 s.as_mut_ptr(),
                 (nq, nk, d),
                 Mat::rows(self.q.as_ptr(), d),
                 Mat::cols(k.as_ptr(), d),
-                false,
+                scale,
             )
         };
         for (i, row) in s.chunks_mut(nk.max(1)).enumerate().take(nq) {
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = match mask.allowed(self.batch, t, self.q0 + i, keys.start + j) {
-                    true => *x * scale,
-                    false => f32::NEG_INFINITY,
-                };
-            }
+            mask.mask_row(self.batch, t, self.q0 + i, keys.start, row);
         }
         keys
     }
@@ -218,10 +212,20 @@ impl Block<'_> {
     }
 }
 
+/// `buf` at length `n` for a matmul to overwrite: only growth is
+/// initialised (a block's `gemm` with `accumulate = false` never reads its
+/// output, and zeroing it was a memset per block).
+pub(super) fn scratch(buf: &mut Vec<f32>, n: usize) {
+    match buf.len() < n {
+        true => buf.resize(n, 0.0),
+        false => buf.truncate(n),
+    }
+}
+
 /// `row ← softmax(row)` (masked keys `−∞` become 0); returns the row's
 /// `log Σ exp`, or `−∞` (and the row left zero) when no key is allowed.
 fn softmax_row(row: &mut [f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let max = max(row);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return f32::NEG_INFINITY;

@@ -157,8 +157,7 @@ impl Group<'_> {
         }
         let (kb, vb) = (&self.k[keys.start * d..], &self.v[keys.start * d..]);
         let d_o = &self.d_o[r0 * d..];
-        dsb.clear();
-        dsb.resize(nq * nk, 0.0);
+        super::attention::scratch(dsb, nq * nk);
         // SAFETY (every call below): each operand is a matrix of the given
         // extent inside its slice — s and dsb: nq × nk; q, dO, dq: nq rows of
         // d from r0; k, v, dk, dv: nk rows of d from keys.start.

@@ -39,10 +39,37 @@ impl Mat {
 /// The pointers must address matrices of those extents and strides.
 pub unsafe fn gemm_into(
     dst: *mut f32,
+    dims: (usize, usize, usize),
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+) {
+    gemm_scaled(dst, dims, lhs, rhs, accumulate, 1.0)
+}
+
+/// `dst = scale · lhs · rhs` (no accumulation): the scale applied to each
+/// finished dot product, as multiplying the result after would, without a
+/// second pass over `dst`.
+///
+/// # Safety
+/// As [`gemm_into`].
+pub unsafe fn gemm_scaled_into(
+    dst: *mut f32,
+    dims: (usize, usize, usize),
+    lhs: Mat,
+    rhs: Mat,
+    scale: f32,
+) {
+    gemm_scaled(dst, dims, lhs, rhs, false, scale)
+}
+
+unsafe fn gemm_scaled(
+    dst: *mut f32,
     (m, n, k): (usize, usize, usize),
     lhs: Mat,
     rhs: Mat,
     accumulate: bool,
+    scale: f32,
 ) {
     // gemm: dst = alpha·dst + beta·lhs·rhs, strides given as (column, row).
     gemm(
@@ -60,7 +87,7 @@ pub unsafe fn gemm_into(
         rhs.cs,
         rhs.rs,
         if accumulate { 1.0 } else { 0.0 },
-        1.0,
+        scale,
         false,
         false,
         false,

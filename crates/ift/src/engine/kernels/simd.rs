@@ -89,6 +89,22 @@ simd_fn! {
 }
 
 simd_fn! {
+    /// The largest of `xs`, `−∞` when empty; NaNs are passed over, as
+    /// `f32::max` does (8 running maxima, so the loop vectorises).
+    pub fn max(xs: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 8];
+        let mut chunks = xs.chunks_exact(8);
+        for c in &mut chunks {
+            for i in 0..8 {
+                acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+            }
+        }
+        let m = acc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        chunks.remainder().iter().fold(m, |m, &x| m.max(x))
+    }
+}
+
+simd_fn! {
     /// `Σᵢ e^(xs[i] − shift)`.
     pub fn sum_exp_shifted(xs: &[f32], shift: f32) -> f32 {
         let mut acc = [0f32; 8];
@@ -127,6 +143,25 @@ mod tests {
             x += 0.001_37;
         }
         assert!(worst < 2.5e-7, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn max_matches_the_scalar_fold() {
+        for len in [0, 1, 7, 8, 9, 17, 100] {
+            let mut xs: Vec<f32> = (0..len).map(|i| (i as f32 * 0.71).sin() * 5.0).collect();
+            let want = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            assert_eq!(max(&xs).to_bits(), want.to_bits(), "len {len}");
+            if len > 9 {
+                // A NaN is passed over, in a vector lane or the remainder.
+                xs[2] = f32::NAN;
+                xs[len - 1] = f32::NAN;
+                let fold = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                assert!(!fold.is_nan());
+                assert_eq!(max(&xs), fold, "len {len}");
+                xs[5] = 1e9;
+                assert_eq!(max(&xs), 1e9, "len {len}");
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct AttnMask {
     pub attention_mask: Tensor,
     /// Per row of the batch, whether each key is a real token.
     key_valid: Vec<bool>,
+    /// Per row of the batch, whether any key is padding.
+    padded: Vec<bool>,
     pub sliding_window: Option<usize>,
     /// The additive mask of the primitive fallback, built once per forward
     /// (not once per layer) on first use.
@@ -42,9 +44,12 @@ impl AttnMask {
                 .collect(),
             false => Vec::new(),
         };
+        let tk = attention_mask.dim(1)?.max(1);
+        let padded = key_valid.chunks(tk).map(|r| r.contains(&false)).collect();
         Ok(Self {
             attention_mask: attention_mask.clone(),
             key_valid,
+            padded,
             sliding_window,
             bias: std::sync::OnceLock::new(),
         })
@@ -56,6 +61,27 @@ impl AttnMask {
             .sliding_window
             .map_or(0, |w| (qi + 1).saturating_sub(w));
         lo..(qi + 1).min(tk)
+    }
+
+    /// Sets to `−∞` the entries of `row` (keys `k0..k0 + row.len()` of batch
+    /// row `bi`, `tk` keys in all) that query `qi` may not see: what
+    /// [`allowed`](Self::allowed) refuses, a row at a time — two fills and,
+    /// only for a row with padding, a scan of the visible keys.
+    pub(super) fn mask_row(&self, bi: usize, tk: usize, qi: usize, k0: usize, row: &mut [f32]) {
+        let n = row.len();
+        let vis = self.visible_range(qi, tk);
+        let lo = vis.start.saturating_sub(k0).min(n);
+        let hi = vis.end.saturating_sub(k0).clamp(lo, n);
+        row[..lo].fill(f32::NEG_INFINITY);
+        row[hi..].fill(f32::NEG_INFINITY);
+        if self.padded[bi] {
+            let valid = &self.key_valid[bi * tk + k0..][lo..hi];
+            for (x, &v) in row[lo..hi].iter_mut().zip(valid) {
+                if !v {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
     }
 
     /// Whether query `qi` (absolute position) of row `bi` may see key `j`.
@@ -142,4 +168,44 @@ pub fn causal_softmax_backward(p: &Tensor, dp: &Tensor, scale: f64) -> Result<Te
         }
     });
     Tensor::from_vec(out, p.shape(), p.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::AttnMask;
+
+    /// `mask_row` keeps exactly the keys `allowed` allows, for every query,
+    /// first key and row length, with padding (left, and a hole in the
+    /// middle) and windows shorter and longer than the sequence.
+    #[test]
+    fn mask_row_keeps_what_allowed_allows() {
+        let t = 12;
+        let rows = [
+            vec![1u8; t],
+            [vec![0u8; 3], vec![1; 9]].concat(),
+            [vec![1u8; 5], vec![0; 2], vec![1; 5]].concat(),
+        ];
+        let am = Tensor::from_vec(rows.concat(), (3, t), &Device::Cpu).unwrap();
+        for window in [None, Some(1), Some(4), Some(20)] {
+            let mask = AttnMask::new(&am, window).unwrap();
+            for (bi, qi, k0) in
+                (0..3).flat_map(|b| (0..t).flat_map(move |q| (0..t).map(move |k| (b, q, k))))
+            {
+                for n in 0..=t - k0 {
+                    let mut row = vec![1f32; n];
+                    mask.mask_row(bi, t, qi, k0, &mut row);
+                    for (j, &x) in row.iter().enumerate() {
+                        let allowed = mask.allowed(bi, t, qi, k0 + j);
+                        assert!(
+                            (x == 1.0) == allowed && (allowed || x == f32::NEG_INFINITY),
+                            "row {bi}, query {qi}, key {}, window {window:?}: {x}",
+                            k0 + j
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
