@@ -68,4 +68,14 @@ for key in dict.fromkeys((r["model"], r["step"]) for r in rows):
           f"{' / '.join('%.0f' % t['tokens_per_s'] for t in ref):>15} "
           f"{' / '.join('%.2f' % s for s in speeds):>13} {o['peak_rss_mib']:>8.0f} "
           f"{max(t['peak_rss_mib'] for t in ref):>10.0f} {rss:>6.2f}")
+
+# What IFT costs over SFT on each side (the same tokens: a ratio of step times).
+def step_s(model, step, impl):
+    s = [r["median_s"] for r in rows if (r["model"], r["step"], r["impl"]) == (model, step, impl)]
+    return sum(s) / len(s) if s else None
+for model in dict.fromkeys(r["model"] for r in rows):
+    cost = {impl: (step_s(model, "ift", impl), step_s(model, "sft", impl)) for impl in ("ift", "torch")}
+    if all(a and b for a, b in cost.values()):
+        print(f"\n{model}: IFT step / SFT step: ift {cost['ift'][0] / cost['ift'][1]:.2f}, "
+              f"PyTorch {cost['torch'][0] / cost['torch'][1]:.2f} (PyTorch: means of its runs)")
 PY

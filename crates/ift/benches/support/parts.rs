@@ -4,6 +4,9 @@
 //! its backward covers exactly that piece; "× 8" parts run once per layer.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
+use ift::engine::kernels::attention::attention_forward;
+use ift::engine::kernels::attention_backward::attention_backward;
+use ift::engine::kernels::softmax::AttnMask;
 use ift::loss::{log_softmax, token_logprobs_primitive};
 use ift::model::{attention_bias, softmax_last_dim};
 
@@ -85,6 +88,29 @@ pub fn run(opts: &Opts, ids: &Tensor) -> Result<Vec<Figure>> {
             let s = s.reshape((b, kvh, 2, t, t))?.broadcast_add(&bias)?;
             let p = softmax_last_dim(&s)?.reshape((b, kvh, 2 * t, t))?;
             p.matmul(vv.as_tensor())?.backward()?;
+        }
+        Ok(())
+    })?);
+    // The engine's fused CPU attention (what the explicit engine runs): a
+    // no-grad forward, then a training forward and its backward.
+    let mask = AttnMask::new(&Tensor::ones((b, t), DType::U8, &dev)?, None)?;
+    let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), vv.as_tensor());
+    out.push(measure("part: engine attention forward x 8", opts, || {
+        for _ in 0..8 {
+            attention_forward(qt, kt, vt, &mask, 0.125, false)?;
+        }
+        Ok(())
+    })?);
+    let d_o = Tensor::randn(0f32, 1.0, (b, kvh, 2 * t, d), &dev)?;
+    out.push(measure("part: engine attention fwd+bwd x 8", opts, || {
+        for _ in 0..8 {
+            let a = attention_forward(qt, kt, vt, &mask, 0.125, true)?
+                .ok_or_else(|| candle_core::Error::Msg("no fused attention".into()))?;
+            let lse = a
+                .lse
+                .ok_or_else(|| candle_core::Error::Msg("no lse".into()))?;
+            let delta = (&d_o * &a.o)?.sum(3)?;
+            attention_backward(qt, kt, vt, &d_o, &delta, &lse, &mask, 0.125)?;
         }
         Ok(())
     })?);
