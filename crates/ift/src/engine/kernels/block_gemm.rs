@@ -94,3 +94,36 @@ unsafe fn gemm_scaled(
         Parallelism::None,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scale inside the matmul gives the bits of scaling the product
+    /// after (a scale that is not a power of two, so rounding would show).
+    #[test]
+    fn scaling_inside_equals_scaling_after() {
+        let (m, n, k) = (64, 100, 48);
+        let fill = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 7919 + seed) % 1000) as f32 / 500.0 - 1.0)
+                .collect()
+        };
+        let (a, b) = (fill(m * k, 1), fill(n * k, 2));
+        let scale = 1.0 / (k as f32).sqrt();
+        let (mut after, mut inside) = (vec![0f32; m * n], vec![0f32; m * n]);
+        // SAFETY: a is m × k and b n × k row-major (read transposed), outputs m × n.
+        unsafe {
+            let (lhs, rhs) = (Mat::rows(a.as_ptr(), k), Mat::cols(b.as_ptr(), k));
+            gemm_into(after.as_mut_ptr(), (m, n, k), lhs, rhs, false);
+            gemm_scaled_into(inside.as_mut_ptr(), (m, n, k), lhs, rhs, scale);
+        }
+        after.iter_mut().for_each(|x| *x *= scale);
+        let differ = after
+            .iter()
+            .zip(&inside)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{differ} of {} differ", m * n);
+    }
+}
