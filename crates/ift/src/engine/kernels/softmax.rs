@@ -177,8 +177,8 @@ mod tests {
     use super::AttnMask;
 
     /// `mask_row` keeps exactly the keys `allowed` allows, for every query,
-    /// first key and row length, with padding (left, and a hole in the
-    /// middle) and windows shorter and longer than the sequence.
+    /// first key and row length, with padding (left, a hole in the middle,
+    /// right, everything) and windows shorter and longer than the sequence.
     #[test]
     fn mask_row_keeps_what_allowed_allows() {
         let t = 12;
@@ -186,12 +186,14 @@ mod tests {
             vec![1u8; t],
             [vec![0u8; 3], vec![1; 9]].concat(),
             [vec![1u8; 5], vec![0; 2], vec![1; 5]].concat(),
+            [vec![1u8; 7], vec![0; 5]].concat(),
+            vec![0u8; t],
         ];
-        let am = Tensor::from_vec(rows.concat(), (3, t), &Device::Cpu).unwrap();
+        let am = Tensor::from_vec(rows.concat(), (rows.len(), t), &Device::Cpu).unwrap();
         for window in [None, Some(1), Some(4), Some(20)] {
             let mask = AttnMask::new(&am, window).unwrap();
-            for (bi, qi, k0) in
-                (0..3).flat_map(|b| (0..t).flat_map(move |q| (0..t).map(move |k| (b, q, k))))
+            for (bi, qi, k0) in (0..rows.len())
+                .flat_map(|b| (0..t).flat_map(move |q| (0..t).map(move |k| (b, q, k))))
             {
                 for n in 0..=t - k0 {
                     let mut row = vec![1f32; n];
