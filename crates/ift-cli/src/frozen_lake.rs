@@ -119,9 +119,7 @@ pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     // Every matrix here is tiny (at most 100 × 32): handing one to gemm's thread pool costs
     // far more than the product (the 20-seed baseline: 9.2 s with 2 threads, 2.1 s with 1).
     // Set before any tensor work, while this process runs no other thread.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
+    crate::thread_env::set_default("RAYON_NUM_THREADS", "1");
     let map = load_map(&args.map)?;
     let setups: Vec<Setup> = if args.all_setups {
         Setup::ALL.to_vec()

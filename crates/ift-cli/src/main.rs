@@ -20,6 +20,7 @@ mod merge;
 mod observer;
 mod progress;
 mod score;
+mod thread_env;
 mod train;
 
 /// Exit codes (also in `ift --help` and docs/errors.md).
@@ -80,6 +81,7 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    thread_env::set_defaults();
     malloc::keep_freed_memory();
     let cli = Cli::parse();
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
