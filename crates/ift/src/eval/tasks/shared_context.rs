@@ -5,8 +5,9 @@
 //! that extend it. A 4-choice question costs one forward of the context plus
 //! four of the continuations, not four of both, and the vocabulary head runs
 //! only where a scored token is predicted. Several questions share each
-//! forward (prefixes right-padded, each choice row reading its own question's
-//! cache row), so the matrix products stay large.
+//! forward (prefixes left-padded, each choice row reading its own question's
+//! cache row), so the matrix products stay large, and questions are batched
+//! longest first, so the padding stays small.
 //!
 //! The tokens are exactly those of [`encode_request`] (context and
 //! continuation tokenized together), so the scores equal the flat path's
@@ -44,21 +45,40 @@ pub fn grouped_loglikelihoods(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
-    let (mut out, mut done, mut start) = (Vec::with_capacity(groups.len()), 0, 0);
-    while start < encoded.len() {
+    // Longest first, as `score_sequences` batches: a forward pads every
+    // prefix to its longest and every remainder to its widest, so groups of
+    // like lengths share one (stable: equal keys keep their input order).
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&g| std::cmp::Reverse(padded_key(&encoded[g])));
+    let mut slots: Vec<Option<Vec<EncodedExample>>> = encoded.into_iter().map(Some).collect();
+    let sorted: Vec<Vec<EncodedExample>> = order.iter().filter_map(|&g| slots[g].take()).collect();
+    let mut scores: Vec<Option<Vec<Score>>> = vec![None; sorted.len()];
+    let (mut done, mut start) = (0, 0);
+    while start < sorted.len() {
         // At least one group per forward, then more while the rows fit.
         let mut end = start + 1;
-        let mut rows = encoded[start].len();
-        while end < encoded.len() && rows + encoded[end].len() <= batch_rows.max(1) {
-            rows += encoded[end].len();
+        let mut rows = sorted[start].len();
+        while end < sorted.len() && rows + sorted[end].len() <= batch_rows.max(1) {
+            rows += sorted[end].len();
             end += 1;
         }
-        out.extend(score_groups(&model, &encoded[start..end], device)?);
+        let batch = score_groups(&model, &sorted[start..end], device)?;
+        for (&g, group_scores) in order[start..end].iter().zip(batch) {
+            scores[g] = Some(group_scores);
+        }
         done += rows;
         progress(done);
         start = end;
     }
-    Ok(out)
+    Ok(scores.into_iter().flatten().collect())
+}
+
+/// What a group costs a forward in padding: its shared prefix's length,
+/// then its longest remainder.
+fn padded_key(group: &[EncodedExample]) -> (usize, usize) {
+    let prefix = shared_prefix(group);
+    let rest = group.iter().map(|e| e.input_ids.len() - prefix.min(e.input_ids.len()));
+    (prefix, rest.max().unwrap_or(0))
 }
 
 /// The number of leading tokens every sequence shares, cut before the first
