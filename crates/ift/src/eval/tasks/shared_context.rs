@@ -80,7 +80,9 @@ pub fn grouped_loglikelihoods(
 /// forward pads to the widest one.
 fn padded_key(group: &[EncodedExample]) -> (usize, usize) {
     let prefix = shared_prefix(group);
-    let rest = group.iter().map(|e| e.input_ids.len().saturating_sub(prefix));
+    let rest = group
+        .iter()
+        .map(|e| e.input_ids.len().saturating_sub(prefix));
     (rest.max().unwrap_or(0), prefix)
 }
 
