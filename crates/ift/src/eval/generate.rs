@@ -30,7 +30,7 @@ pub fn generate(
     if n == 0 || opts.max_new_tokens == 0 {
         return Ok(out);
     }
-    let model = model.detached();
+    let model = model.for_inference()?;
     let mut cache = KvCache::new(&model);
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -124,7 +124,7 @@ pub fn greedy_generate(
     stop: &[u32],
     device: &Device,
 ) -> Result<Vec<u32>> {
-    let model = model.detached();
+    let model = model.for_inference()?;
     let mut cache = KvCache::new(&model);
     let mut out = Vec::new();
     let mut ids = prompt.to_vec();

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use super::layers::{softmax_last_dim, Linear};
+use super::layers::{softmax_last_dim, Linear, Weight};
 use super::rope::apply_rotary;
 
 /// Large negative bias for masked scores. Finite (unlike `-inf`) so a row
@@ -19,6 +19,10 @@ pub struct Attention {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// `q_proj`, `k_proj` and `v_proj` as one projection (their weights and
+    /// biases concatenated along the output), used instead of the three when
+    /// present: only in an inference snapshot ([`Attention::with_fused_qkv`]).
+    pub fused_qkv: Option<Linear>,
 }
 
 impl Attention {
@@ -56,17 +60,69 @@ impl Attention {
     /// Projections and rotation: q `(b, h, t, d)`, k and v `(b, kvh, t, d)`.
     fn qkv(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
-        let d = self.head_dim;
-        let heads = |p: &Linear, n: usize| -> Result<Tensor> {
-            p.forward(x)?
-                .reshape((b, t, n, d))?
-                .transpose(1, 2)?
-                .contiguous() // (b, n, t, d)
+        let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (q, k, v) = match &self.fused_qkv {
+            Some(fused) => {
+                // One matmul, then each part's heads: (b, t, h + 2 kvh, d).
+                let y = fused.forward(x)?.reshape((b, t, h + 2 * kvh, d))?;
+                let part = |start: usize, n: usize| -> Result<Tensor> {
+                    y.narrow(2, start, n)?.transpose(1, 2)?.contiguous() // (b, n, t, d)
+                };
+                (part(0, h)?, part(h, kvh)?, part(h + kvh, kvh)?)
+            }
+            None => {
+                let heads = |p: &Linear, n: usize| -> Result<Tensor> {
+                    p.forward(x)?
+                        .reshape((b, t, n, d))?
+                        .transpose(1, 2)?
+                        .contiguous() // (b, n, t, d)
+                };
+                (
+                    heads(&self.q_proj, h)?,
+                    heads(&self.k_proj, kvh)?,
+                    heads(&self.v_proj, kvh)?,
+                )
+            }
         };
-        let q = apply_rotary(&heads(&self.q_proj, self.num_heads)?, cos, sin)?;
-        let k = apply_rotary(&heads(&self.k_proj, self.num_kv_heads)?, cos, sin)?;
-        let v = heads(&self.v_proj, self.num_kv_heads)?;
-        Ok((q, k, v))
+        Ok((apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?, v))
+    }
+
+    /// This block with Q/K/V fused into one projection when all three are
+    /// plain dense layers (no adapter, not quantised): at the few rows a
+    /// cached step multiplies, the narrow K and V products ran at a third
+    /// of the fused one's speed (`ift bench smollm2 matmul --batch 1 --seq
+    /// 64`). A snapshot: the fused weight is a copy, blind to later updates.
+    pub fn with_fused_qkv(&self) -> Result<Attention> {
+        let parts = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let dense: Option<Vec<&Tensor>> = parts
+            .iter()
+            .map(|p| match (&p.weight, &p.lora) {
+                (Weight::Dense(w) | Weight::Frozen(w), None) => Some(w),
+                _ => None,
+            })
+            .collect();
+        let Some(weights) = dense else {
+            return Ok(self.clone());
+        };
+        let bias = match parts.iter().any(|p| p.bias.is_some()) {
+            false => None,
+            true => {
+                let each = parts
+                    .iter()
+                    .zip(&weights)
+                    .map(|(p, w)| match &p.bias {
+                        Some(b) => Ok(b.detach()),
+                        None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Tensor::cat(&each, 0)?)
+            }
+        };
+        let weight = Tensor::cat(&weights, 0)?.detach();
+        Ok(Attention {
+            fused_qkv: Some(Linear::dense(weight, bias)),
+            ..self.clone()
+        })
     }
 
     /// Scaled dot-product attention of q `(b, h, tq, d)` over k, v

@@ -141,6 +141,7 @@ fn build(
             num_heads: h,
             num_kv_heads: kvh,
             head_dim: d,
+            fused_qkv: None,
         };
         let mlp = Mlp {
             gate_proj: linear(format!("{p}.mlp.gate_proj"), inter, hid, cfg.mlp_bias)?,

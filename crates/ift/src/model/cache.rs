@@ -133,3 +133,66 @@ pub fn position_ids_from_mask(mask: &[Vec<u32>]) -> Vec<Vec<u32>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use candle_core::{DType, Device, Tensor};
+
+    use super::*;
+    use crate::model::{Pretrained, Trainable};
+
+    /// The inference snapshot's fused Q/K/V gives the three projections'
+    /// cached forward, on the fixtures' GQA Llama, Llama 3 (rope scaling) and
+    /// Qwen2 (q/k/v biases): a left-padded prefill, then single steps.
+    #[test]
+    fn fused_qkv_gives_the_three_projections_cached_forward() {
+        let dev = Device::Cpu;
+        for name in ["llama_gqa", "llama3_rope", "qwen2_tied"] {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/models")
+                .join(name);
+            let pre = Pretrained::load(&dir, &Trainable::None, &dev).unwrap();
+            let plain = pre.model.detached();
+            let fused = pre.model.for_inference().unwrap();
+            assert!(plain.layers.iter().all(|l| l.self_attn.fused_qkv.is_none()));
+            assert!(
+                fused.layers.iter().all(|l| l.self_attn.fused_qkv.is_some()),
+                "{name}"
+            );
+            let vocab = pre.model.config.vocab_size as u32;
+            let ids: Vec<u32> = (0..2 * 9).map(|i| (i * 7 + 3) % vocab).collect();
+            let ids = Tensor::from_vec(ids, (2, 9), &dev).unwrap();
+            let mask = vec![vec![0, 0, 1, 1, 1, 1, 1, 1, 1], vec![1; 9]];
+            let pos = position_ids_from_mask(&mask);
+            let flat = |v: &[Vec<u32>]| v.iter().flatten().copied().collect::<Vec<u32>>();
+            let mask = Tensor::from_vec(flat(&mask), (2, 9), &dev).unwrap();
+            let pos = Tensor::from_vec(flat(&pos), (2, 9), &dev).unwrap();
+            let (mut c_plain, mut c_fused) = (KvCache::new(&plain), KvCache::new(&fused));
+            for (start, len) in [(0, 6), (6, 1), (7, 1), (8, 1)] {
+                let step = |m: &LlamaForCausalLM, c: &mut KvCache| {
+                    m.forward_cached(
+                        &ids.narrow(1, start, len).unwrap(),
+                        &mask.narrow(1, 0, start + len).unwrap(),
+                        &pos.narrow(1, start, len).unwrap(),
+                        c,
+                    )
+                    .unwrap()
+                };
+                let (a, b) = (step(&plain, &mut c_plain), step(&fused, &mut c_fused));
+                let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+                let diff = diff
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff < 1e-5,
+                    "{name}: positions {start}..{}: {diff}",
+                    start + len
+                );
+            }
+        }
+    }
+}

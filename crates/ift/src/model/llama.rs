@@ -138,6 +138,18 @@ impl LlamaForCausalLM {
         self.compute_dtype
     }
 
+    /// [`Self::detached`] with each attention's Q/K/V fused into one
+    /// projection ([`Attention::with_fused_qkv`]), for the key/value-cache
+    /// paths (choice scoring, generation). Unlike `detached`, the fused
+    /// weights are copies: build it for one evaluation, not across updates.
+    pub fn for_inference(&self) -> Result<Self> {
+        let mut model = self.detached();
+        for layer in &mut model.layers {
+            layer.self_attn = layer.self_attn.with_fused_qkv()?;
+        }
+        Ok(model)
+    }
+
     /// Every parameter by Hugging Face name, and the trainable ones.
     pub fn parameters(&self) -> &Parameters {
         &self.params
@@ -185,6 +197,8 @@ impl LlamaForCausalLM {
                     k_proj: lin(&l.self_attn.k_proj),
                     v_proj: lin(&l.self_attn.v_proj),
                     o_proj: lin(&l.self_attn.o_proj),
+                    // Built from the projections it replaces: never carried over.
+                    fused_qkv: None,
                     ..l.self_attn.clone()
                 },
                 mlp: Mlp {

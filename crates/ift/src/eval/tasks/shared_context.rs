@@ -35,7 +35,7 @@ pub fn grouped_loglikelihoods(
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Score>>> {
-    let model = model.detached();
+    let model = model.for_inference()?;
     let max_len = model.config.max_position_embeddings;
     let encoded = groups
         .iter()
