@@ -4,8 +4,8 @@
 //! candle 0.11 runs its element-wise ops on its own pool (`CANDLE_NUM_THREADS`
 //! workers) beside rayon's (`RAYON_NUM_THREADS`, the matrix products and the
 //! engine's kernels). After each op its workers spin
-//! `CANDLE_BARRIER_POOL_SPIN_LIMIT` times (default 25,000, about half a
-//! millisecond on the Zen 2 test machine) before parking, and on a machine
+//! `CANDLE_BARRIER_POOL_SPIN_LIMIT` times (default 25,000 `pause`s, roughly
+//! half a millisecond by Zen 2's cycle count per `pause`) before parking, and on a machine
 //! whose cores rayon keeps busy that spinning takes the cores from the next
 //! matrix product. The paths built from many small candle ops pay for it: the
 //! key/value-cache forward of multiple-choice scoring and generation. On the

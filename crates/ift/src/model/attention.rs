@@ -89,9 +89,9 @@ impl Attention {
 
     /// This block with Q/K/V fused into one projection when all three are
     /// plain dense layers (no adapter, not quantised): at the few rows a
-    /// cached step multiplies, the narrow K and V products ran at a third
-    /// of the fused one's speed (`ift bench smollm2 matmul --batch 1 --seq
-    /// 64`). A snapshot: the fused weight is a copy, blind to later updates.
+    /// cached step multiplies, the narrow K and V products ran at a fifth to
+    /// a third of the fused one's speed (`ift bench smollm2 matmul --batch 1
+    /// --seq 64`, `--seq 128`). A snapshot: the fused weight is a copy, blind to later updates.
     pub fn with_fused_qkv(&self) -> Result<Attention> {
         let parts = [&self.q_proj, &self.k_proj, &self.v_proj];
         let dense: Option<Vec<&Tensor>> = parts
