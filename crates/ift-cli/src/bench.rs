@@ -14,14 +14,15 @@ pub struct BenchArgs {
     /// matmuls shape by shape on candle's gemm and on the engine's backend
     /// (OpenBLAS in an `--features openblas` build), one JSON line each.
     step: String,
-    /// Sequences per step (DPO: half as many pairs).
-    #[arg(long, default_value_t = 4)]
+    /// Sequences per step (DPO: half as many pairs); at least 2.
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = crate::number_arg::bench_batch)]
     batch: usize,
-    /// Tokens per sequence.
-    #[arg(long, default_value_t = 256)]
+    /// Tokens per sequence; at least 4.
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = crate::number_arg::bench_seq)]
     seq: usize,
     /// sft and ift: the first N tokens of each sequence are a prompt, out
-    /// of the loss (0: every position is trained, as PyTorch's side does).
+    /// of the loss (0: every position is trained, as PyTorch's side does);
+    /// less than --seq.
     #[arg(long, default_value_t = 0)]
     prompt: usize,
     /// f32 or bf16 (mixed precision, as train.dtype).
@@ -35,8 +36,8 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 1, env = "BENCH_WARMUP")]
     warmup: usize,
-    /// Timed steps (the median is reported).
-    #[arg(long, default_value_t = 3, env = "BENCH_ITERS")]
+    /// Timed steps (the median is reported); at least 1.
+    #[arg(long, default_value_t = 3, env = "BENCH_ITERS", allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one)]
     iters: usize,
 }
 
@@ -51,6 +52,13 @@ fn peak_rss_mib() -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.prompt >= args.seq {
+        let m = format!(
+            "--prompt {} must be less than --seq {} (at least one position is trained)",
+            args.prompt, args.seq
+        );
+        return Err(ift::Error::Usage(m).into());
+    }
     let device = args.device.open()?;
     if args.step == "matmul" {
         return matmul(&args, &device);
@@ -64,7 +72,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         prompt: args.prompt,
         dtype: args.dtype.dtype(),
         warmup: args.warmup,
-        iters: args.iters.max(1),
+        iters: args.iters,
     };
     let r = run_bench(&spec, &device)?;
     let flops = flops_per_token(&model_config(&args.model)?, &args.step, args.seq);
@@ -87,7 +95,7 @@ fn matmul(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
     }
     let cfg = model_config(&args.model)?;
     let rows = args.batch * args.seq;
-    let timings = ift::bench::matmul::run_matmul_bench(&cfg, rows, args.iters.max(1))?;
+    let timings = ift::bench::matmul::run_matmul_bench(&cfg, rows, args.iters)?;
     let engine = ift::engine::kernels::matmul::cpu_backend();
     let threads = candle_core::utils::get_num_threads();
     for t in &timings {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
+use ift::atomic::{guard_output_dir, mark_output_dir};
 use ift::model::{Pretrained, SaveOptions, Trainable};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -32,7 +33,8 @@ pub struct ConvertArgs {
     /// GGUF file to read (llama and qwen2 architectures; every tensor type candle reads).
     #[arg(long)]
     gguf: Option<PathBuf>,
-    /// Directory to write (replaced atomically if it exists).
+    /// Directory to write: a new or empty one, or one an ift command made
+    /// (replaced atomically); never the input, inside it or above it.
     #[arg(long)]
     out: PathBuf,
     /// Weight dtype on disk.
@@ -50,7 +52,9 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 
 /// Converts a GGUF file and says what it held.
 pub fn convert_gguf(gguf: &Path, out: &Path, dtype: DType) -> Result<()> {
+    guard_output_dir(out, "--out", &[gguf])?;
     let summary = ift::model::gguf::convert_gguf(gguf, out, dtype)?;
+    mark_output_dir(out, "ift convert")?;
     let types: Vec<String> = summary
         .types
         .iter()
@@ -68,12 +72,14 @@ pub fn convert_gguf(gguf: &Path, out: &Path, dtype: DType) -> Result<()> {
 }
 
 fn resave(model: &Path, out: &Path, dtype: DType) -> Result<()> {
+    guard_output_dir(out, "--out", &[model])?;
     let pretrained = Pretrained::load(model, &Trainable::None, &Device::Cpu)?;
     let options = SaveOptions {
         dtype,
         companions_from: None,
     };
     pretrained.save(out, &options)?;
+    mark_output_dir(out, "ift convert")?;
     eprintln!(
         "saved {} ({} parameters)",
         out.display(),

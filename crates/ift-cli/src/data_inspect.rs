@@ -35,8 +35,8 @@ pub struct InspectArgs {
     /// How many records to show.
     #[arg(long, default_value_t = 3)]
     pub n: usize,
-    /// Longest sequence in tokens (prompt + answer); longer answers are cut, empty ones dropped.
-    #[arg(long)]
+    /// Longest sequence in tokens (prompt + answer; at least 2); longer answers are cut, empty ones dropped.
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::number_arg::max_length)]
     pub max_length: Option<usize>,
     /// Template to use when the model has none.
     #[arg(long, value_enum)]

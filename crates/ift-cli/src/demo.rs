@@ -24,24 +24,34 @@ pub struct DemoArgs {
     /// earlier demos are never overwritten).
     #[arg(long, default_value = "runs")]
     out: PathBuf,
-    /// Optimiser steps (16 sequences each).
-    #[arg(long, default_value_t = 300)]
+    /// Optimiser steps (16 sequences each); at least 1.
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one_u64)]
     steps: u64,
     /// First seed of the model, the task and the data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Seeds run (`seed`, `seed + 1`, ...), each with SFT and IFT.
-    #[arg(long, default_value_t = 3)]
+    /// Seeds run (`seed`, `seed + 1`, ...), each with SFT and IFT; at least 1.
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one_u64)]
     seeds: u64,
-    /// Held-out problems scored for exact match.
-    #[arg(long, default_value_t = 100)]
+    /// Held-out problems scored for exact match; at least 1.
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one)]
     eval_problems: usize,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    // `--seeds` is at least 1 (its parser).
+    let Some(last) = args.seed.checked_add(args.seeds - 1) else {
+        let m = format!(
+            "--seed {} + --seeds {} is past the last seed ({})",
+            args.seed,
+            args.seeds,
+            u64::MAX
+        );
+        return Err(ift::Error::Usage(m).into());
+    };
     let dir = fresh_dir(&args.out)?;
     let mut seeds = Vec::new();
-    for seed in args.seed..args.seed + args.seeds.max(1) {
+    for seed in args.seed..=last {
         let Some(s) = run_seed(&dir.join(format!("seed-{seed}")), seed, &args)? else {
             return Ok(());
         };

@@ -29,20 +29,20 @@ pub struct EvalArgs {
     /// Few-shot examples drawn from each task's own file (not scored).
     #[arg(long, default_value_t = 0)]
     fewshot: usize,
-    /// Score at most N records per task.
-    #[arg(long)]
+    /// Score at most N records per task (at least 1).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one)]
     limit: Option<usize>,
     /// Wrap each prompt as a user turn of the model's chat template.
     #[arg(long)]
     chat: bool,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 8)]
+    /// Sequences per forward pass (at least 1).
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one)]
     batch_size: usize,
     /// Seed for the few-shot draw.
     #[arg(long, default_value_t = 1234)]
     seed: u64,
-    /// Generation tasks: longest answer in tokens (room for a worked answer).
-    #[arg(long, default_value_t = 256)]
+    /// Generation tasks: longest answer in tokens (room for a worked answer; at least 1).
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = crate::number_arg::max_new_tokens)]
     max_new_tokens: usize,
     /// Generation tasks: the answer ends at the first occurrence of this
     /// string (repeatable). Default: a blank line and "Question:" for raw
@@ -52,6 +52,17 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        let mut inputs = vec![args.model.as_path()];
+        inputs.extend(args.adapter.as_deref());
+        let files: Vec<&std::path::Path> = args
+            .tasks
+            .iter()
+            .map(|t| std::path::Path::new(t.rsplit_once(':').map_or(t.as_str(), |(f, _)| f)))
+            .collect();
+        inputs.extend(files);
+        ift::atomic::guard_output_file(out, "--out", &inputs)?;
+    }
     let device = args.device.open()?;
     let Pretrained {
         model, tokenizer, ..

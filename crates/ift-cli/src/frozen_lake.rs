@@ -29,17 +29,17 @@ pub struct FrozenLakeArgs {
     /// Number of training seeds (0..N); results are mean ± std over them.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
-    /// Optimiser steps per run and stage (the same for every method; default 200).
-    #[arg(long)]
+    /// Optimiser steps per run and stage (the same for every method; default 200; at least 1).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one)]
     pub steps: Option<usize>,
     /// State encoding fed to the network: `rowcol` (row one-hot + column one-hot) or `onehot`.
     #[arg(long, default_value = "rowcol", value_parser = parse_encoding)]
     pub encoding: Encoding,
-    /// IFT's temporal-residual weight λ, static (default 0.2; 0 turns mixing off).
-    #[arg(long)]
+    /// IFT's temporal-residual weight λ in [0, 1], static (default 0.2; 0 turns mixing off).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::number_arg::unit)]
     pub ift_lambda: Option<f64>,
-    /// IFT's relation-propagation discount γ (default 0.95; 0 turns propagation off).
-    #[arg(long)]
+    /// IFT's relation-propagation discount γ in [0, 1] (default 0.95; 0 turns propagation off).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::number_arg::unit)]
     pub ift_gamma: Option<f64>,
     /// Folder for the PNG pictures, `results.json`, `config.json` and `report.md`.
     #[arg(long, default_value = "frozen-lake-out")]
@@ -77,22 +77,14 @@ fn config(args: &FrozenLakeArgs, setup: Setup) -> anyhow::Result<ExperimentConfi
         ..ExperimentConfig::default()
     };
     cfg.train.encoding = args.encoding;
+    // The flags' ranges are checked as they are parsed (`number_arg`).
     if let Some(value) = args.ift_lambda {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&value),
-            "--ift-lambda must be in [0, 1], got {value}"
-        );
         cfg.methods.ift.lambda = Lambda::Static { value };
     }
     if let Some(gamma) = args.ift_gamma {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&gamma),
-            "--ift-gamma must be in [0, 1], got {gamma}"
-        );
         cfg.methods.ift.weights.gamma = gamma;
     }
     if let Some(steps) = args.steps {
-        anyhow::ensure!(steps > 0, "--steps must be at least 1");
         cfg.train.steps = steps;
     }
     Ok(cfg)
@@ -121,6 +113,16 @@ pub fn run(args: &FrozenLakeArgs) -> anyhow::Result<()> {
     // Set before any tensor work, while this process runs no other thread.
     crate::thread_env::set_default("RAYON_NUM_THREADS", "1");
     let map = load_map(&args.map)?;
+    // Its files (config.json, results.json, ...) would overwrite a model's.
+    let map_file = Path::new(&args.map);
+    let inputs: Vec<&Path> = match map_file.is_file() {
+        true => vec![map_file],
+        false => vec![],
+    };
+    ift::atomic::guard_output_dir(&args.out, "--out", &inputs)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    ift::atomic::mark_output_dir(&args.out, "ift frozen-lake")?;
     let setups: Vec<Setup> = if args.all_setups {
         Setup::ALL.to_vec()
     } else {

@@ -8,6 +8,7 @@ use ift::data::{BuiltinTemplate, ChatTemplate, Message, TemplateOptions};
 use ift::eval::{default_stop_ids, generate, GenerateOptions, TextStream};
 use ift::model::Pretrained;
 
+use crate::number_arg;
 use crate::score::parse_builtin;
 
 #[derive(clap::Args)]
@@ -34,20 +35,20 @@ pub struct GenerateArgs {
 /// Decoding options shared by `ift generate` and `ift chat`.
 #[derive(clap::Args)]
 pub struct SamplingArgs {
-    /// Most new tokens.
-    #[arg(long, default_value_t = 256)]
+    /// Most new tokens (at least 1).
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = number_arg::max_new_tokens)]
     max_new_tokens: usize,
-    /// Softmax temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Softmax temperature, >= 0; 0 is greedy.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = number_arg::temperature)]
     temperature: f64,
     /// Sample among the k most likely tokens only; 0 keeps all.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = number_arg::whole)]
     top_k: usize,
-    /// Nucleus sampling mass; 1 keeps all.
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling mass, in [0, 1]; 1 keeps all.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = number_arg::top_p)]
     top_p: f64,
-    /// Penalty on tokens already present; 1 is off.
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalty on tokens already present, > 0; 1 is off.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = number_arg::repetition_penalty)]
     repetition_penalty: f64,
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]

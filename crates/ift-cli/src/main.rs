@@ -17,6 +17,7 @@ mod frozen_lake;
 mod generate;
 mod malloc;
 mod merge;
+mod number_arg;
 mod observer;
 mod progress;
 mod score;
@@ -36,7 +37,7 @@ const EXIT_CODES: &str = "Exit codes:
   1    training failed (non-finite steps) or an internal error
   2    usage or configuration error (command line, run config, a resume refused)
   3    input or output error (a data, model, tokenizer or task file missing or malformed; an output that cannot be written)
-  4    interrupted by SIGINT or SIGTERM after writing a checkpoint (`ift train --resume` continues)
+  4    interrupted by SIGINT or SIGTERM after saving the work so far (a checkpoint: `ift train --resume` continues; the reference pass: its cache, the same command continues)
   130  a second SIGINT/SIGTERM: exited at once (the last checkpoint is intact)";
 
 /// Intuitive Fine-Tuning (and SFT, DPO, ...) for Hugging Face Llama-family models.
@@ -118,6 +119,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             ift::ErrorClass::Usage => EXIT_USAGE,
             ift::ErrorClass::Input => EXIT_INPUT,
             ift::ErrorClass::Internal => EXIT_INTERNAL,
+            ift::ErrorClass::Interrupted => EXIT_INTERRUPTED,
         };
     }
     match e.chain().any(|c| c.is::<std::io::Error>()) {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
+use ift::atomic::{guard_output_dir, mark_output_dir};
 use ift::model::SaveOptions;
 
 #[derive(clap::Args)]
@@ -16,7 +17,8 @@ pub struct MergeArgs {
     /// The PEFT adapter directory (e.g. a LoRA run's `final/`).
     #[arg(long)]
     adapter: PathBuf,
-    /// Directory to write (replaced atomically if it exists).
+    /// Directory to write: a new or empty one, or one an ift command made
+    /// (replaced atomically); never an input, inside one or above one.
     #[arg(long)]
     out: PathBuf,
     /// Weight dtype on disk.
@@ -25,6 +27,7 @@ pub struct MergeArgs {
 }
 
 pub fn run(args: MergeArgs) -> Result<()> {
+    guard_output_dir(&args.out, "--out", &[&args.model, &args.adapter])?;
     let pre =
         ift::adapter::load_merged(&args.model, &args.adapter, &Device::Cpu).with_context(|| {
             format!(
@@ -38,6 +41,7 @@ pub fn run(args: MergeArgs) -> Result<()> {
         ..SaveOptions::default()
     };
     pre.save(&args.out, &options)?;
+    mark_output_dir(&args.out, "ift merge")?;
     eprintln!(
         "merged {} into {} → {}",
         args.adapter.display(),

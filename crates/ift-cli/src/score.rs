@@ -31,8 +31,8 @@ pub struct ScoreArgs {
     /// Where to write one `{"logprob_sum", "tokens"}` line per record.
     #[arg(long)]
     out: PathBuf,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 8)]
+    /// Sequences per forward pass (at least 1).
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = crate::number_arg::at_least_one)]
     batch_size: usize,
     /// Chat template for a model without one: `chatml` or `zephyr`.
     #[arg(long, value_parser = parse_builtin)]
@@ -40,6 +40,9 @@ pub struct ScoreArgs {
 }
 
 pub fn run(args: ScoreArgs) -> Result<()> {
+    let mut inputs = vec![args.model.as_path(), args.data.as_path()];
+    inputs.extend(args.adapter.as_deref());
+    ift::atomic::guard_output_file(&args.out, "--out", &inputs)?;
     let device = args.device.open()?;
     let Pretrained {
         model, tokenizer, ..

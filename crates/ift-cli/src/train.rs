@@ -102,6 +102,8 @@ pub fn run_training(config: &RunConfig, resume: Option<&Resume>) -> Result<RunEn
     // instant: every write is atomic, and the next start removes what a
     // killed write left behind.
     let _ = ctrlc::set_handler(move || {
+        // Every long pass of the library stops at its next batch.
+        ift::interrupt::request();
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(crate::EXIT_KILLED);
         }

@@ -53,3 +53,94 @@ fn asking_for_cuda_in_a_cpu_build_is_a_usage_error_naming_the_flag() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--dtype") && err.contains("f16"), "{err}");
 }
+
+/// Issue 27: the numeric flags of `ift bench`, `ift score`, `ift data
+/// inspect` and `ift demo` are checked as they are parsed: exit 2, the flag
+/// named, nothing run (the model paths need not exist).
+#[test]
+fn numeric_flags_out_of_range_are_usage_errors_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 11] = [
+        (
+            &["bench", "32m", "sft", "--batch", "1"],
+            "'--batch <BATCH>': 1 must be at least 2",
+        ),
+        (
+            &["bench", "32m", "sft", "--seq", "0"],
+            "'--seq <SEQ>': 0 must be at least 4",
+        ),
+        (
+            &["bench", "32m", "sft", "--iters", "0"],
+            "'--iters <ITERS>': 0 must be at least 1",
+        ),
+        (
+            &["bench", "32m", "sft", "--seq", "16", "--prompt", "16"],
+            "--prompt 16 must be less than --seq 16",
+        ),
+        (
+            &[
+                "score",
+                "--model",
+                "m",
+                "--data",
+                "d",
+                "--out",
+                out,
+                "--batch-size",
+                "0",
+            ],
+            "'--batch-size <BATCH_SIZE>': 0 must be at least 1",
+        ),
+        (
+            &[
+                "data",
+                "inspect",
+                "--model",
+                "m",
+                "--data",
+                "d",
+                "--max-length",
+                "1",
+            ],
+            "'--max-length <MAX_LENGTH>': 1 must be at least 2",
+        ),
+        (
+            &[
+                "data",
+                "inspect",
+                "--model",
+                "m",
+                "--data",
+                "d",
+                "--max-length",
+                "-5",
+            ],
+            "'--max-length <MAX_LENGTH>': `-5` is not a whole number",
+        ),
+        (
+            &["demo", "--out", out, "--steps", "0"],
+            "'--steps <STEPS>': 0 must be at least 1",
+        ),
+        (
+            &["demo", "--out", out, "--seeds", "0"],
+            "'--seeds <SEEDS>': 0 must be at least 1",
+        ),
+        (
+            &["demo", "--out", out, "--eval-problems", "0"],
+            "'--eval-problems <EVAL_PROBLEMS>': 0 must be at least 1",
+        ),
+        (
+            &["demo", "--out", out, "--seed", "18446744073709551615"],
+            "--seed 18446744073709551615 + --seeds 3 is past the last seed",
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, stdout, err) = ift(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(!tmp.path().join("out").exists(), "{args:?} wrote output");
+    }
+}

@@ -125,3 +125,113 @@ fn eval_runs_on_the_real_files() {
     assert!(table.contains("| dpo_en_demo | preference |"), "{table}");
     assert!(table.contains("| margin |"), "{table}");
 }
+
+fn fixture_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ift/tests/fixtures/models/llama_gqa")
+}
+
+fn eval(args: &[&str]) -> (Option<i32>, String, String) {
+    let model = fixture_model();
+    let out = Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args(["eval", "--model", model.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Issue 27: a numeric flag out of range is a usage error naming the flag
+/// (exit 2), before the model or any task is read.
+#[test]
+fn numeric_flags_out_of_range_are_usage_errors_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let task = tmp.path().join("t.jsonl");
+    std::fs::write(
+        &task,
+        "{\"query\": \"Q\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n",
+    )
+    .unwrap();
+    let task = task.to_str().unwrap();
+    for (flag, value, want) in [
+        ("--limit", "0", "'--limit <LIMIT>': 0 must be at least 1"),
+        (
+            "--batch-size",
+            "0",
+            "'--batch-size <BATCH_SIZE>': 0 must be at least 1",
+        ),
+        (
+            "--max-new-tokens",
+            "0",
+            "'--max-new-tokens <MAX_NEW_TOKENS>': 0 must be at least 1",
+        ),
+    ] {
+        let (code, stdout, err) = eval(&["--task", task, flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(want), "{flag} {value}: {err}");
+        assert!(stdout.is_empty(), "{flag} {value}: {stdout}");
+    }
+}
+
+/// Issue 27: a task that scores no record is an input error naming the task
+/// file (exit 3), for every kind; no figure (an accuracy of 0) is reported.
+#[test]
+fn a_task_with_no_scored_record_is_an_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "word ".repeat(300);
+    let tasks = [
+        (
+            "choice.jsonl",
+            "{\"query\": \"Q\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n{\"query\": \"R\", \"choices\": [\"c\", \"d\"], \"gold\": 1}\n".to_string(),
+            &["--fewshot", "2"][..],
+            "its 2 record(s) all went to the 2 few-shot example(s) (--fewshot)",
+        ),
+        (
+            "schema.jsonl",
+            "{\"context_options\": [\"A\", \"B\"], \"continuation\": \"c\", \"gold\": 0}\n".to_string(),
+            &["--fewshot", "3"][..],
+            "its 1 record(s) all went to the 3 few-shot example(s) (--fewshot)",
+        ),
+        (
+            "generation.jsonl",
+            "{\"context\": \"1+1?\", \"answer\": \"2\"}\n".to_string(),
+            &["--fewshot", "1"][..],
+            "its 1 record(s) all went to the 1 few-shot example(s) (--fewshot)",
+        ),
+        // Prompts longer than the fixture's 128-token window: every answer is cut away.
+        (
+            "perplexity.jsonl",
+            format!("{{\"prompt\": \"{long}\", \"completion\": \"yes\"}}\n"),
+            &[][..],
+            "no record has an answer left to score",
+        ),
+        (
+            "preference.jsonl",
+            format!("{{\"prompt\": \"{long}\", \"chosen\": \"yes\", \"rejected\": \"no\"}}\n"),
+            &[][..],
+            "no record has an answer left to score",
+        ),
+    ];
+    for (name, text, extra, why) in tasks {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let results = tmp.path().join("results.json");
+        let (code, stdout, err) = eval(
+            &[
+                &[
+                    "--task",
+                    path.to_str().unwrap(),
+                    "--out",
+                    results.to_str().unwrap(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(code, Some(3), "{name}: {err}");
+        let want = format!("{}:0: no records were scored: {why}", path.display());
+        assert!(err.contains(&want), "{name}: {err}");
+        assert!(stdout.is_empty(), "{name}: {stdout}");
+        assert!(!results.exists(), "{name}: results written");
+    }
+}

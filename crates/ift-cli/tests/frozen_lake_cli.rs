@@ -106,6 +106,40 @@ fn one_setup_writes_into_out_itself() {
     );
 }
 
+/// Issue 27: every number is checked as the command line is parsed: exit 2,
+/// the flag named, nothing run.
+#[test]
+fn out_of_range_numbers_are_usage_errors_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    for (args, want) in [
+        (
+            ["--ift-lambda", "nan"],
+            "'--ift-lambda <IFT_LAMBDA>': NaN must be a finite number in [0, 1]",
+        ),
+        (
+            ["--ift-lambda", "-0.1"],
+            "'--ift-lambda <IFT_LAMBDA>': -0.1 must be a finite number in [0, 1]",
+        ),
+        (
+            ["--ift-gamma", "inf"],
+            "'--ift-gamma <IFT_GAMMA>': inf must be a finite number in [0, 1]",
+        ),
+        (
+            ["--ift-gamma", "1.5"],
+            "'--ift-gamma <IFT_GAMMA>': 1.5 must be a finite number in [0, 1]",
+        ),
+        (["--steps", "0"], "'--steps <STEPS>': 0 must be at least 1"),
+        (["--seeds", "0"], "'--seeds <SEEDS>'"),
+    ] {
+        let out = ift(&[&args[..], &["--out", out_dir.to_str().unwrap()]].concat());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!out_dir.exists(), "{args:?} ran");
+    }
+}
+
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,8 +152,14 @@ fn bad_input_is_an_error_not_a_panic() {
         ),
         (vec!["--setup", "uphill"], "possible values"),
         (vec!["--seeds", "0"], "seeds"),
-        (vec!["--steps", "0"], "--steps must be at least 1"),
-        (vec!["--ift-lambda", "2"], "--ift-lambda must be in [0, 1]"),
+        (
+            vec!["--steps", "0"],
+            "'--steps <STEPS>': 0 must be at least 1",
+        ),
+        (
+            vec!["--ift-lambda", "2"],
+            "'--ift-lambda <IFT_LAMBDA>': 2 must be a finite number in [0, 1]",
+        ),
         (vec!["--map", "/nonexistent/map.txt"], "reading map file"),
         (
             vec!["--setup", "baseline", "--all-setups"],

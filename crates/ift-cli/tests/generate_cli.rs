@@ -191,3 +191,106 @@ fn chat_reset_forgets_the_history() {
         "after /reset the same question gets the same answer"
     );
 }
+
+/// Issue 27: a sampling number out of range (negative, NaN, infinite, past
+/// its bound) is a usage error naming the flag (exit 2) for `ift generate`
+/// and `ift chat`; nothing is generated.
+#[test]
+fn sampling_numbers_out_of_range_are_usage_errors_naming_the_flag() {
+    let dir = model_dir("llama_gqa");
+    let cases = [
+        (
+            "--temperature",
+            "-1",
+            "'--temperature <TEMPERATURE>': -1 must be a finite number >= 0",
+        ),
+        (
+            "--temperature",
+            "nan",
+            "'--temperature <TEMPERATURE>': NaN must be a finite number >= 0",
+        ),
+        (
+            "--temperature",
+            "inf",
+            "'--temperature <TEMPERATURE>': inf must be a finite number >= 0",
+        ),
+        (
+            "--top-p",
+            "-0.5",
+            "'--top-p <TOP_P>': -0.5 must be a finite number in [0, 1]",
+        ),
+        (
+            "--top-p",
+            "nan",
+            "'--top-p <TOP_P>': NaN must be a finite number in [0, 1]",
+        ),
+        (
+            "--top-p",
+            "1.5",
+            "'--top-p <TOP_P>': 1.5 must be a finite number in [0, 1]",
+        ),
+        (
+            "--repetition-penalty",
+            "0",
+            "'--repetition-penalty <REPETITION_PENALTY>': 0 must be a finite number > 0",
+        ),
+        (
+            "--repetition-penalty",
+            "-2",
+            "'--repetition-penalty <REPETITION_PENALTY>': -2 must be a finite number > 0",
+        ),
+        (
+            "--repetition-penalty",
+            "nan",
+            "'--repetition-penalty <REPETITION_PENALTY>': NaN must be a finite number > 0",
+        ),
+        (
+            "--max-new-tokens",
+            "0",
+            "'--max-new-tokens <MAX_NEW_TOKENS>': 0 must be at least 1",
+        ),
+        (
+            "--top-k",
+            "-1",
+            "'--top-k <TOP_K>': `-1` is not a whole number >= 0",
+        ),
+    ];
+    for (flag, value, want) in cases {
+        for command in [vec!["generate", "--prompt", "Hello"], vec!["chat"]] {
+            // Both spellings: `--flag VALUE` (a negative number is a value) and `--flag=VALUE`.
+            let joined = format!("{flag}={value}");
+            for spelling in [vec![flag, value], vec![joined.as_str()]] {
+                let out = Command::new(env!("CARGO_BIN_EXE_ift"))
+                    .args(&command)
+                    .args(["--model", dir.to_str().unwrap()])
+                    .args(&spelling)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(
+                    out.status.code(),
+                    Some(2),
+                    "{command:?} {spelling:?}: {err}"
+                );
+                assert!(err.contains(want), "{command:?} {spelling:?}: {err}");
+                assert!(out.stdout.is_empty(), "{command:?} {spelling:?} generated");
+            }
+        }
+    }
+    // The boundaries are accepted.
+    let text = run_generate(
+        "llama_gqa",
+        &[
+            "--prompt",
+            "Hi",
+            "--temperature",
+            "0",
+            "--top-p",
+            "1",
+            "--repetition-penalty",
+            "1",
+        ],
+    );
+    assert!(text.ends_with('\n'));
+}

@@ -137,12 +137,15 @@ fn merged_directory_has_peft_merged_logits_and_scores_like_the_adapter() {
 fn a_missing_adapter_is_an_error_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let base = fixtures().join("models/llama_gqa");
+    // An empty adapter directory beside --out (an --out inside an input is refused first).
+    let adapter = tmp.path().join("adapter");
+    std::fs::create_dir(&adapter).unwrap();
     let res = ift(&[
         "merge",
         "--model",
         s(&base),
         "--adapter",
-        s(tmp.path()),
+        s(&adapter),
         "--out",
         s(&tmp.path().join("m")),
     ]);

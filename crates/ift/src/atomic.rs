@@ -24,7 +24,7 @@ const KINDS: [&str; 3] = [".tmp-", ".old-", ".del-"];
 /// one, never a part, and a crash after this returns cannot lose it.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let (parent, name) = split(path)?;
-    recover(&parent, Some(&name))?;
+    recover(&parent, Some(&name), false)?;
     let tmp = sibling(&parent, &name, ".tmp-");
     let written = write_new_file(&tmp, bytes).and_then(|()| {
         crash_point("file-written");
@@ -43,7 +43,7 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let (parent, name) = split(dir)?;
     // A killed earlier write of the same output leaves nothing behind.
-    recover(&parent, Some(&name))?;
+    recover(&parent, Some(&name), false)?;
     let tmp = sibling(&parent, &name, ".tmp-");
     let _ = std::fs::remove_dir_all(&tmp);
     let filled = std::fs::create_dir_all(&tmp)
@@ -87,11 +87,19 @@ pub fn remove_dir_atomically(dir: &Path) -> Result<()> {
 /// renames of a replacement is put back. Returns what was done, for a notice.
 /// Temporaries of a process still alive are left alone.
 pub fn recover_interrupted_writes(dir: &Path) -> Result<Vec<String>> {
-    recover(dir, None)
+    recover(dir, None, false)
 }
 
-/// [`recover_interrupted_writes`] for the temporaries of one name only (or all).
-fn recover(dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
+/// [`recover_interrupted_writes`] in a directory this process holds the
+/// lock of (`crate::lock`): every other process's temporary there was left by
+/// a dead one, even if its process id now belongs to a live process.
+pub fn recover_locked_dir(lock: &crate::lock::DirLock) -> Result<Vec<String>> {
+    recover(lock.dir(), None, true)
+}
+
+/// [`recover_interrupted_writes`] for the temporaries of one name only (or
+/// all); `locked`: the directory is ours, ignore whether a pid is alive.
+fn recover(dir: &Path, only: Option<&str>, locked: bool) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -103,7 +111,8 @@ fn recover(dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
         let Some((name, kind, pid)) = parse_sibling(&file_name) else {
             continue;
         };
-        if pid == std::process::id() || process_alive(pid) || only.is_some_and(|o| o != name) {
+        let owner_alive = !locked && process_alive(pid);
+        if pid == std::process::id() || owner_alive || only.is_some_and(|o| o != name) {
             continue;
         }
         let (path, target) = (entry.path(), dir.join(name));
@@ -129,6 +138,131 @@ fn recover(dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
         sync_dir(dir)?;
     }
     Ok(done)
+}
+
+/// The file an `ift` command leaves in each output directory it makes,
+/// naming the command; only such a directory (or an empty one) may be
+/// replaced by a later command ([`guard_output_dir`]).
+pub const OUTPUT_MARKER: &str = ".ift-output";
+
+/// Refuses an output directory that is not ours to overwrite: `out` may be
+/// absent, empty, or a directory an `ift` command made (it holds
+/// [`OUTPUT_MARKER`]), and it may be neither one of `inputs`, nor inside
+/// one, nor above one. `what` names the option (`--out`). The error names
+/// the directory and what is in it.
+pub fn guard_output_dir(out: &Path, what: &str, inputs: &[&Path]) -> Result<()> {
+    let real_out = real_path(out);
+    for input in inputs {
+        let real_in = real_path(input);
+        let relation = if real_in == real_out {
+            Some("is")
+        } else if real_in.starts_with(&real_out) {
+            Some("contains")
+        } else if real_out.starts_with(&real_in) {
+            Some("is inside")
+        } else {
+            None
+        };
+        if let Some(relation) = relation {
+            return Err(Error::Output(format!(
+                "{what} {} {relation} the input {}; an output is never written over, around or inside its own inputs: choose another directory",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Output(format!(
+            "{what} {} is a file, not a directory; it is left as it is: choose another path",
+            out.display()
+        )));
+    }
+    let entries: Vec<String> = match std::fs::read_dir(out) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => return Ok(()),
+    };
+    if entries.is_empty() || entries.iter().any(|e| e == OUTPUT_MARKER) {
+        return Ok(());
+    }
+    let mut shown: Vec<String> = entries.clone();
+    shown.sort();
+    let more = shown.len().saturating_sub(6);
+    shown.truncate(6);
+    let listing = match more {
+        0 => shown.join(", "),
+        n => format!("{}, and {n} more", shown.join(", ")),
+    };
+    Err(Error::Output(format!(
+        "{what} {} already exists and was not made by an ift command (it holds {listing}); it is left as it is: remove it yourself or choose another directory",
+        out.display()
+    )))
+}
+
+/// Refuses an output file that is one of `inputs` or lies inside one (a
+/// results file written over its data, or into the model directory it
+/// scored). `what` names the option.
+pub fn guard_output_file(out: &Path, what: &str, inputs: &[&Path]) -> Result<()> {
+    let real_out = real_path(out);
+    for input in inputs {
+        let real_in = real_path(input);
+        if real_out == real_in || real_out.starts_with(&real_in) {
+            let relation = if real_out == real_in {
+                "is"
+            } else {
+                "is inside"
+            };
+            return Err(Error::Output(format!(
+                "{what} {} {relation} the input {}; an output is never written over or inside its own inputs: choose another path",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    if out.is_dir() {
+        return Err(Error::Output(format!(
+            "{what} {} is a directory; it is left as it is: give a file path",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Records in `dir` (just written by `command`) that a later `ift` command
+/// may replace it.
+pub fn mark_output_dir(dir: &Path, command: &str) -> Result<()> {
+    let text = format!("made by `{command}`; an ift command may replace this directory\n");
+    write_file_atomically(&dir.join(OUTPUT_MARKER), text.as_bytes())
+}
+
+/// `path` made absolute with every link resolved, as far as it exists (the
+/// rest appended as written, `..` folded).
+fn real_path(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut real = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some("..") => {
+                real.pop();
+            }
+            Some(".") => {}
+            _ => real.push(part),
+        }
+    }
+    real
 }
 
 /// Writes a new file that an enclosing [`write_atomically`] makes durable;

@@ -22,6 +22,8 @@ use crate::train::{TrainConfig, TrainDtype};
 
 #[path = "config_paths.rs"]
 mod paths;
+#[path = "config_range.rs"]
+pub mod range;
 
 /// `[model]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -259,6 +261,14 @@ impl RunConfig {
                 "and data.eval both set; choose one".into(),
             ));
         }
+        self.data
+            .load_options()
+            .encode
+            .validate()
+            .map_err(|(field, m)| match field {
+                "max_prompt_length" => ("data.max_prompt_length", m),
+                _ => ("data.max_length", m),
+            })?;
         self.adapter.validate()?;
         let lora = self.adapter.kind == AdapterKind::Lora;
         let needs_lora = |what: &str| format!("{what} needs adapter.kind = \"lora\"");

@@ -110,6 +110,17 @@ pub enum Error {
     /// Training could not go on (optimiser errors, too many bad steps, ...).
     #[error("{0}")]
     Train(String),
+    /// A stop was asked for (SIGINT, SIGTERM) and honoured; the message says
+    /// what was kept and how to continue (`crate::interrupt`).
+    #[error("{0}")]
+    Interrupted(String),
+    /// A checkpoint's file is missing, altered or unusable; names the file.
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    /// An output would replace or sit inside something that is not ours to
+    /// overwrite (`crate::atomic::guard_output_dir`).
+    #[error("{0}")]
+    Output(String),
     /// Generation was asked for something impossible (an empty prompt, ...).
     #[error("generate: {0}")]
     Generate(String),
@@ -141,6 +152,8 @@ pub enum ErrorClass {
     Input,
     /// Training could not go on (non-finite steps), or a bug.
     Internal,
+    /// Stopped on request (SIGINT/SIGTERM) with the work so far saved.
+    Interrupted,
 }
 
 impl Error {
@@ -150,6 +163,7 @@ impl Error {
             Error::RunConfig { .. }
             | Error::Resume { .. }
             | Error::Usage(_)
+            | Error::Output(_)
             | Error::Generate(_) => ErrorClass::Usage,
             Error::Io { .. }
             | Error::Input { .. }
@@ -167,7 +181,9 @@ impl Error {
             | Error::Data(_)
             | Error::Eval { .. }
             | Error::Gguf(_)
+            | Error::Checkpoint { .. }
             | Error::Adapter { .. } => ErrorClass::Input,
+            Error::Interrupted(_) => ErrorClass::Interrupted,
             Error::Train(_) | Error::Candle(_) => ErrorClass::Internal,
         }
     }

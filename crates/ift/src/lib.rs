@@ -12,6 +12,8 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod interrupt;
+pub mod lock;
 pub mod loss;
 pub mod model;
 pub mod objective;

@@ -16,11 +16,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::recover_interrupted_writes;
+use crate::atomic::recover_locked_dir;
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
+use crate::lock::DirLock;
 use crate::reference::weights_fingerprint;
-use crate::train::{latest_checkpoint, CONFIG_FILE};
+use crate::train::checkpoint::{has_manifest, newest_intact_checkpoint};
+use crate::train::CONFIG_FILE;
 
 /// Keys `--set` may change on resume: none of them alters a step already taken.
 pub const RESUME_SETTABLE: &[&str] = &[
@@ -67,6 +69,9 @@ pub struct RunContract {
 pub struct Resume {
     pub checkpoint: PathBuf,
     pub force: bool,
+    /// What choosing `checkpoint` passed over (newer checkpoints found
+    /// damaged, each with the file at fault), for the run to report.
+    pub notices: Vec<String>,
 }
 
 /// The configuration to resume the run in `run_dir` with: its newest
@@ -82,9 +87,46 @@ pub fn resume_config(
         dir: run_dir.to_path_buf(),
         message,
     };
-    recover_interrupted_writes(run_dir)?;
-    let checkpoint = latest_checkpoint(run_dir)?
-        .ok_or_else(|| refuse("no complete checkpoint-<step> directory to resume from".into()))?;
+    if !run_dir.is_dir() {
+        return Err(refuse(
+            "no complete checkpoint-<step> directory to resume from".into(),
+        ));
+    }
+    // A run still going is refused here, before anything is cleaned up;
+    // the lock is taken again for the run itself (`crate::run`).
+    let lock = DirLock::acquire(run_dir, "the run directory")?;
+    recover_locked_dir(&lock)?;
+    let (checkpoint, passed_over) = newest_intact_checkpoint(run_dir)?;
+    let checkpoint = match checkpoint {
+        Some(c) => c,
+        None if passed_over.is_empty() => {
+            return Err(refuse(
+                "no complete checkpoint-<step> directory to resume from".into(),
+            ))
+        }
+        None => {
+            return Err(refuse(format!(
+                "no intact checkpoint to resume from: {}",
+                passed_over.join("; ")
+            )))
+        }
+    };
+    let mut notices: Vec<String> = passed_over
+        .into_iter()
+        .map(|why| format!("warning: {why}; passed over"))
+        .collect();
+    if !notices.is_empty() {
+        notices.push(format!(
+            "resuming from {}, the newest intact checkpoint",
+            checkpoint.display()
+        ));
+    }
+    if !has_manifest(&checkpoint) {
+        notices.push(format!(
+            "warning: {} has no manifest.json (an earlier version wrote it); its files are not verified",
+            checkpoint.display()
+        ));
+    }
     for o in overrides {
         let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
         if !force && !RESUME_SETTABLE.contains(&key) {
@@ -100,7 +142,14 @@ pub fn resume_config(
     // Absolute, as a fresh run's resolved paths are: every checkpoint's
     // config.toml then reads the same before and after the resume.
     config.train.output_dir = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.into());
-    Ok((config, Resume { checkpoint, force }))
+    Ok((
+        config,
+        Resume {
+            checkpoint,
+            force,
+            notices,
+        },
+    ))
 }
 
 /// The contract of a run with `config`, from the files as they are now.

@@ -9,13 +9,14 @@ use std::sync::atomic::AtomicBool;
 use candle_core::Device;
 
 use crate::adapter::load_policy;
-use crate::atomic::recover_interrupted_writes;
+use crate::atomic::recover_locked_dir;
 use crate::config::RunConfig;
 use crate::data::{
     load_dataset, load_kto_dataset, load_preference_dataset, ChatTemplate, LoadSummary,
 };
 use crate::error::{Error, Result};
 use crate::eval::tasks::{Benchmarks, EvalOptions};
+use crate::lock::DirLock;
 use crate::model::{
     check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Quantize, Trainable,
 };
@@ -49,7 +50,8 @@ pub fn train_from_config(
     obs: &mut dyn Observer,
 ) -> Result<RunOutcome> {
     let out = &config.train.output_dir;
-    prepare_output_dir(out, resume.is_some(), obs)?;
+    // Held until this function returns: no second process writes here.
+    let _lock = prepare_output_dir(out, resume.is_some(), obs)?;
     // Written before anything slow, so an unwritable directory fails at once.
     let config_toml = config.to_toml();
     write_file_atomically(&out.join(CONFIG_FILE), config_toml.as_bytes())?;
@@ -65,6 +67,9 @@ pub fn train_from_config(
     }
     let contract = run_contract(config)?;
     if let Some(r) = resume {
+        for n in &r.notices {
+            obs.on_notice(n);
+        }
         check_contract(r, &contract, config, obs)?;
     }
     let resume = resume.map(|r| r.checkpoint.as_path());
@@ -113,12 +118,14 @@ pub fn train_from_config(
                 )?,
                 ..EvalOptions::default()
             };
-            Some(Benchmarks::load(
+            let benchmarks = Benchmarks::load(
                 &config.train.eval_tasks,
                 &pretrained.tokenizer,
                 template.as_ref(),
                 options,
-            )?)
+            )?;
+            benchmarks.check_scorable(&pretrained.model, device)?;
+            Some(benchmarks)
         }
     };
 
@@ -272,6 +279,7 @@ fn load_reference(
     device: &Device,
 ) -> Result<LlamaForCausalLM> {
     let dir = reference_dir(config, reference);
+    crate::model::check_same_tokenizer(tok, &dir, "the reference model")?;
     let model = LlamaForCausalLM::from_pretrained(&dir, &Trainable::None, device)?;
     check_vocab(tok, &model, &dir)?;
     Ok(model)
@@ -362,14 +370,12 @@ fn check_contract(
     })
 }
 
-/// Creates the output directory and cleans up after a killed process;
+/// Creates and locks the output directory (a second process writing there
+/// is refused, naming the holder) and cleans up after a killed process;
 /// refuses to overwrite an earlier run's checkpoints unless resuming.
-fn prepare_output_dir(out: &Path, resuming: bool, obs: &mut dyn Observer) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::Write {
-        path: out.to_path_buf(),
-        source: e,
-    })?;
-    for done in recover_interrupted_writes(out)? {
+fn prepare_output_dir(out: &Path, resuming: bool, obs: &mut dyn Observer) -> Result<DirLock> {
+    let lock = DirLock::acquire(out, "train.output_dir")?;
+    for done in recover_locked_dir(&lock)? {
         obs.on_notice(&done);
     }
     if !resuming && (latest_checkpoint(out)?.is_some() || out.join("final").exists()) {
@@ -379,5 +385,5 @@ fn prepare_output_dir(out: &Path, resuming: bool, obs: &mut dyn Observer) -> Res
             out.display()
         )));
     }
-    Ok(())
+    Ok(lock)
 }

@@ -48,6 +48,7 @@ fn run(
     let resume = resume.map(|dir| ift::resume::Resume {
         checkpoint: dir.to_path_buf(),
         force: false,
+        notices: Vec::new(),
     });
     train_from_config(c, resume.as_ref(), stop, obs).unwrap()
 }

@@ -302,6 +302,7 @@ fn interrupted_dpo_and_kto_runs_resume_bit_identically() {
             Some(&ift::resume::Resume {
                 checkpoint: checkpoint.clone(),
                 force: false,
+                notices: Vec::new(),
             }),
             &AtomicBool::new(false),
             &mut Quiet,

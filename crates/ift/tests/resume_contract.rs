@@ -154,6 +154,15 @@ fn an_edited_checkpoint_config_is_refused_naming_the_key() {
     let path = out.join("checkpoint-2/config.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("seed = 42", "seed = 5")).unwrap();
+    // Issue 27: the checkpoint's manifest names the edited file first.
+    let err = resume_config(&out, &[], false).unwrap_err().to_string();
+    assert!(
+        err.contains("checkpoint-2/config.toml: has 962 bytes, the manifest says 963"),
+        "{err}"
+    );
+    // Without a manifest (an earlier version's checkpoint) the contract
+    // still names the key.
+    std::fs::remove_file(out.join("checkpoint-2/manifest.json")).unwrap();
     let (config, r) = resume_config(&out, &[], false).unwrap();
     let err = resume(&config, &r).unwrap_err();
     assert!(

@@ -254,18 +254,33 @@ fn a_skipped_last_step_still_gets_its_final_evaluation() {
         optimizer: OptimizerKind::Sgd,
         ..config(&out)
     };
-    let end = run_in(
-        &out,
-        &cfg,
-        &load(&model_dir()),
-        None,
-        &mut Quiet,
-        &AtomicBool::new(false),
+    let (train_set, eval_set) = (
+        TrainData::Sequences(examples(10, 2)),
+        TrainData::Sequences(examples(3, 3)),
     );
-    let RunEnd::Finished { last_eval, .. } = end else {
-        panic!("not finished: {end:?}")
+    let objective = Objective::default();
+    let run = Run {
+        train: &train_set,
+        eval: &eval_set,
+        config: &cfg,
+        objective: &objective,
+        reference: Default::default(),
+        config_toml: "",
+        companions: &model_dir(),
+        device: &Device::Cpu,
+        benchmarks: None,
+        contract: None,
     };
-    assert!(last_eval.is_some(), "the final evaluation did not run");
+    std::fs::create_dir_all(&out).unwrap();
+    let model = load(&model_dir());
+    let err = train(&model, &run, None, &AtomicBool::new(false), &mut Quiet).unwrap_err();
+    // Issue 27: a run that ends in a non-finite streak fails (it used to end
+    // "done"), after its final evaluation.
+    let err = err.to_string();
+    assert!(
+        err.contains("the run ended during a streak of 2 non-finite steps"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let evals: Vec<serde_json::Value> = text
         .lines()
@@ -274,7 +289,7 @@ fn a_skipped_last_step_still_gets_its_final_evaluation() {
         .collect();
     assert_eq!(evals.len(), 1, "{text}");
     assert_eq!(evals[0]["step"], 3);
-    assert!(out.join("final/model.safetensors").is_file());
+    assert!(!out.join("final").exists());
 }
 
 /// `train.eval_at_start`: a `step: 0` row scored on the untrained model (the
@@ -328,7 +343,7 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
     let cfg = TrainConfig {
         lr: 1e30,
         max_steps: 20,
-        save_every: 1,
+        save_every: 0,
         max_bad_steps: 3,
         schedule: ift::train::ScheduleKind::Constant,
         warmup_ratio: 0.0,
@@ -350,20 +365,42 @@ fn non_finite_steps_are_skipped_then_stop_the_run() {
         contract: None,
     };
     std::fs::create_dir_all(&out).unwrap();
-    let err = train(
-        &load(&model_dir()),
-        &run,
-        None,
-        &AtomicBool::new(false),
-        &mut Quiet,
-    )
-    .unwrap_err()
-    .to_string();
+    let run_it = |run: &Run<'_>| {
+        train(
+            &load(&model_dir()),
+            run,
+            None,
+            &AtomicBool::new(false),
+            &mut Quiet,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    // Step 1 is finite and sends the weights to infinity; steps 2-4 are
+    // skipped, and the third in a row stops the run.
+    let err = run_it(&run);
     assert!(err.contains("3 non-finite steps in a row"), "{err}");
-    // Issue 13: skipped steps keep the checkpoint cadence (steps 2 and 3 were
-    // skipped, step 4 stopped the run); the weights are the good step's.
-    let ck = latest_checkpoint(&out).unwrap().unwrap();
-    assert_eq!(ck, out.join("checkpoint-3"));
+    assert!(err.contains("No checkpoint was written"), "{err}");
+    // Issue 27: no checkpoint is written from weights that are not finite,
+    // nor during a non-finite streak (issue 13's cadence kept writing them,
+    // and pruning then removed the good ones).
+    let cfg = TrainConfig {
+        save_every: 1,
+        ..cfg.clone()
+    };
+    let err = run_it(&Run {
+        config: &cfg,
+        ..run
+    });
+    // Step 1's weights are finite and score its first micro-batch: its
+    // checkpoint is written; the streak after it writes none.
+    assert!(err.contains("3 non-finite steps in a row"), "{err}");
+    let ck = out.join("checkpoint-1");
+    assert!(
+        err.contains(&format!("{}, is intact (verified)", ck.display())),
+        "{err}"
+    );
+    assert_eq!(latest_checkpoint(&out).unwrap(), Some(ck.clone()));
     let m = LlamaForCausalLM::from_pretrained(&ck, &Trainable::None, &Device::Cpu).unwrap();
     assert!(m
         .parameters()

@@ -364,5 +364,77 @@ pub fn all() -> Vec<Case> {
             3,
             "{tmp}/data.jsonl:1 (record 0): a conversation record where preference records are expected",
         ),
+        // Issue 27: every number of the run config is checked as it is parsed
+        // (finite, in range), the key named, before any file is read.
+        case(
+            "config: max_grad_norm NaN",
+            |s| s.config("max_grad_norm = nan\n"),
+            2,
+            "run.toml:10: `train.max_grad_norm`: NaN must be a finite number >= 0 (0 disables clipping)",
+        ),
+        case(
+            "config: negative weight_decay",
+            |s| s.config("weight_decay = -1\n"),
+            2,
+            "run.toml:10: `train.weight_decay`: -1 must be a finite number >= 0",
+        ),
+        case(
+            "config: warmup_ratio above 1",
+            |s| s.config("warmup_ratio = 2\n"),
+            2,
+            "run.toml:10: `train.warmup_ratio`: 2 must be a finite number in [0, 1]",
+        ),
+        case(
+            "config: infinite lr from --set",
+            |s| s.set("train.lr=inf"),
+            2,
+            "--set train.lr=inf: `train.lr`: inf must be a finite number >= 0",
+        ),
+        case(
+            "config: max_bad_steps 0",
+            |s| s.config("max_bad_steps = 0\n"),
+            2,
+            "run.toml:10: `train.max_bad_steps`: 0 must be at least 1 (it is how many non-finite steps in a row stop the run)",
+        ),
+        case(
+            "config: data.max_length too short",
+            |s| s.set("data.max_length=1"),
+            2,
+            "--set data.max_length=1: `data.max_length`: 1 must be at least 2 (a token and the next one it predicts; shorter keeps no example)",
+        ),
+        case(
+            "config: data.max_prompt_length 0",
+            |s| s.set("data.max_prompt_length=0"),
+            2,
+            "--set data.max_prompt_length=0: `data.max_prompt_length`: 0 must be at least 1 (0 would cut every prompt away)",
+        ),
+        case(
+            "config: data.eval_split NaN",
+            |s| s.set("data.eval_split=nan"),
+            2,
+            "--set data.eval_split=nan: `data.eval_split`: must be in [0, 1), got NaN",
+        ),
+        case(
+            "config: adapter.dropout NaN",
+            |s| s.config("[adapter]\nkind = \"lora\"\ndropout = nan\n"),
+            2,
+            "run.toml:12: `adapter.dropout`: NaN is out of range: must be in [0, 1)",
+        ),
+        case(
+            "config: objective value NaN",
+            |s| s.config("[objective]\nkind = \"ift\"\ngamma = nan\n"),
+            2,
+            "run.toml:12: `objective.gamma`: NaN is out of range: must be in [0, 1]",
+        ),
+        case(
+            "eval task with no record to score",
+            |s| {
+                let long = "word ".repeat(300);
+                s.write("long.jsonl", format!("{{\"prompt\": \"{long}\", \"completion\": \"yes\"}}\n"));
+                s.config("eval_tasks = [\"long.jsonl\"]\n")
+            },
+            3,
+            "{tmp}/long.jsonl:0: no records were scored: no record has an answer left to score (each cut away by the model's window, or not of this kind); a figure over zero records is not reported",
+        ),
     ]
 }

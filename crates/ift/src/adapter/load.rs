@@ -77,6 +77,7 @@ pub fn attach_saved(
 /// (`--adapter` on `eval`, `generate`, `chat`, `score`; `ift merge`).
 pub fn load_merged(model_dir: &Path, adapter: &Path, device: &Device) -> Result<Pretrained> {
     let mut pre = Pretrained::load(model_dir, &Trainable::None, device)?;
+    super::base::check_base(&pre.model, model_dir, adapter)?;
     attach_saved(&mut pre.model, adapter, false)?;
     pre.model = pre.model.merged()?;
     Ok(pre)

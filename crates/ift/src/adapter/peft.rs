@@ -60,6 +60,7 @@ pub fn write_adapter_files(model: &LlamaForCausalLM, dir: &Path) -> Result<()> {
     let path = dir.join(ADAPTER_CONFIG);
     let text = serde_json::to_string_pretty(&peft_config_json(config)).expect("JSON serialises");
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
+    super::base::write_base_file(model, dir)?;
     let tensors: HashMap<String, Tensor> = model.adapter_tensors().into_iter().collect();
     let path = dir.join(ADAPTER_WEIGHTS);
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));

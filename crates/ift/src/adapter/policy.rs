@@ -32,6 +32,7 @@ pub fn load_policy(
     pre.model.quantize_base(config.model.quantize)?;
     match resume.or(config.model.adapter.as_deref()) {
         Some(dir) => {
+            super::base::check_base(&pre.model, &config.model.path, dir)?;
             let saved = attach_saved(&mut pre.model, dir, true)?;
             check_same(&lora, &saved, dir)?;
             // The run's dropout applies (it is a training setting, not the adapter's).

@@ -90,6 +90,11 @@ pub fn model_config(name: &str) -> Result<LlamaConfig> {
     })
 }
 
+/// The fewest sequences a measured step runs (a DPO step needs a pair).
+pub const MIN_BATCH: usize = 2;
+/// The shortest sequence a measured step runs.
+pub const MIN_SEQ: usize = 4;
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchSpec {
@@ -121,7 +126,7 @@ fn random_ids(rng: &mut StdRng, n: usize, vocab: u32) -> Vec<u32> {
 /// Runs `spec` on `device`; each timed step ends with the device synchronised.
 pub fn run_bench(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
     let cfg = model_config(&spec.model)?;
-    let (batch, seq) = (spec.batch.max(2), spec.seq.max(4));
+    let (batch, seq) = (spec.batch.max(MIN_BATCH), spec.seq.max(MIN_SEQ));
     let vocab = cfg.vocab_size as u32;
     let trainable = match spec.step.as_str() {
         "forward" => Trainable::None,

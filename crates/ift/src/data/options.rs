@@ -57,6 +57,30 @@ impl Default for EncodeOptions {
     }
 }
 
+impl EncodeOptions {
+    /// The range of each length: `(field, message)` of the first out of range
+    /// (`RunConfig` names it `data.<field>`).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(n) = self.max_length {
+            Self::check_max_length(n).map_err(|m| ("max_length", m))?;
+        }
+        if let Some(n) = self.max_prompt_length {
+            let why = "0 would cut every prompt away";
+            crate::config::range::count_at_least(n, 1, why)
+                .map_err(|m| ("max_prompt_length", m))?;
+        }
+        Ok(())
+    }
+
+    /// The rule of a longest sequence (`data.max_length`, `ift data inspect
+    /// --max-length`): room for a token and the token it predicts, or every
+    /// example would be dropped.
+    pub fn check_max_length(n: usize) -> Result<usize, String> {
+        let why = "a token and the next one it predicts; shorter keeps no example";
+        crate::config::range::count_at_least(n, 2, why)
+    }
+}
+
 /// Everything [`super::load_dataset`] needs besides the file and the tokenizer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -67,4 +91,31 @@ pub struct LoadOptions {
     pub template: TemplateOptions,
     /// Masks and truncation.
     pub encode: EncodeOptions,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EncodeOptions;
+
+    #[test]
+    fn lengths_leave_room_to_train() {
+        let with = |max_length, max_prompt_length| {
+            EncodeOptions {
+                max_length,
+                max_prompt_length,
+                ..EncodeOptions::default()
+            }
+            .validate()
+        };
+        assert_eq!(EncodeOptions::default().validate(), Ok(()));
+        assert_eq!(with(None, None), Ok(()));
+        assert_eq!(with(Some(2), Some(1)), Ok(()));
+        let (field, m) = with(Some(1), None).unwrap_err();
+        assert_eq!(field, "max_length");
+        assert!(m.starts_with("1 must be at least 2 ("), "{m}");
+        assert_eq!(with(Some(0), None).unwrap_err().0, "max_length");
+        let (field, m) = with(Some(16), Some(0)).unwrap_err();
+        assert_eq!(field, "max_prompt_length");
+        assert!(m.starts_with("0 must be at least 1 ("), "{m}");
+    }
 }

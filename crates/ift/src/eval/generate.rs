@@ -25,6 +25,8 @@ pub fn generate(
     if prompts.iter().any(Vec::is_empty) {
         return Err(Error::Generate("an empty prompt has no next token".into()));
     }
+    opts.validate()
+        .map_err(|(name, m)| Error::Generate(format!("`{name}`: {m}")))?;
     let n = prompts.len();
     let mut out = vec![Vec::new(); n];
     if n == 0 || opts.max_new_tokens == 0 {

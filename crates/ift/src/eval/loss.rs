@@ -31,6 +31,7 @@ pub fn evaluate_loss(
     let (mut total, mut count) = (0f64, 0usize);
     let refs: Vec<&EncodedExample> = examples.iter().collect();
     for chunk in refs.chunks(batch_size.max(1)) {
+        crate::interrupt::check("evaluation")?;
         let mb = SequenceBatch::collate(chunk, PAD_ID);
         if mb.seq_len() < 2 {
             continue; // no token has context: nothing to score

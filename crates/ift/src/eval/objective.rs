@@ -20,6 +20,7 @@ pub fn evaluate_objective(
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut total = 0usize;
     for chunk in eval.chunks(batch) {
+        crate::interrupt::check("evaluation")?;
         let b = chunk.as_batch();
         let passes = step_passes(&model, b, batch, env, false)?;
         let n = b.len();

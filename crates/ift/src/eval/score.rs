@@ -43,6 +43,7 @@ pub fn score_sequences(
     let mut out = vec![None; examples.len()];
     let mut done = 0;
     for idx in order.chunks(batch_size) {
+        crate::interrupt::check("scoring")?;
         let chunk: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
         for (&i, score) in idx.iter().zip(score_batch(model, &chunk, device)?) {
             out[i] = Some(score);

@@ -25,6 +25,6 @@ pub use layers::{softmax_last_dim, Linear, Weight};
 pub use llama::{DecoderLayer, LlamaForCausalLM, ModelInput};
 pub use lora::{peft_name, Lora};
 pub use params::{Parameters, Trainable};
-pub use pretrained::{check_vocab, Pretrained};
+pub use pretrained::{check_same_tokenizer, check_vocab, Pretrained};
 pub use quantized::{Quantize, QuantizedWeight};
 pub use save::{copy_companions, SaveOptions, COMPANION_FILES};

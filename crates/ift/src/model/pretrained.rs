@@ -50,6 +50,50 @@ impl Pretrained {
 }
 
 /// Refuses a tokenizer that can emit ids the model has no embedding for.
+/// Refuses a second model (a reference) whose directory's tokenizer maps
+/// tokens to ids otherwise than the policy's `tokenizer` does: its
+/// log-probabilities would be of other tokens. A directory without
+/// `tokenizer.json` is not checked.
+pub fn check_same_tokenizer(tokenizer: &HfTokenizer, dir: &Path, what: &str) -> Result<()> {
+    if !dir.join("tokenizer.json").is_file() {
+        return Ok(());
+    }
+    let other = HfTokenizer::from_dir(dir)?;
+    let (a, b) = (
+        tokenizer.inner().get_vocab(true),
+        other.inner().get_vocab(true),
+    );
+    let mut differs: Option<(String, String)> = None;
+    let mut tokens: Vec<(&String, &u32)> = a.iter().collect();
+    tokens.sort_by_key(|(_, id)| **id);
+    for (token, id) in tokens {
+        match b.get(token) {
+            Some(other_id) if other_id == id => {}
+            Some(other_id) => {
+                differs = Some((format!("`{token}` is id {id}"), format!("id {other_id}")));
+                break;
+            }
+            None => {
+                differs = Some((format!("`{token}` is id {id}"), "absent".into()));
+                break;
+            }
+        }
+    }
+    if differs.is_none() && a.len() != b.len() {
+        differs = Some((format!("{} tokens", a.len()), format!("{} tokens", b.len())));
+    }
+    match differs {
+        None => Ok(()),
+        Some((policy, reference)) => Err(Error::Tokenizer {
+            dir: dir.to_path_buf(),
+            message: format!(
+                "{what}'s tokenizer is not the policy's ({}): {policy} in the policy's, {reference} in this one; a {what} must share the policy's tokenizer",
+                tokenizer.path().display()
+            ),
+        }),
+    }
+}
+
 pub fn check_vocab(tokenizer: &HfTokenizer, model: &LlamaForCausalLM, dir: &Path) -> Result<()> {
     let (tok, vocab) = (tokenizer.vocab_size(), model.config.vocab_size);
     if tok > vocab {

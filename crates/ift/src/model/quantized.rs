@@ -52,6 +52,10 @@ impl Quantize {
 #[derive(Clone)]
 pub struct QuantizedWeight {
     q: Arc<QTensor>,
+    /// Only in [`super::llama::LlamaForCausalLM::with_autograd_quantized_backward`]'s
+    /// copy: the dequantised matrix whose plain matmul gives the graph its
+    /// input gradient instead of `QMatMulOp`.
+    autograd: Option<Tensor>,
 }
 
 impl std::fmt::Debug for QuantizedWeight {
@@ -76,7 +80,10 @@ impl QuantizedWeight {
 
     /// Wraps an already quantised `(out, in)` tensor (e.g. read from a GGUF file).
     pub fn from_qtensor(q: QTensor) -> Self {
-        QuantizedWeight { q: Arc::new(q) }
+        QuantizedWeight {
+            q: Arc::new(q),
+            autograd: None,
+        }
     }
 
     /// `(out, in)`.
@@ -101,7 +108,18 @@ impl QuantizedWeight {
 
     /// `x Wᵀ` for `x` `(rows, in)`; differentiable in `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.contiguous()?.apply_op1(QMatMulOp { q: self.q.clone() })
+        let x = x.contiguous()?;
+        match &self.autograd {
+            None => x.apply_op1(QMatMulOp { q: self.q.clone() }),
+            // candle's quantised matmul, recording nothing, plus `z − z`:
+            // exactly zero (so the value is the kernel's, bit for bit), with
+            // the gradient of `z = x Wᵀ`, which candle's autograd computes.
+            Some(w) => {
+                let y = x.apply_op1_no_bwd(self.q.as_ref())?;
+                let z = x.matmul(&w.t()?)?;
+                y + (&z - z.detach())?
+            }
+        }
     }
 
     /// `dX = dY · W` for `dY` `(rows, out)`: the input gradient of
@@ -166,7 +184,10 @@ impl CustomOp1 for QMatMulOp {
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let w = QuantizedWeight { q: self.q.clone() };
+        let w = QuantizedWeight {
+            q: self.q.clone(),
+            autograd: None,
+        };
         Ok(Some(w.input_grad(grad)?))
     }
 }
@@ -222,6 +243,23 @@ impl super::llama::LlamaForCausalLM {
                     .as_ref()
                     .map_or(Device::Cpu, |b| b.device().clone());
                 lin.weight = super::layers::Weight::Frozen(q.dequantize(&device)?);
+            }
+        }
+        Ok(model)
+    }
+
+    /// The same model whose quantised projections compute the same forward,
+    /// bit for bit (candle's quantised matmul), but whose graph takes their
+    /// input gradient from candle's autograd over a plain matmul with the
+    /// dequantised matrix instead of the custom op's backward
+    /// ([`QuantizedWeight::input_grad`]): the reference that backward is
+    /// checked against (`tests/lora_quantized.rs`). The explicit engine,
+    /// which records no graph, still calls `input_grad`.
+    pub fn with_autograd_quantized_backward(&self) -> crate::Result<Self> {
+        let mut model = self.clone();
+        for (_, _, lin) in model.projections_mut() {
+            if let super::layers::Weight::Quantized(q) = &mut lin.weight {
+                q.autograd = Some(q.q.dequantize(&q.q.device())?);
             }
         }
         Ok(model)

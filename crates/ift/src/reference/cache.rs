@@ -138,6 +138,18 @@ pub fn write_cache(path: &Path, map: &HashMap<SeqKey, f32>) -> Result<()> {
     write_file_atomically(path, &bytes)
 }
 
+/// Writes `map` into the cache file together with whatever another process
+/// added since it was read (runs beside each other share a cache), under a
+/// lock on `<file>.lock` so that neither loses the other's entries. On equal
+/// keys the values are the same (same model, same sequence).
+pub fn write_cache_merged(path: &Path, map: &HashMap<SeqKey, f32>) -> Result<()> {
+    let lock_path = path.with_extension("safetensors.lock");
+    let _lock = crate::lock::lock_file_blocking(&lock_path)?;
+    let (mut merged, _) = read_cache(path);
+    merged.extend(map.iter().map(|(k, v)| (*k, *v)));
+    write_cache(path, &merged)
+}
+
 fn file_fingerprint(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

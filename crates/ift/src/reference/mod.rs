@@ -7,6 +7,7 @@ mod cache;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use candle_core::Device;
 
@@ -99,6 +100,10 @@ pub fn needed_sequences(
     out
 }
 
+/// How much reference-pass work a kill may lose: the cache is rewritten at
+/// least this often while the pass runs (a rewrite costs 20 bytes a sequence).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Fills the reference log-probabilities of `sequences` from the cache file
 /// `<cache_dir>/<fingerprint>.safetensors`, computing the missing ones with the
 /// model `load` returns (called only if something is missing) in batches of
@@ -130,18 +135,41 @@ pub fn prepare_reference_logps(
     if !missing.is_empty() {
         let model = load()?;
         report.model_loaded = true;
-        // score_sequences batches them longest first (little padding).
-        let owned: Vec<EncodedExample> = missing.into_iter().cloned().collect();
+        // Longest first, as `score_sequences` batches (little padding), one
+        // batch per call so that a stop is honoured between batches.
+        let mut owned: Vec<EncodedExample> = missing.into_iter().cloned().collect();
+        owned.sort_by_key(|e| std::cmp::Reverse(e.input_ids.len()));
         let total = owned.len();
-        let scores = score_sequences(&model, &owned, micro, device, |done| {
+        std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
+        // The cache is written as the pass goes (every FLUSH_EVERY), so a
+        // kill loses at most that much work and a stop loses none.
+        let mut flushed = Instant::now();
+        let mut done = 0;
+        for batch in owned.chunks(micro.max(1)) {
+            let scored = score_sequences(&model, batch, micro, device, |_| {});
+            let scores = match scored {
+                Err(Error::Interrupted(_)) => {
+                    cache::write_cache_merged(&cache_file, &map)?;
+                    return Err(Error::Interrupted(format!(
+                        "interrupted during the reference pass: {} of {total} reference log-probabilities computed and saved in {}; the same command continues from there",
+                        done,
+                        cache_file.display()
+                    )));
+                }
+                r => r?,
+            };
+            for (e, s) in batch.iter().zip(scores) {
+                map.insert(sequence_key(e), s.logprob_sum as f32);
+            }
+            done += batch.len();
             report.forward_passes += 1;
             progress(done, total);
-        })?;
-        for (e, s) in owned.iter().zip(scores) {
-            map.insert(sequence_key(e), s.logprob_sum as f32);
+            if flushed.elapsed() >= FLUSH_EVERY && done < total {
+                cache::write_cache_merged(&cache_file, &map)?;
+                flushed = Instant::now();
+            }
         }
-        std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-        cache::write_cache(&cache_file, &map)?;
+        cache::write_cache_merged(&cache_file, &map)?;
     }
     Ok((ReferenceLogps { map }, report))
 }

@@ -217,12 +217,137 @@ impl TrainConfig {
             let m = "bf16 runs on the explicit engine only; set train.engine = \"explicit\"";
             return Err(("train.dtype", m.into()));
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return Err((
-                "train.lr",
-                format!("{} must be a finite number >= 0", self.lr),
-            ));
-        }
+        super::optim::check_lr(self.lr).map_err(|m| ("train.lr", m))?;
+        // The optimiser's and the schedule's own rules, under this section's keys.
+        self.optimizer_config()
+            .validate()
+            .map_err(|(field, m)| (train_key(field), m))?;
+        self.schedule_config()
+            .validate()
+            .map_err(|(field, m)| (train_key(field), m))?;
+        crate::config::range::at_least(self.max_grad_norm, 0.0)
+            .map_err(|m| ("train.max_grad_norm", format!("{m} (0 disables clipping)")))?;
+        let why = "it is how many non-finite steps in a row stop the run";
+        crate::config::range::count_at_least(self.max_bad_steps, 1, why)
+            .map_err(|m| ("train.max_bad_steps", m))?;
         Ok(())
+    }
+}
+
+/// The `[train]` key of an `OptimizerConfig` / `ScheduleConfig` field (those
+/// `[train]` does not expose stay at valid defaults).
+fn train_key(field: &str) -> &'static str {
+    match field {
+        "weight_decay" => "train.weight_decay",
+        "warmup_ratio" => "train.warmup_ratio",
+        "warmup_steps" => "train.warmup_steps",
+        "kind" => "train.optimizer",
+        _ => "train",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NON_FINITE: [f64; 3] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+
+    fn with(edit: impl FnOnce(&mut TrainConfig)) -> Result<(), (&'static str, String)> {
+        let mut c = TrainConfig::default();
+        edit(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(TrainConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn floats_are_finite_and_in_range_boundaries_included() {
+        type Field = fn(&mut TrainConfig) -> &mut f64;
+        /// The key, its field, values accepted, values refused, the range as the message says it.
+        type Rule = (
+            &'static str,
+            Field,
+            &'static [f64],
+            &'static [f64],
+            &'static str,
+        );
+        let rules: [Rule; 4] = [
+            (
+                "train.lr",
+                |c| &mut c.lr,
+                &[0.0, 1e-5, 10.0],
+                &[-1e-5],
+                ">= 0",
+            ),
+            (
+                "train.weight_decay",
+                |c| &mut c.weight_decay,
+                &[0.0, 0.1],
+                &[-1.0],
+                ">= 0",
+            ),
+            (
+                "train.warmup_ratio",
+                |c| &mut c.warmup_ratio,
+                &[0.0, 0.5, 1.0],
+                &[-0.1, 2.0],
+                "in [0, 1]",
+            ),
+            (
+                "train.max_grad_norm",
+                |c| &mut c.max_grad_norm,
+                &[0.0, 1.0, 1e9],
+                &[-1.0],
+                ">= 0",
+            ),
+        ];
+        for (key, field, good, bad, range) in rules {
+            for &v in good {
+                assert_eq!(with(|c| *field(c) = v), Ok(()), "{key} = {v}");
+            }
+            for &v in bad.iter().chain(&NON_FINITE) {
+                let (k, m) = with(|c| *field(c) = v).unwrap_err();
+                assert_eq!(k, key, "{key} = {v}");
+                assert!(
+                    m.starts_with(&format!("{v} must be a finite number {range}")),
+                    "{m}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_optimizer_and_schedule_rules_are_theirs() {
+        // One rule, one place: the message is the optimiser's / schedule's own.
+        let c = TrainConfig {
+            weight_decay: -1.0,
+            ..TrainConfig::default()
+        };
+        let (_, m) = c.validate().unwrap_err();
+        assert_eq!(Err(("weight_decay", m)), c.optimizer_config().validate());
+        let c = TrainConfig {
+            warmup_ratio: 2.0,
+            ..TrainConfig::default()
+        };
+        let (_, m) = c.validate().unwrap_err();
+        assert_eq!(Err(("warmup_ratio", m)), c.schedule_config().validate());
+    }
+
+    #[test]
+    fn counts_that_cannot_be_zero() {
+        assert_eq!(with(|c| c.max_bad_steps = 1), Ok(()));
+        let (k, m) = with(|c| c.max_bad_steps = 0).unwrap_err();
+        assert_eq!(k, "train.max_bad_steps");
+        assert!(m.starts_with("0 must be at least 1"), "{m}");
+        assert_eq!(
+            with(|c| c.batch_size = 0).unwrap_err().0,
+            "train.batch_size"
+        );
+        let (k, _) = with(|c| (c.epochs, c.max_steps) = (0, 0)).unwrap_err();
+        assert_eq!(k, "train.epochs");
+        assert_eq!(with(|c| (c.epochs, c.max_steps) = (0, 1)), Ok(()));
     }
 }

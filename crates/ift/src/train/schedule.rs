@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 
 use serde::{Deserialize, Serialize};
 
-use super::optim::OptimError;
+use super::optim::{check_lr, OptimError};
 
 /// What follows the warm-up (`train.schedule`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -46,6 +46,17 @@ impl Default for ScheduleConfig {
     }
 }
 
+impl ScheduleConfig {
+    /// The range of each setting: `(field, message)` of the first out of
+    /// range. `LrSchedule::new` refuses such a config; `TrainConfig::validate`
+    /// checks it at parse time under the key of `[train]`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        crate::config::range::within(self.warmup_ratio, 0.0, 1.0)
+            .map(|_| ())
+            .map_err(|m| ("warmup_ratio", m))
+    }
+}
+
 /// A resolved schedule: base rate, warm-up and total length fixed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LrSchedule {
@@ -65,16 +76,12 @@ impl LrSchedule {
         base_lr: f64,
         total_steps: u64,
     ) -> Result<Self, OptimError> {
-        if !base_lr.is_finite() || base_lr < 0.0 {
-            return Err(OptimError::InvalidLr(base_lr));
-        }
-        let ratio = config.warmup_ratio;
-        if !(0.0..=1.0).contains(&ratio) {
-            let msg = format!("warmup_ratio = {ratio} must be in [0, 1]");
-            return Err(OptimError::InvalidConfig(msg));
-        }
+        check_lr(base_lr).map_err(|_| OptimError::InvalidLr(base_lr))?;
+        config
+            .validate()
+            .map_err(|(name, m)| OptimError::InvalidConfig(format!("`{name}`: {m}")))?;
         let warmup_steps = match config.warmup_steps {
-            0 => (total_steps as f64 * ratio).ceil() as u64,
+            0 => (total_steps as f64 * config.warmup_ratio).ceil() as u64,
             n => n,
         };
         Ok(Self {
@@ -190,6 +197,28 @@ mod tests {
         };
         assert!(LrSchedule::new(&config, 1.0, 10).is_err());
         assert!(LrSchedule::new(&ScheduleConfig::default(), f64::NAN, 10).is_err());
+    }
+
+    #[test]
+    fn warmup_ratio_is_a_finite_share_boundaries_included() {
+        let with = |warmup_ratio| ScheduleConfig {
+            warmup_ratio,
+            ..ScheduleConfig::default()
+        };
+        for ok in [0.0, 0.5, 1.0] {
+            assert_eq!(with(ok).validate(), Ok(()), "{ok}");
+            assert!(LrSchedule::new(&with(ok), 1.0, 10).is_ok(), "{ok}");
+        }
+        for bad in [-0.1, 1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let (field, message) = with(bad).validate().unwrap_err();
+            assert_eq!(field, "warmup_ratio");
+            assert_eq!(message, format!("{bad} must be a finite number in [0, 1]"));
+            // The schedule refuses it with the same rule.
+            let e = LrSchedule::new(&with(bad), 1.0, 10)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&message), "{e}");
+        }
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub fn step_passes(
     let mut grads = GradStore::default();
     let mut diag = Diagnostics::default();
     for (i, mb) in chunks(batch, micro.max(1)).into_iter().enumerate() {
+        if backward {
+            crate::interrupt::check("a training step")?;
+        }
         // LoRA dropout while training only, its masks a pure function of
         // (seed, step, micro-batch) so that resuming is exact.
         let model = &model.with_dropout_if(backward, env.ctx.seed, env.ctx.step, i);

@@ -36,6 +36,22 @@ impl<'a> Benchmarks<'a> {
         })
     }
 
+    /// Fails, naming the task file, when a task has no record to score on
+    /// `model` (e.g. every answer beyond its window): found before training,
+    /// not at the first evaluation, which may come after the last step.
+    pub fn check_scorable(&self, model: &LlamaForCausalLM, device: &Device) -> Result<()> {
+        let ev = Evaluator {
+            model,
+            tokenizer: self.tokenizer,
+            template: self.template,
+            device,
+        };
+        for task in &self.tasks {
+            ev.check_scorable(task, &self.options)?;
+        }
+        Ok(())
+    }
+
     /// `{"step", "eval_<task>_<metric>": value, ...}` for the model as it is now.
     pub fn metrics_row(
         &self,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::run::{EvalOptions, Evaluator};
-use crate::data::{encode_preference, encode_record, load_records, DataFormat, EncodeOptions};
+use crate::data::{
+    encode_preference, encode_record, load_records, DataFormat, EncodeOptions, EncodedExample,
+};
 use crate::eval::{evaluate_loss, score_sequences};
 use crate::Result;
 
@@ -18,6 +20,46 @@ fn encode_options(ev: &Evaluator) -> EncodeOptions {
     }
 }
 
+/// The sequences a perplexity task scores: its records encoded as for
+/// training, within the model's window (a record whose answer the window cuts
+/// away is skipped).
+pub fn perplexity_examples(
+    ev: &Evaluator,
+    path: &Path,
+    o: &EvalOptions,
+) -> Result<Vec<EncodedExample>> {
+    let encode = encode_options(ev);
+    let mut examples = Vec::new();
+    for record in load_records(path, DataFormat::Auto)?
+        .iter()
+        .take(o.limit.unwrap_or(usize::MAX))
+    {
+        examples.extend(encode_record(record, ev.tokenizer, ev.template, &encode)?);
+    }
+    Ok(examples)
+}
+
+/// The pairs a preference task scores, as `(chosen, rejected)` sequences (a
+/// pair whose answers the window cuts away is skipped).
+pub fn preference_examples(
+    ev: &Evaluator,
+    path: &Path,
+    o: &EvalOptions,
+) -> Result<(Vec<EncodedExample>, Vec<EncodedExample>)> {
+    let encode = encode_options(ev);
+    let (mut chosen, mut rejected) = (Vec::new(), Vec::new());
+    for record in load_records(path, DataFormat::Auto)?
+        .iter()
+        .take(o.limit.unwrap_or(usize::MAX))
+    {
+        if let Some(p) = encode_preference(record, ev.tokenizer, ev.template, &encode)? {
+            chosen.push(p.chosen);
+            rejected.push(p.rejected);
+        }
+    }
+    Ok((chosen, rejected))
+}
+
 /// `loss` (token-mean NLL of the trained tokens) and `ppl`. Returns the record count.
 pub fn perplexity(
     ev: &Evaluator,
@@ -25,15 +67,7 @@ pub fn perplexity(
     o: &EvalOptions,
     metrics: &mut BTreeMap<String, f64>,
 ) -> Result<usize> {
-    let encode = encode_options(ev);
-    let mut examples = Vec::new();
-    for record in load_records(path, DataFormat::Auto)?
-        .iter()
-        .take(o.limit.unwrap_or(usize::MAX))
-    {
-        // A record whose answer the window cuts away is skipped.
-        examples.extend(encode_record(record, ev.tokenizer, ev.template, &encode)?);
-    }
+    let examples = perplexity_examples(ev, path, o)?;
     let l = evaluate_loss(ev.model, &examples, o.batch_size, ev.device)?;
     metrics.insert("loss".into(), l.eval_loss);
     metrics.insert("ppl".into(), l.eval_ppl);
@@ -50,17 +84,7 @@ pub fn preference(
     metrics: &mut BTreeMap<String, f64>,
     progress: &mut impl FnMut(usize, usize),
 ) -> Result<usize> {
-    let encode = encode_options(ev);
-    let (mut chosen, mut rejected) = (Vec::new(), Vec::new());
-    for record in load_records(path, DataFormat::Auto)?
-        .iter()
-        .take(o.limit.unwrap_or(usize::MAX))
-    {
-        if let Some(p) = encode_preference(record, ev.tokenizer, ev.template, &encode)? {
-            chosen.push(p.chosen);
-            rejected.push(p.rejected);
-        }
-    }
+    let (chosen, rejected) = preference_examples(ev, path, o)?;
     let n = chosen.len();
     let c = score_sequences(ev.model, &chosen, o.batch_size, ev.device, |d| {
         progress(d, 2 * n)

@@ -56,6 +56,7 @@ pub fn answers(
     };
     let mut out = Vec::with_capacity(scored.len());
     for chunk in scored.chunks(o.batch_size.max(1)) {
+        crate::interrupt::check("evaluation")?;
         let prompts = chunk
             .iter()
             .map(|r| {

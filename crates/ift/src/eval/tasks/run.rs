@@ -158,6 +158,10 @@ impl Evaluator<'_> {
                 corpus::preference(self, &task.path, o, &mut metrics, &mut progress)?
             }
         };
+        // A figure over zero records would read as a score of 0: refuse it.
+        if n == 0 {
+            return Err(nothing_scored(task, o));
+        }
         Ok(TaskResult {
             task: task.name.clone(),
             kind: task.kind,
@@ -165,6 +169,27 @@ impl Evaluator<'_> {
             metrics,
             samples,
         })
+    }
+
+    /// How many records `run` would score, found without running the model
+    /// (records are encoded, not scored); an error naming the task file when
+    /// none, as `run`'s. Training checks its `train.eval_tasks` with it before
+    /// the first step.
+    pub fn check_scorable(&self, task: &Task, o: &EvalOptions) -> Result<usize> {
+        fn scored<T>(recs: &[T], o: &EvalOptions) -> usize {
+            split(recs, o, |_| String::new()).1.len()
+        }
+        let n = match &task.items {
+            TaskItems::MultipleChoice(recs) => scored(recs, o),
+            TaskItems::Schema(recs) => scored(recs, o),
+            TaskItems::Generation(recs) => scored(recs, o),
+            TaskItems::Perplexity => corpus::perplexity_examples(self, &task.path, o)?.len(),
+            TaskItems::Preference => corpus::preference_examples(self, &task.path, o)?.0.len(),
+        };
+        match n {
+            0 => Err(nothing_scored(task, o)),
+            n => Ok(n),
+        }
     }
 
     /// Log-likelihoods of each group's requests (one question's choices),
@@ -191,6 +216,31 @@ impl Evaluator<'_> {
             .map(|g| g.into_iter().map(|s| s.logprob_sum).collect())
             .collect())
     }
+}
+
+/// The error of a task that scored no record, naming its file and why.
+fn nothing_scored(task: &Task, o: &EvalOptions) -> crate::Error {
+    let records = match &task.items {
+        TaskItems::MultipleChoice(r) => Some(r.len()),
+        TaskItems::Schema(r) => Some(r.len()),
+        TaskItems::Generation(r) => Some(r.len()),
+        TaskItems::Perplexity | TaskItems::Preference => None,
+    };
+    let why = match (records, o.limit) {
+        (_, Some(0)) => "the limit is 0".to_string(),
+        (Some(n), _) if o.fewshot > 0 => format!(
+            "its {n} record(s) all went to the {} few-shot example(s) (--fewshot)",
+            o.fewshot
+        ),
+        (Some(_), _) => "it holds no records".to_string(),
+        (None, _) => {
+            "no record has an answer left to score (each cut away by the model's window, or not of this kind)"
+                .to_string()
+        }
+    };
+    let message =
+        format!("no records were scored: {why}; a figure over zero records is not reported");
+    crate::Error::eval(&task.path, 0, message)
 }
 
 /// The few-shot prefix and the records to score (the pool excluded, then `limit`).

@@ -56,6 +56,7 @@ pub fn grouped_loglikelihoods(
     let mut scores: Vec<Option<Vec<Score>>> = vec![None; sorted.len()];
     let (mut done, mut start) = (0, 0);
     while start < sorted.len() {
+        crate::interrupt::check("evaluation")?;
         // At least one group per forward, then more while the rows fit.
         let mut end = start + 1;
         let mut rows = sorted[start].len();

@@ -138,9 +138,7 @@ impl Optimizer {
     /// Applies one update with learning rate `lr` (the schedule owns the rate, so it is passed in
     /// per step). A var with no gradient in `grads` is skipped and its state left untouched.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<(), OptimError> {
-        if !lr.is_finite() || lr < 0.0 {
-            return Err(OptimError::InvalidLr(lr));
-        }
+        check_lr(lr).map_err(|_| OptimError::InvalidLr(lr))?;
         let cfg = &self.config;
         for ((name, var), slot) in self.vars.iter().zip(self.slots.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else {
@@ -208,23 +206,102 @@ fn buffer_names(config: &OptimizerConfig) -> &'static [&'static str] {
     }
 }
 
+impl OptimizerConfig {
+    /// The range of each hyperparameter: `(field, message)` of the first out
+    /// of range, e.g. `("weight_decay", "-1 must be a finite number >= 0")`.
+    /// `Optimizer::new` refuses such a config; `TrainConfig::validate` checks
+    /// it at parse time under the key of `[train]`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        use crate::config::range::{at_least, within_below};
+        let check =
+            |name: &'static str, r: Result<f64, String>| r.map(|_| ()).map_err(|m| (name, m));
+        check("beta1", within_below(self.beta1, 0.0, 1.0))?;
+        check("beta2", within_below(self.beta2, 0.0, 1.0))?;
+        check("alpha", within_below(self.alpha, 0.0, 1.0))?;
+        check("momentum", at_least(self.momentum, 0.0))?;
+        check("eps", at_least(self.eps, 0.0))?;
+        check("weight_decay", at_least(self.weight_decay, 0.0))
+    }
+}
+
+/// The rule of a learning rate (`train.lr`, a schedule's base rate, the rate
+/// of a step): a finite number >= 0.
+pub fn check_lr(lr: f64) -> Result<f64, String> {
+    crate::config::range::at_least(lr, 0.0)
+}
+
 fn validate(c: &OptimizerConfig) -> Result<(), OptimError> {
-    let unit = |name: &str, v: f64| match (0.0..1.0).contains(&v) {
-        true => Ok(()),
-        false => Err(OptimError::InvalidConfig(format!(
-            "{name} = {v} must be in [0, 1)"
-        ))),
-    };
-    let non_negative = |name: &str, v: f64| match v.is_finite() && v >= 0.0 {
-        true => Ok(()),
-        false => Err(OptimError::InvalidConfig(format!(
-            "{name} = {v} must be finite and >= 0"
-        ))),
-    };
-    unit("beta1", c.beta1)?;
-    unit("beta2", c.beta2)?;
-    unit("alpha", c.alpha)?;
-    non_negative("momentum", c.momentum)?;
-    non_negative("eps", c.eps)?;
-    non_negative("weight_decay", c.weight_decay)
+    c.validate()
+        .map_err(|(name, message)| OptimError::InvalidConfig(format!("`{name}`: {message}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NON_FINITE: [f64; 3] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+
+    type Field = fn(&mut OptimizerConfig) -> &mut f64;
+
+    #[test]
+    fn each_hyperparameter_is_range_checked_by_name() {
+        assert_eq!(OptimizerConfig::default().validate(), Ok(()));
+        let unit: [(&str, Field); 3] = [
+            ("beta1", |c| &mut c.beta1),
+            ("beta2", |c| &mut c.beta2),
+            ("alpha", |c| &mut c.alpha),
+        ];
+        for (name, field) in unit {
+            let with = |v: f64| {
+                let mut c = OptimizerConfig::default();
+                *field(&mut c) = v;
+                c.validate()
+            };
+            assert_eq!(with(0.0), Ok(()), "{name}");
+            for bad in [1.0, -0.1].into_iter().chain(NON_FINITE) {
+                let m = format!("{bad} must be a finite number in [0, 1)");
+                assert_eq!(with(bad), Err((name, m)), "{name}");
+            }
+        }
+        let non_negative: [(&str, Field); 3] = [
+            ("momentum", |c| &mut c.momentum),
+            ("eps", |c| &mut c.eps),
+            ("weight_decay", |c| &mut c.weight_decay),
+        ];
+        for (name, field) in non_negative {
+            let with = |v: f64| {
+                let mut c = OptimizerConfig::default();
+                *field(&mut c) = v;
+                c.validate()
+            };
+            assert_eq!(with(0.0), Ok(()), "{name}");
+            assert_eq!(with(1e6), Ok(()), "{name}");
+            for bad in [-1.0].into_iter().chain(NON_FINITE) {
+                let m = format!("{bad} must be a finite number >= 0");
+                assert_eq!(with(bad), Err((name, m)), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_optimizer_refuses_what_validate_refuses() {
+        let c = OptimizerConfig {
+            weight_decay: -1.0,
+            ..OptimizerConfig::default()
+        };
+        let e = Optimizer::new(c, Vec::new()).err().expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "invalid optimizer setting: `weight_decay`: -1 must be a finite number >= 0"
+        );
+    }
+
+    #[test]
+    fn a_learning_rate_is_finite_and_non_negative() {
+        assert_eq!(check_lr(0.0), Ok(0.0));
+        assert_eq!(check_lr(1e-5), Ok(1e-5));
+        for bad in [-1e-5].into_iter().chain(NON_FINITE) {
+            assert!(check_lr(bad).is_err(), "{bad}");
+        }
+    }
 }
