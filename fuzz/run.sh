@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")"
 secs="${1:-600}"
 [ $# -gt 0 ] && shift
-targets="${*:-records run_config model_files chat_template gguf}"
+targets="${*:-records run_config model_files chat_template gguf checkpoint}"
 fx=../crates/ift/tests/fixtures
 seed() { mkdir -p "corpus/$1"; }
 seed records; cp $fx/records/* corpus/records/
@@ -23,6 +23,15 @@ for t in chatml llama3 zephyr; do
 done
 printf '\1{%% for m in messages %%}{{ m.role }}: {{ m.content }}{%% endfor %%}' > corpus/chat_template/plain
 seed gguf; cp $fx/gguf/*.gguf corpus/gguf/
+# checkpoint: the first byte picks the file of checkpoint-1 (sorted: 3 is
+# manifest.json, 5 optimizer.safetensors, 8 trainer_state.json; +9 also drops
+# the manifest).
+seed checkpoint
+state='{"step":1,"epoch":0,"batch_in_epoch":1,"seed":42,"tokens_seen":9,"elapsed_s":0.1,"bad_steps":0,"evaluated":true}'
+printf '\010%s' "$state" > corpus/checkpoint/state
+printf '\021%s' "$state" > corpus/checkpoint/state-legacy
+printf '\003{"format":"ift-checkpoint-manifest-1","files":{}}' > corpus/checkpoint/manifest
+{ printf '\016'; cat $fx/models/llama_gqa/model-00004-of-00004.safetensors; } > corpus/checkpoint/optimizer
 # Inputs that crashed once stay in the corpus (each also has a regression test).
 for d in regressions/*/; do seed "$(basename "$d")"; cp "$d"* "corpus/$(basename "$d")/"; done
 for t in $targets; do
@@ -34,3 +43,5 @@ for t in $targets; do
   mv fuzz-0.log "fuzz-$t.log" 2>/dev/null || mv "fuzz-$t.driver.log" "fuzz-$t.log"
   grep -E "^(stat::|#[0-9]+.*DONE|==[0-9]+== ERROR|SUMMARY|artifact_prefix|Test unit written)" "fuzz-$t.log" >&2 || tail -n 5 "fuzz-$t.log" >&2
 done
+# The targets' scratch directories (named with their pid).
+rm -rf /dev/shm/ift-fuzz-model-* /dev/shm/ift-fuzz-checkpoint-* 2>/dev/null || true

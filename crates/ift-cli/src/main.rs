@@ -34,7 +34,7 @@ pub const EXIT_KILLED: i32 = 130;
 
 const EXIT_CODES: &str = "Exit codes:
   0    success
-  1    training failed (non-finite steps) or an internal error
+  1    training failed (non-finite steps, or weights that stopped being finite) or an internal error
   2    usage or configuration error (command line, run config, a resume refused)
   3    input or output error (a data, model, tokenizer or task file missing or malformed; an output that cannot be written)
   4    interrupted by SIGINT or SIGTERM after saving the work so far (a checkpoint: `ift train --resume` continues; the reference pass: its cache, the same command continues)

@@ -229,7 +229,7 @@ fn a_task_with_no_scored_record_is_an_error_naming_the_file() {
             .concat(),
         );
         assert_eq!(code, Some(3), "{name}: {err}");
-        let want = format!("{}:0: no records were scored: {why}", path.display());
+        let want = format!("{}: no records were scored: {why}", path.display());
         assert!(err.contains(&want), "{name}: {err}");
         assert!(stdout.is_empty(), "{name}: {stdout}");
         assert!(!results.exists(), "{name}: results written");

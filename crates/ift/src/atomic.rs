@@ -195,8 +195,13 @@ pub fn guard_output_dir(out: &Path, what: &str, inputs: &[&Path]) -> Result<()> 
         0 => shown.join(", "),
         n => format!("{}, and {n} more", shown.join(", ")),
     };
+    // A training run's directory (`ift train` locks it) is never replaced.
+    let made_by = match entries.iter().any(|e| e == crate::lock::LOCK_FILE) {
+        true => "is a training run's directory",
+        false => "already exists and was not made by an ift command",
+    };
     Err(Error::Output(format!(
-        "{what} {} already exists and was not made by an ift command (it holds {listing}); it is left as it is: remove it yourself or choose another directory",
+        "{what} {} {made_by} (it holds {listing}); it is left as it is: remove it yourself or choose another directory",
         out.display()
     )))
 }

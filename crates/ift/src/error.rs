@@ -128,7 +128,7 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     /// An evaluation task file has a bad record (`line` is 1-based; 0 = the whole file).
-    #[error("{path}:{line}: {message}")]
+    #[error("{}", at_line(path, *line, message))]
     Eval {
         path: PathBuf,
         line: usize,
@@ -205,5 +205,14 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// `path:line: message`, or `path: message` when the message is about the
+/// whole file (line 0).
+fn at_line(path: &std::path::Path, line: usize, message: &str) -> String {
+    match line {
+        0 => format!("{}: {message}", path.display()),
+        l => format!("{}:{l}: {message}", path.display()),
     }
 }

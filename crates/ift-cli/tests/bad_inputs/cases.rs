@@ -15,14 +15,16 @@ Every error names the file, the line or the field at fault, and `ift` exits with
 says what kind of failure it was (also in `ift --help`):\n\n\
 | exit | meaning |\n|---|---|\n\
 | 0 | success |\n\
-| 1 | training failed (non-finite steps) or an internal error |\n\
+| 1 | training failed (non-finite steps, or weights that stopped being finite) or an internal error |\n\
 | 2 | usage or configuration error: the command line, the run config, a resume refused |\n\
 | 3 | input or output error: a data, model, tokenizer or task file missing or malformed; an output that cannot be written |\n\
-| 4 | interrupted by SIGINT or SIGTERM after writing a checkpoint; `ift train --resume DIR` continues |\n\
+| 4 | interrupted by SIGINT or SIGTERM after saving the work so far: a training run's checkpoint (`ift train --resume DIR` continues), a reference pass's cache (the same command continues) |\n\
 | 130 | a second SIGINT/SIGTERM: exited at once; the last checkpoint is intact |\n\n\
 A bad input never panics and never touches earlier output: nothing is trained and no\n\
-checkpoint is written. The catalogue below is what `ift train` answers to each bad input\n\
-(`{tmp}` is the directory holding the run config, `model/`, `data.jsonl` and `out/`).\n\n";
+checkpoint is written. The catalogue below is what `ift` answers to each bad input: `ift\n\
+train --config run.toml` unless the row names another command (`{tmp}` is the directory\n\
+holding the run config, `model/`, `data.jsonl` and `out/`). How `ift` guards what it writes\n\
+(run locks, checkpoint manifests, runs that go bad, signals) is in `docs/reliability.md`.\n\n";
 
 /// A set-up to run `ift` in: its working directory and arguments.
 pub struct Setup {
@@ -97,6 +99,93 @@ fn holds_a_run(s: &mut Setup) {
     std::fs::create_dir_all(s.path("out/checkpoint-1")).unwrap();
     s.write("out/checkpoint-1/trainer_state.json", "{}");
 }
+
+/// Runs the real binary in the set-up's directory; panics when it fails.
+fn ift(s: &Setup, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ift"))
+        .args(args)
+        .current_dir(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ift {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A finished two-step run in `out/` (`checkpoint-1/`, `final/`), and the
+/// arguments that resume it from its checkpoint.
+fn resumable(s: &mut Setup) {
+    ift(
+        s,
+        &[
+            "train",
+            "--config",
+            "run.toml",
+            "--set",
+            "train.save_every=1",
+        ],
+    );
+    s.args = vec!["train".into(), "--resume".into(), "out".into()];
+}
+
+/// Overwrites the first values of `optimizer.safetensors`' first tensor of
+/// dtype `dtype` (`F32`: a moment; `I64`: an update counter) with NaN's bytes.
+fn nan_optimizer(s: &mut Setup, dtype: &str) {
+    let path = s.path("out/checkpoint-1/optimizer.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let start = header
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|t| t["dtype"] == dtype)
+        .map(|t| t["data_offsets"][0].as_u64().unwrap() as usize)
+        .min()
+        .unwrap();
+    for b in bytes[8 + n + start..8 + n + start + 8].chunks_mut(4) {
+        b.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `out/` locked as a running `ift train` holds it. The lock lives as long as
+/// this test process (the file is leaked on purpose); the holder's line is
+/// fixed so the message is.
+fn locked(s: &mut Setup) {
+    std::fs::create_dir_all(s.path("out")).unwrap();
+    let file = std::fs::File::create(s.path("out/ift.lock")).unwrap();
+    use std::io::Write;
+    (&file)
+        .write_all(b"pid 4242: ift train --config run.toml\n")
+        .unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0);
+    std::mem::forget(file);
+}
+
+/// A copy of another fixture model (another tokenizer) in `other/`.
+fn other_model(s: &mut Setup) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ift/tests/fixtures/models/qwen2_tied");
+    std::fs::create_dir_all(s.path("other")).unwrap();
+    for e in std::fs::read_dir(fixture).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), s.path("other").join(e.file_name())).unwrap();
+    }
+}
+
+fn args(s: &mut Setup, a: &[&str]) {
+    s.args = a.iter().map(|x| x.to_string()).collect();
+}
+
+pub const PREFERENCES: &str = r#"{"prompt": "Name a color.", "chosen": "Blue.", "rejected": "Seven."}
+{"prompt": "2+2?", "chosen": "4", "rejected": "5"}
+"#;
 
 pub fn all() -> Vec<Case> {
     vec![
@@ -434,7 +523,136 @@ pub fn all() -> Vec<Case> {
                 s.config("eval_tasks = [\"long.jsonl\"]\n")
             },
             3,
-            "{tmp}/long.jsonl:0: no records were scored: no record has an answer left to score (each cut away by the model's window, or not of this kind); a figure over zero records is not reported",
+            "{tmp}/long.jsonl: no records were scored: no record has an answer left to score (each cut away by the model's window, or not of this kind); a figure over zero records is not reported",
+        ),
+        // Issue 27: what `ift` writes, deletes or trusts. A run directory
+        // is locked while a process writes it.
+        case("output directory in use by another ift", locked, 2, "train.output_dir {tmp}/out is in use by another process (pid 4242: ift train --config run.toml); wait for it to finish, or choose another directory"),
+        // Checkpoints are verified against their manifest before a resume.
+        case(
+            "--resume: optimizer.safetensors missing",
+            |s| {
+                resumable(s);
+                s.remove("out/checkpoint-1/optimizer.safetensors")
+            },
+            2,
+            "cannot resume out: no intact checkpoint to resume from: out/checkpoint-1 is damaged: out/checkpoint-1/optimizer.safetensors: missing (listed in the checkpoint's manifest.json)",
+        ),
+        case(
+            "--resume: optimizer.safetensors holds NaN",
+            |s| {
+                resumable(s);
+                nan_optimizer(s, "F32")
+            },
+            2,
+            "cannot resume out: no intact checkpoint to resume from: out/checkpoint-1 is damaged: out/checkpoint-1/optimizer.safetensors: differs from the checkpoint's manifest.json (SHA-256): altered or corrupted since it was written",
+        ),
+        case(
+            "--resume: optimizer NaN in a checkpoint without manifest",
+            |s| {
+                resumable(s);
+                nan_optimizer(s, "F32");
+                s.remove("out/checkpoint-1/manifest.json")
+            },
+            2,
+            "cannot resume out: no intact checkpoint to resume from: out/checkpoint-1 is damaged: out/checkpoint-1/optimizer.safetensors: tensor `square_avg.lm_head.weight` holds NaN or infinite values",
+        ),
+        case(
+            "--resume: optimizer update counter garbled, no manifest",
+            |s| {
+                resumable(s);
+                nan_optimizer(s, "I64");
+                s.remove("out/checkpoint-1/manifest.json")
+            },
+            2,
+            "cannot resume out: no intact checkpoint to resume from: out/checkpoint-1 is damaged: out/checkpoint-1/optimizer.safetensors: tensor `step` counts 9205357640488583168 updates, but the checkpoint is at step 1",
+        ),
+        case(
+            "--resume: trainer_state.json step edited",
+            |s| {
+                resumable(s);
+                s.remove("out/checkpoint-1/manifest.json");
+                s.replace("out/checkpoint-1/trainer_state.json", "\"step\": 1", "\"step\": 7")
+            },
+            2,
+            "cannot resume out: no intact checkpoint to resume from: out/checkpoint-1 is damaged: out/checkpoint-1/trainer_state.json: says step 7 but the directory is checkpoint-1; the file was edited or moved",
+        ),
+        // A run that goes bad stops and names its last good checkpoint.
+        case(
+            "a run that goes bad (lr 1e10)",
+            |s| {
+                s.set("train.lr=1e10");
+                s.set("train.max_steps=6");
+                s.set("train.save_every=1")
+            },
+            1,
+            "the weights give a non-finite loss (NaN) on the run's first micro-batch at step 2. The last good checkpoint, {tmp}/out/checkpoint-1, is intact (verified); resume it with `ift train --resume {tmp}/out --force --set ...`; try a lower train.lr (or a smaller train.max_grad_norm)",
+        ),
+        // Provenance: a reference model must share the policy's tokenizer.
+        case(
+            "objective.reference with another tokenizer",
+            |s| {
+                other_model(s);
+                s.write("data.jsonl", PREFERENCES);
+                s.config("[objective]\nkind = \"dpo\"\nreference = \"other\"\n")
+            },
+            3,
+            "{tmp}/other: the reference model's tokenizer is not the policy's ({tmp}/model/tokenizer.json): `<|begin_of_text|>` is id 380 in the policy's, absent in this one; the reference model must share the policy's tokenizer",
+        ),
+        // Other commands: outputs that are not theirs to replace, numbers.
+        case(
+            "convert: --out contains the input",
+            |s| {
+                resumable(s);
+                args(s, &["convert", "--model", "out/final", "--out", "out"])
+            },
+            2,
+            "--out out contains the input out/final; an output is never written over, around or inside its own inputs: choose another directory",
+        ),
+        case(
+            "convert: --out is another run's directory",
+            |s| {
+                resumable(s);
+                args(s, &["convert", "--model", "model", "--out", "out"])
+            },
+            2,
+            "--out out is a training run's directory (it holds checkpoint-1, config.toml, final, ift.lock, metrics.jsonl); it is left as it is: remove it yourself or choose another directory",
+        ),
+        case(
+            "convert: --out holds files ift did not write",
+            |s| {
+                std::fs::create_dir(s.path("mine")).unwrap();
+                s.write("mine/notes.txt", "mine");
+                args(s, &["convert", "--model", "model", "--out", "mine"])
+            },
+            2,
+            "--out mine already exists and was not made by an ift command (it holds notes.txt); it is left as it is: remove it yourself or choose another directory",
+        ),
+        case(
+            "merge: an adapter of another base model",
+            |s| {
+                other_model(s);
+                s.config("[adapter]\nkind = \"lora\"\n");
+                ift(s, &["train", "--config", "run.toml", "--set", "train.max_steps=1"]);
+                args(s, &["merge", "--model", "other", "--adapter", "out/final", "--out", "merged"])
+            },
+            3,
+            "merging out/final into other: out/final: this adapter was trained on another base model than other (family llama vs qwen2); give the base it was trained on",
+        ),
+        case(
+            "generate: negative --temperature",
+            |s| args(s, &["generate", "--model", "model", "--prompt", "hi", "--temperature", "-1"]),
+            2,
+            "invalid value '-1' for '--temperature <TEMPERATURE>': -1 must be a finite number >= 0",
+        ),
+        case(
+            "eval: --limit 0",
+            |s| {
+                s.write("task.jsonl", "{\"prompt\": \"hi\", \"completion\": \"yes\"}\n");
+                args(s, &["eval", "--model", "model", "--task", "task.jsonl", "--limit", "0"])
+            },
+            2,
+            "invalid value '0' for '--limit <LIMIT>': 0 must be at least 1",
         ),
     ]
 }

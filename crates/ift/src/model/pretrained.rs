@@ -87,7 +87,7 @@ pub fn check_same_tokenizer(tokenizer: &HfTokenizer, dir: &Path, what: &str) -> 
         Some((policy, reference)) => Err(Error::Tokenizer {
             dir: dir.to_path_buf(),
             message: format!(
-                "{what}'s tokenizer is not the policy's ({}): {policy} in the policy's, {reference} in this one; a {what} must share the policy's tokenizer",
+                "{what}'s tokenizer is not the policy's ({}): {policy} in the policy's, {reference} in this one; {what} must share the policy's tokenizer",
                 tokenizer.path().display()
             ),
         }),

@@ -163,7 +163,23 @@ pub fn read_checkpoint(dir: &Path) -> Result<(TrainerState, HashMap<String, Tens
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     for name in names {
-        if !all_finite(&tensors[name])? {
+        let t = &tensors[name];
+        if t.dtype() == candle_core::DType::I64 {
+            // Update counters (`step`, `step.<param>`): never more updates
+            // than the run's steps.
+            let counts = t.flatten_all()?.to_vec1::<i64>()?;
+            if let Some(&n) = counts.iter().find(|&&n| n < 0 || n as u64 > state.step) {
+                return Err(Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!(
+                        "tensor `{name}` counts {n} updates, but the checkpoint is at step {}",
+                        state.step
+                    ),
+                });
+            }
+            continue;
+        }
+        if !all_finite(t)? {
             return Err(Error::Checkpoint {
                 path: path.clone(),
                 message: format!("tensor `{name}` holds NaN or infinite values"),
