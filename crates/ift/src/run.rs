@@ -20,9 +20,10 @@ use crate::lock::DirLock;
 use crate::model::{
     check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Quantize, Trainable,
 };
-use crate::objective::{ExampleKind, Objective};
+use crate::objective::ExampleKind;
 use crate::reference::{
-    needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
+    needed_sequences, prepare_reference_logps, reference_source, weights_fingerprint,
+    ReferenceLogps, ReferenceModel, ReferenceReport, ReferenceSource, RunSituation,
 };
 use crate::resume::{contract_changes, run_contract, Resume, RunContract};
 use crate::tokenizer::HfTokenizer;
@@ -81,91 +82,19 @@ pub fn train_from_config(
     let pretrained = load_policy(config, resume, device)?;
     check_finite(&pretrained.model, resume.unwrap_or(&config.model.path))?;
     let objective = &config.objective;
-    let mut train_set = load_examples(config, &config.data.train, &pretrained.tokenizer, obs)?;
-    if train_set.is_empty() {
-        return Err(Error::Input {
-            what: "data.train".into(),
-            path: config.data.train.clone(),
-            message: "no training examples left after encoding".into(),
-        });
-    }
-    let eval_set = match &config.data.eval {
-        Some(p) => load_examples(config, p, &pretrained.tokenizer, obs)?,
-        None if config.data.eval_split > 0.0 => {
-            let held = train_set.split_off_eval(config.data.eval_split, config.train.seed);
-            obs.on_notice(&format!(
-                "data.eval_split {}: {} examples held out for evaluation, {} train",
-                config.data.eval_split,
-                held.len(),
-                train_set.len()
-            ));
-            held
-        }
-        None => empty_like(&train_set),
-    };
-    let template =
-        ChatTemplate::for_tokenizer(&pretrained.tokenizer, &config.data.load_options().template)?;
-    let benchmarks = match config.train.eval_tasks.is_empty() {
-        true => None,
-        false => {
-            let options = EvalOptions {
-                limit: Some(config.train.eval_limit).filter(|&n| n > 0),
-                batch_size: config.train.micro_batch_size,
-                seed: config.train.seed,
-                stop_token_ids: crate::eval::default_stop_ids(
-                    &config.model.path,
-                    &pretrained.tokenizer,
-                )?,
-                ..EvalOptions::default()
-            };
-            let benchmarks = Benchmarks::load(
-                &config.train.eval_tasks,
-                &pretrained.tokenizer,
-                template.as_ref(),
-                options,
-            )?;
-            benchmarks.check_scorable(&pretrained.model, device)?;
-            Some(benchmarks)
-        }
-    };
-
-    // With an adapter and no `objective.reference`, the reference is the base
-    // with the adapter switched off: the same weights, no second model. It is
-    // scored per micro-batch unless a cache is configured.
-    let explicit = objective.reference().and_then(|r| r.reference.as_ref());
-    // Reference log-probabilities are f32 whatever `train.dtype` (they are
-    // scored once and cached, and the cache is shared across runs).
-    let adapter_off = (pretrained.model.adapter().is_some() && explicit.is_none())
-        .then(|| pretrained.model.without_adapter().detached());
-    let (mut logps, mut report) = (None, None);
-    let use_cache = adapter_off.is_none() || config.train.reference_cache.is_some();
-    if objective.uses_cached_reference() && use_cache {
-        // The reference is a view of the loaded policy when it is the base
-        // with the adapter off, or a fresh run's own initial weights.
-        let own_initial = explicit.is_none() && resume.is_none();
-        let view = adapter_off
-            .clone()
-            .or_else(|| own_initial.then(|| pretrained.model.detached()));
-        let (l, r) = reference_pass(
-            config,
-            &pretrained,
-            view.as_ref(),
-            &train_set,
-            &eval_set,
-            device,
-            obs,
-        )?;
-        (logps, report) = (Some(l), Some(r));
-    }
-    let tdpo_reference = match objective {
-        Objective::Tdpo(_, r) if adapter_off.is_none() => Some(load_reference(
-            config,
-            r.reference.as_deref(),
-            &pretrained.tokenizer,
-            device,
-        )?),
-        _ => None,
-    };
+    let (train_set, eval_set) = load_data(config, &pretrained.tokenizer, obs)?;
+    let options = config.data.load_options();
+    let template = ChatTemplate::for_tokenizer(&pretrained.tokenizer, &options.template)?;
+    let benchmarks = load_benchmarks(config, &pretrained, template.as_ref(), device)?;
+    let (logps, report, live) = prepare_reference(
+        config,
+        &pretrained,
+        resume,
+        &train_set,
+        &eval_set,
+        device,
+        obs,
+    )?;
     // The tokenizer files come from the base model, never from a checkpoint
     // that pruning may delete later; a base directory without them (moved
     // away) falls back to the checkpoint being resumed.
@@ -180,7 +109,7 @@ pub fn train_from_config(
         objective,
         reference: Reference {
             logps: logps.as_ref(),
-            model: tdpo_reference.as_ref().or(adapter_off.as_ref()),
+            model: live.as_ref(),
         },
         config_toml: &config_toml,
         companions: &companions,
@@ -195,6 +124,114 @@ pub fn train_from_config(
     Ok(RunOutcome {
         end,
         reference: report,
+    })
+}
+
+/// The training examples and the held-out ones (`data.eval`, or a share of
+/// the training set with `data.eval_split`, or none).
+fn load_data(
+    config: &RunConfig,
+    tok: &HfTokenizer,
+    obs: &mut dyn Observer,
+) -> Result<(TrainData, TrainData)> {
+    let mut train_set = load_examples(config, &config.data.train, tok, obs)?;
+    if train_set.is_empty() {
+        return Err(Error::Input {
+            what: "data.train".into(),
+            path: config.data.train.clone(),
+            message: "no training examples left after encoding".into(),
+        });
+    }
+    let eval_set = match &config.data.eval {
+        Some(p) => load_examples(config, p, tok, obs)?,
+        None if config.data.eval_split > 0.0 => {
+            let held = train_set.split_off_eval(config.data.eval_split, config.train.seed);
+            obs.on_notice(&format!(
+                "data.eval_split {}: {} examples held out for evaluation, {} train",
+                config.data.eval_split,
+                held.len(),
+                train_set.len()
+            ));
+            held
+        }
+        None => empty_like(&train_set),
+    };
+    Ok((train_set, eval_set))
+}
+
+/// `train.eval_tasks`, loaded and checked to fit the model; `None` without any.
+fn load_benchmarks<'t>(
+    config: &RunConfig,
+    pretrained: &'t Pretrained,
+    template: Option<&'t ChatTemplate>,
+    device: &Device,
+) -> Result<Option<Benchmarks<'t>>> {
+    if config.train.eval_tasks.is_empty() {
+        return Ok(None);
+    }
+    let tok = &pretrained.tokenizer;
+    let options = EvalOptions {
+        limit: Some(config.train.eval_limit).filter(|&n| n > 0),
+        batch_size: config.train.micro_batch_size,
+        seed: config.train.seed,
+        stop_token_ids: crate::eval::default_stop_ids(&config.model.path, tok)?,
+        ..EvalOptions::default()
+    };
+    let benchmarks = Benchmarks::load(&config.train.eval_tasks, tok, template, options)?;
+    benchmarks.check_scorable(&pretrained.model, device)?;
+    Ok(Some(benchmarks))
+}
+
+/// The run's reference ([`reference_source`]): cached log-probabilities
+/// (scored now where the cache lacks them), a model run on every
+/// micro-batch, or neither. Reference log-probabilities are f32 whatever
+/// `train.dtype` (scored once, cached, and shared across runs).
+#[allow(clippy::type_complexity)]
+fn prepare_reference(
+    config: &RunConfig,
+    pretrained: &Pretrained,
+    resume: Option<&Path>,
+    train_set: &TrainData,
+    eval_set: &TrainData,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<(
+    Option<ReferenceLogps>,
+    Option<ReferenceReport>,
+    Option<LlamaForCausalLM>,
+)> {
+    let situation = RunSituation {
+        model_path: &config.model.path,
+        has_adapter: pretrained.model.adapter().is_some(),
+        resuming: resume.is_some(),
+        cache_configured: config.train.reference_cache.is_some(),
+    };
+    let adapter_off = || pretrained.model.without_adapter().detached();
+    Ok(match reference_source(&config.objective, situation) {
+        ReferenceSource::None => (None, None, None),
+        ReferenceSource::Cached(model) => {
+            let view = match model {
+                ReferenceModel::AdapterOff => Some(adapter_off()),
+                ReferenceModel::InitialWeights => Some(pretrained.model.detached()),
+                ReferenceModel::Loaded(_) => None,
+            };
+            let (l, r) = reference_pass(
+                config,
+                pretrained,
+                view.as_ref(),
+                train_set,
+                eval_set,
+                device,
+                obs,
+            )?;
+            (Some(l), Some(r), None)
+        }
+        ReferenceSource::AdapterOffLive => (None, None, Some(adapter_off())),
+        ReferenceSource::LoadedLive(dir) => (
+            None,
+            None,
+            Some(load_reference(&dir, &pretrained.tokenizer, device)?),
+        ),
     })
 }
 
@@ -272,16 +309,10 @@ fn reference_dir(config: &RunConfig, reference: Option<&Path>) -> PathBuf {
 }
 
 /// Loads a frozen reference model and checks it against the tokenizer.
-fn load_reference(
-    config: &RunConfig,
-    reference: Option<&Path>,
-    tok: &HfTokenizer,
-    device: &Device,
-) -> Result<LlamaForCausalLM> {
-    let dir = reference_dir(config, reference);
-    crate::model::check_same_tokenizer(tok, &dir, "the reference model")?;
-    let model = LlamaForCausalLM::from_pretrained(&dir, &Trainable::None, device)?;
-    check_vocab(tok, &model, &dir)?;
+fn load_reference(dir: &Path, tok: &HfTokenizer, device: &Device) -> Result<LlamaForCausalLM> {
+    crate::model::check_same_tokenizer(tok, dir, "the reference model")?;
+    let model = LlamaForCausalLM::from_pretrained(dir, &Trainable::None, device)?;
+    check_vocab(tok, &model, dir)?;
     Ok(model)
 }
 
@@ -312,7 +343,7 @@ fn reference_pass(
     let needed = needed_sequences(objective, train_set, &plan, total, eval_set, micro);
     let mut load = || match view {
         Some(m) => Ok(m.clone()),
-        None => load_reference(config, chosen, &pretrained.tokenizer, device),
+        None => load_reference(&dir, &pretrained.tokenizer, device),
     };
     let cache_dir = config.train.reference_cache_dir();
     let mut progress =

@@ -4,6 +4,7 @@
 //! With every needed entry in the cache, the reference model is never loaded.
 
 mod cache;
+mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Instant;
 use candle_core::Device;
 
 pub use cache::{sequence_key, weights_fingerprint, SeqKey};
+pub use source::{reference_source, ReferenceModel, ReferenceSource, RunSituation};
 
 use crate::data::EncodedExample;
 use crate::error::{Error, Result};

@@ -73,7 +73,7 @@ pub enum RunEnd {
 /// A run that goes bad stops instead of writing bad weights: no checkpoint
 /// is written during a streak of non-finite steps, and none, nor `final/`,
 /// from weights that are not finite or whose loss on the run's first
-/// micro-batch is not ([`Loop::weights_fault`]); so pruning never removes
+/// micro-batch is not (`Loop::weights_fault`); so pruning never removes
 /// the last good checkpoint, and the error names it. A stop (`stop`, or
 /// `crate::interrupt`) is honoured between steps, inside a step and inside
 /// an evaluation, with a checkpoint of the last completed step.
@@ -152,35 +152,7 @@ pub fn train(
             return Err(lp.gone_bad(&why));
         }
     }
-    if state.bad_steps > 0 {
-        let why = format!(
-            "the run ended during a streak of {} non-finite steps (last: step {}); final/ not written",
-            state.bad_steps, state.step
-        );
-        return Err(lp.gone_bad(&why));
-    }
-    if let Some(why) = lp.weights_fault()? {
-        return Err(lp.gone_bad(&format!(
-            "{why} after step {}; final/ not written",
-            state.step
-        )));
-    }
-    let final_dir = cfg.output_dir.join("final");
-    // A mixed-precision run's model is saved in the dtype the base declared
-    // (checkpoints keep the f32 master weights, which exact resume needs).
-    let dtype = match cfg.dtype {
-        super::TrainDtype::Bf16 => model.config.declared_dtype(),
-        super::TrainDtype::F32 => candle_core::DType::F32,
-    };
-    let opts = SaveOptions {
-        companions_from: Some(run.companions.to_path_buf()),
-        dtype,
-    };
-    model.save_trained(&final_dir, &opts)?;
-    Ok(RunEnd::Finished {
-        final_dir,
-        last_eval: lp.last_eval,
-    })
+    lp.finish(&state)
 }
 
 /// The loop's state besides the optimiser and `TrainerState`.
@@ -401,6 +373,42 @@ impl Loop<'_, '_> {
 
     /// The error of a run gone bad, naming the last good checkpoint after
     /// checking that it really is intact.
+    /// After the last step: fails a run that ended in a non-finite streak or
+    /// with unsound weights (naming the last good checkpoint), else writes
+    /// `final/`.
+    fn finish(self, state: &TrainerState) -> Result<RunEnd> {
+        if state.bad_steps > 0 {
+            let why = format!(
+                "the run ended during a streak of {} non-finite steps (last: step {}); final/ not written",
+                state.bad_steps, state.step
+            );
+            return Err(self.gone_bad(&why));
+        }
+        if let Some(why) = self.weights_fault()? {
+            return Err(self.gone_bad(&format!(
+                "{why} after step {}; final/ not written",
+                state.step
+            )));
+        }
+        let cfg = self.run.config;
+        let final_dir = cfg.output_dir.join("final");
+        // A mixed-precision run's model is saved in the dtype the base declared
+        // (checkpoints keep the f32 master weights, which exact resume needs).
+        let dtype = match cfg.dtype {
+            super::TrainDtype::Bf16 => self.model.config.declared_dtype(),
+            super::TrainDtype::F32 => candle_core::DType::F32,
+        };
+        let opts = SaveOptions {
+            companions_from: Some(self.run.companions.to_path_buf()),
+            dtype,
+        };
+        self.model.save_trained(&final_dir, &opts)?;
+        Ok(RunEnd::Finished {
+            final_dir,
+            last_eval: self.last_eval,
+        })
+    }
+
     fn gone_bad(&self, why: &str) -> Error {
         let advice = "try a lower train.lr (or a smaller train.max_grad_norm)";
         let last = match &self.last_good {
