@@ -58,10 +58,13 @@ pub struct DataConfig {
     pub eval_split: f64,
     /// File syntax: `auto` (default: by content), `json_array`, `json_lines`.
     pub format: DataFormat,
-    /// Longest sequence in tokens; longer examples are cut (prompt first).
-    /// Default 1024, TRL's default and the IFT paper's.
+    /// Longest sequence in tokens, prompt and answer together. A longer
+    /// example loses the end of its answer (`max_length` never cuts the
+    /// prompt; `max_prompt_length` does), and one left with no trained answer
+    /// token is dropped and counted. Default 1024, TRL's default and the IFT paper's.
     pub max_length: Option<usize>,
-    /// Longest prompt in tokens, cut before `max_length`. Default: no limit.
+    /// Longest prompt in tokens: a longer prompt is cut to it (which end
+    /// survives: `prompt_truncation`) before `max_length` applies. Default: no limit.
     pub max_prompt_length: Option<usize>,
     /// Which end of a long prompt survives: `keep_end` (default, nearest the
     /// answer) or `keep_start`.

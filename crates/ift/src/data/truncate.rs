@@ -1,5 +1,6 @@
-//! Truncation of an encoded sequence: the prompt first, the answer last, and an example whose
-//! answer is entirely cut is dropped (`None`) for the caller to count.
+//! Truncation of an encoded sequence: the prompt to `max_prompt_length`, then the answer's end
+//! to `max_length` (which never cuts the prompt); an example whose answer is entirely cut is
+//! dropped (`None`) for the caller to count.
 
 use super::encode::EncodedExample;
 use super::mask::MaskedText;
