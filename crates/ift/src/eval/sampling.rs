@@ -5,7 +5,7 @@
 use rand::{rngs::StdRng, Rng};
 use serde::{Deserialize, Serialize};
 
-/// How [`super::generate`] decodes. Defaults are greedy decoding of at most
+/// How [`generate()`](super::generate()) decodes. Defaults are greedy decoding of at most
 /// 256 tokens with no penalty, which is what exact-match evaluation wants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,7 +50,7 @@ impl Default for GenerateOptions {
 
 impl GenerateOptions {
     /// The range of each number: `(field, message)` of the first out of range.
-    /// [`super::generate`] refuses such options; `ift generate`, `ift chat`
+    /// [`generate()`](super::generate()) refuses such options; `ift generate`, `ift chat`
     /// and `ift eval` check their flags with the same rules.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let check =

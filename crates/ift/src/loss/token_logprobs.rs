@@ -33,7 +33,7 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
 /// loss mask the same way (`mask[:, 1:]`).
 ///
 /// On the CPU this is one fused op with a one-pass backward
-/// ([`super::fused_logprobs`]); elsewhere, [`token_logprobs_primitive`].
+/// (`fused_logprobs`); elsewhere, [`token_logprobs_primitive`].
 pub fn token_logprobs(logits: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
     if logits.device().is_cpu()
         && logits.dtype() == DType::F32

@@ -139,7 +139,7 @@ impl LlamaForCausalLM {
     }
 
     /// [`Self::detached`] with each attention's Q/K/V fused into one
-    /// projection ([`Attention::with_fused_qkv`]), for the key/value-cache
+    /// projection (`Attention::with_fused_qkv`), for the key/value-cache
     /// paths (choice scoring, generation). Unlike `detached`, the fused
     /// weights are copies: build it for one evaluation, not across updates.
     pub fn for_inference(&self) -> Result<Self> {

@@ -1,6 +1,6 @@
 //! A vectorisable `exp`, and the loops of the softmaxes, the vocabulary head
 //! and SwiGLU built on it, compiled twice: for the baseline x86-64 target and
-//! for AVX2 + FMA, picked at run time ([`simd_fn!`]).
+//! for AVX2 + FMA, picked at run time (`simd_fn!`).
 //!
 //! libm's `expf` is a scalar call: a SmolLM2 step makes about 2·10⁸ of them
 //! (attention's softmax, the head's log-softmax, SwiGLU's sigmoid), 5 % of the

@@ -47,7 +47,7 @@ fn chunk_logits(h: &Tensor, w: &Tensor, v0: usize, n: usize) -> Result<Tensor> {
 }
 
 /// `h` `(rows, hidden)`, `w` `(vocab, hidden)`, `targets` `(rows,)` u32.
-/// With `for_backward`, small heads keep their logits ([`KEEP_ELEMS`]).
+/// With `for_backward`, small heads keep their logits (`KEEP_ELEMS`).
 pub fn head_logprobs(
     h: &Tensor,
     w: &Tensor,
