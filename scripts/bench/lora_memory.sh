@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak RSS and step time of full fine-tuning vs LoRA vs LoRA on a q8_0 / q4_k base, SFT and DPO,
-# each on the explicit engine (the default) and, for full and LoRA, on the graph-built model too,
-# on SmolLM2-135M-Instruct (issue 14). One run per setting per repetition; the step time is the
+# on the explicit engine (the only training path since issue 28 removed `train.engine`; the
+# graph-built rows of docs/lora.md were measured before), on SmolLM2-135M-Instruct (issue 14). One run per setting per repetition; the step time is the
 # median of steps 2..N from metrics.jsonl (step 1 includes one-off allocation), peak RSS is
 # GNU time's "Maximum resident set size" of the whole process (loading included).
 #   scripts/bench/lora_memory.sh [IFT_BINARY] [REPEATS]
@@ -18,12 +18,10 @@ printf "objective\tsetting\trun\tpeak_rss_mib\tstep_s_median\n"
 for rep in $(seq 1 "$REPEATS"); do
 for obj in ${OBJECTIVES:-sft dpo}; do
   data=$DATA/alpaca_en_demo.json; [ $obj = dpo ] && data=${DPO_DATA:-$DATA/dpo_en_demo.json}
-  for setting in ${SETTINGS:-full full_graph lora lora_graph lora_q8_0 lora_q4_k}; do
-    adapter=""; quant="none"; engine="explicit"
+  for setting in ${SETTINGS:-full lora lora_q8_0 lora_q4_k}; do
+    adapter=""; quant="none"
     case $setting in
-      full_graph) engine="graph" ;;
       lora) adapter='kind = "lora"' ;;
-      lora_graph) adapter='kind = "lora"'; engine="graph" ;;
       lora_q8_0) adapter='kind = "lora"'; quant=q8_0 ;;
       lora_q4_k) adapter='kind = "lora"'; quant=q4_k ;;
     esac
@@ -44,7 +42,6 @@ batch_size = 2
 micro_batch_size = 2
 lr = 1e-5
 optimizer = "adamw"
-engine = "$engine"
 reference_cache = "$OUT/cache-$setting-$rep"
 [adapter]
 $adapter

@@ -133,6 +133,15 @@ pub struct RunConfig {
 /// The sections of a run configuration.
 const SECTIONS: [&str; 5] = ["model", "data", "objective", "train", "adapter"];
 
+/// Keys of earlier versions that no longer exist, and what to do instead.
+/// A run directory written by such a version still resumes
+/// (`crate::resume::without_removed_keys`).
+pub const REMOVED_KEYS: [(&str, &str, &str); 1] = [(
+    "train",
+    "engine",
+    "was removed: training always runs on the explicit engine (TDPO included), and the graph-built model is kept only as the tests' reference; delete the line",
+)];
+
 impl RunConfig {
     /// Parses the config file `path` whose contents are `text`: its relative
     /// paths are anchored at the file's folder and made absolute, as are the
@@ -230,6 +239,11 @@ impl RunConfig {
             };
             sections.insert(name, t);
         }
+        for (section, key, why) in REMOVED_KEYS {
+            if sections.get(section).is_some_and(|t| t.contains_key(key)) {
+                return Err(FieldError::new(format!("{section}.{key}"), why));
+            }
+        }
         let mut take = |name: &str| sections.remove(name).unwrap_or_default();
         Ok(RunConfig {
             model: from_table(&take("model"), "model")?,
@@ -286,7 +300,7 @@ impl RunConfig {
             return Err(("model.freeze", m.into()));
         }
         if self.train.dtype == TrainDtype::Bf16 && self.objective.kind() == ObjectiveKind::Tdpo {
-            let m = "bf16 is not available for TDPO, whose sequential KL runs on the graph-built model in f32; use train.dtype = \"f32\"";
+            let m = "bf16 is not available for TDPO (its whole-distribution KL is not checked in bf16); use train.dtype = \"f32\"";
             return Err(("train.dtype", m.into()));
         }
         self.train.validate()

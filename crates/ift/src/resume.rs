@@ -138,6 +138,7 @@ pub fn resume_config(
     }
     let path = checkpoint.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = without_removed_keys(&text);
     let mut config = RunConfig::parse(&text, &path.display().to_string(), overrides)?;
     // Absolute, as a fresh run's resolved paths are: every checkpoint's
     // config.toml then reads the same before and after the resume.
@@ -152,20 +153,69 @@ pub fn resume_config(
     ))
 }
 
+/// A resolved config that an earlier version wrote, without the keys since
+/// removed (`config::REMOVED_KEYS`; each written as one `key = value` line of
+/// its section). Whether the run can continue is the contract's question:
+/// [`contract_changes`] accepts a removed key whose value was the behaviour
+/// that remains.
+pub fn without_removed_keys(text: &str) -> String {
+    let mut section = "";
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = name.trim();
+        }
+        let key = t.split_once('=').map(|(k, _)| k.trim());
+        let removed = crate::config::REMOVED_KEYS
+            .iter()
+            .any(|(s, k, _)| *s == section && key == Some(*k));
+        if !removed {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Removed keys (`section.key`) with the value whose behaviour is now the
+/// only one: a run saved with that value continues the same trajectory.
+const REMOVED_AS: [(&str, &str); 1] = [("train.engine", "\"explicit\"")];
+
+/// `trajectory` as a run with `saved`'s removed keys sees it: each removed
+/// key that held the value that remains, put back.
+fn with_removed_as_saved(
+    saved: &BTreeMap<String, String>,
+    trajectory: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut t = trajectory.clone();
+    for (key, value) in REMOVED_AS {
+        if saved.get(key).map(String::as_str) == Some(value) {
+            t.insert(key.to_string(), value.to_string());
+        }
+    }
+    t
+}
+
+fn trajectory_sha256(trajectory: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in trajectory {
+        h.update(format!("{k}={v}\n"));
+    }
+    hex(&h.finalize())
+}
+
 /// The contract of a run with `config`, from the files as they are now.
 pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
     let trajectory = trajectory_keys(config);
-    let mut h = Sha256::new();
-    for (k, v) in &trajectory {
-        h.update(format!("{k}={v}\n"));
-    }
+    let config_sha256 = trajectory_sha256(&trajectory);
     let model = &config.model.path;
     // A resumed run loads its weights from the checkpoint and may have lost
     // its base model (a run copied elsewhere): then "" (not checked). A GGUF
     // base (`model.path` a file) is fingerprinted by its bytes.
     if !model.is_dir() {
         return Ok(RunContract {
-            config_sha256: hex(&h.finalize()),
+            config_sha256,
             trajectory,
             data_sha256: file_sha256(&config.data.train)?,
             eval_data_sha256: eval_sha256(config)?,
@@ -188,7 +238,7 @@ pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
         }
     }
     Ok(RunContract {
-        config_sha256: hex(&h.finalize()),
+        config_sha256,
         trajectory,
         data_sha256: file_sha256(&config.data.train)?,
         eval_data_sha256: eval_sha256(config)?,
@@ -200,19 +250,29 @@ pub fn run_contract(config: &RunConfig) -> Result<RunContract> {
 /// line per difference; empty when the run continues the same trajectory.
 pub fn contract_changes(saved: &RunContract, now: &RunContract, config: &RunConfig) -> Vec<String> {
     let mut changes = Vec::new();
+    let now_trajectory = with_removed_as_saved(&saved.trajectory, &now.trajectory);
     let keys: std::collections::BTreeSet<&String> = saved
         .trajectory
         .keys()
-        .chain(now.trajectory.keys())
+        .chain(now_trajectory.keys())
         .collect();
     for key in keys {
-        let (a, b) = (saved.trajectory.get(key), now.trajectory.get(key));
+        let (a, b) = (saved.trajectory.get(key), now_trajectory.get(key));
         if a != b {
-            let show = |v: Option<&String>| v.map_or("(unset)".to_string(), Clone::clone);
+            let removed = REMOVED_AS.iter().find(|(k, _)| k == key);
+            let show = |v: Option<&String>| match (v, removed) {
+                (Some(v), _) => v.clone(),
+                (None, Some((_, only))) => format!("removed (always {only})"),
+                (None, None) => "(unset)".to_string(),
+            };
             changes.push(format!("{key}: {} then, {} now", show(a), show(b)));
         }
     }
-    if changes.is_empty() && saved.config_sha256 != now.config_sha256 {
+    let now_sha = match now_trajectory == now.trajectory {
+        true => now.config_sha256.clone(),
+        false => trajectory_sha256(&now_trajectory),
+    };
+    if changes.is_empty() && saved.config_sha256 != now_sha {
         changes.push("the resolved config's fingerprint differs".into());
     }
     if saved.data_sha256 != now.data_sha256 {

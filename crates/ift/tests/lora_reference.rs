@@ -132,8 +132,8 @@ fn adapted_logits_loss_and_every_lora_gradient_match_peft() {
     }
 }
 
-/// The same gradients on the explicit engine (`train.engine = "explicit"`,
-/// the default), with its fused kernels and with their primitive-op fallbacks.
+/// The same gradients on the explicit engine (the training path), with its
+/// fused kernels and with their primitive-op fallbacks.
 #[test]
 fn the_explicit_engine_gives_peft_lora_gradients() {
     for primitive in [false, true] {

@@ -219,3 +219,87 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Issue 28: `train.engine` was removed. A checkpoint an earlier version
+/// wrote records it (config.toml, the contract, the manifest); made so here.
+fn as_written_before_engine_was_removed(out: &Path, engine: &str) {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| -> String {
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let ckpt = out.join("checkpoint-2");
+    let config = std::fs::read_to_string(ckpt.join("config.toml")).unwrap();
+    assert!(config.contains("\n[train]\n"));
+    let config = config.replace(
+        "\n[train]\n",
+        &format!("\n[train]\nengine = \"{engine}\"\n"),
+    );
+    std::fs::write(ckpt.join("config.toml"), &config).unwrap();
+    let state_path = ckpt.join("trainer_state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let trajectory = &mut state["contract"]["trajectory"];
+    trajectory["train.engine"] = format!("\"{engine}\"").into();
+    // The contract's config fingerprint: SHA-256 of its `key=value` lines, sorted.
+    let lines: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(trajectory.clone()).unwrap();
+    let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    state["contract"]["config_sha256"] = hex(text.as_bytes()).into();
+    let state_text = serde_json::to_string_pretty(&state).unwrap();
+    std::fs::write(&state_path, &state_text).unwrap();
+    let manifest_path = ckpt.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    for (name, bytes) in [
+        ("config.toml", config.as_bytes()),
+        ("trainer_state.json", state_text.as_bytes()),
+    ] {
+        manifest["files"][name] = serde_json::json!({"bytes": bytes.len(), "sha256": hex(bytes)});
+    }
+    std::fs::write(manifest_path, manifest.to_string()).unwrap();
+}
+
+#[test]
+fn a_run_saved_with_the_removed_train_engine_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    as_written_before_engine_was_removed(&out, "explicit");
+    let (config, r) = resume_config(&out, &[], false).unwrap();
+    assert!(matches!(resume(&config, &r), Ok(RunEnd::Finished { .. })));
+    // The run's own config no longer has the key.
+    let text = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(!text.contains("engine ="), "{text}");
+}
+
+#[test]
+fn a_run_saved_on_the_removed_graph_engine_needs_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stopped_run(tmp.path());
+    as_written_before_engine_was_removed(&out, "graph");
+    let (config, r) = resume_config(&out, &[], false).unwrap();
+    let err = resume(&config, &r).unwrap_err();
+    assert!(
+        err.ends_with("train.engine: \"graph\" then, removed (always \"explicit\") now (--force to resume anyway)"),
+        "{err}"
+    );
+    let (config, r) = resume_config(&out, &[], true).unwrap();
+    assert!(matches!(resume(&config, &r), Ok(RunEnd::Finished { .. })));
+}
+
+#[test]
+fn a_config_setting_the_removed_train_engine_is_refused_naming_it() {
+    let text =
+        "[model]\npath = \"m\"\n[data]\ntrain = \"d.jsonl\"\n[train]\nengine = \"explicit\"\n";
+    let err = RunConfig::parse(text, "run.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "run.toml:6: `train.engine`: was removed: training always runs on the explicit engine"
+        ),
+        "{err}"
+    );
+}

@@ -201,13 +201,13 @@ pub fn all() -> Vec<Case> {
             "config: unknown key",
             |s| s.config("learning_rate = 1e-4\n"),
             2,
-            "run.toml:10: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_at_start`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `engine`, `device`, `dtype`, `tf32`",
+            "run.toml:10: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_at_start`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `device`, `dtype`, `tf32`",
         ),
         case(
             "config: unknown key from --set",
             |s| s.set("train.learning_rate=1e-4"),
             2,
-            "--set train.learning_rate=1e-4: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_at_start`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `engine`, `device`, `dtype`, `tf32`",
+            "--set train.learning_rate=1e-4: `train.learning_rate`: unknown field `learning_rate`, expected one of `output_dir`, `seed`, `epochs`, `max_steps`, `batch_size`, `micro_batch_size`, `lr`, `optimizer`, `weight_decay`, `schedule`, `warmup_steps`, `warmup_ratio`, `max_grad_norm`, `eval_every`, `eval_at_start`, `eval_tasks`, `eval_limit`, `save_every`, `keep_last`, `max_bad_steps`, `reference_cache`, `device`, `dtype`, `tf32`",
         ),
         case(
             "config: unknown variant",
@@ -228,10 +228,19 @@ pub fn all() -> Vec<Case> {
             "`train.device`: `cuda:0` needs a CUDA build of ift: build it with `--features cuda` (scripts/gpu/build.sh does)",
         ),
         case(
-            "config: bf16 on the graph engine",
-            |s| s.config("dtype = \"bf16\"\nengine = \"graph\"\n"),
+            "config: the removed train.engine",
+            |s| s.config("engine = \"graph\"\n"),
             2,
-            "run.toml:10: `train.dtype`: bf16 runs on the explicit engine only; set train.engine = \"explicit\"",
+            "run.toml:10: `train.engine`: was removed: training always runs on the explicit engine (TDPO included), and the graph-built model is kept only as the tests' reference; delete the line",
+        ),
+        case(
+            "config: bf16 with TDPO",
+            |s| {
+                s.write("data.jsonl", PREFERENCES);
+                s.config("dtype = \"bf16\"\n[objective]\nkind = \"tdpo\"\n")
+            },
+            2,
+            "run.toml:10: `train.dtype`: bf16 is not available for TDPO (its whole-distribution KL is not checked in bf16); use train.dtype = \"f32\"",
         ),
         case("config: wrong type", |s| s.config("lr = \"fast\"\n"), 2, "run.toml:10: `train.lr`: invalid type: string \"fast\", expected f64"),
         case(

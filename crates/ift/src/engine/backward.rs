@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use candle_core::{DType, Result, Tensor, D};
 
 use super::decode::{AttnTape, LayerTape, Proj};
-use super::forward::Tape;
+use super::forward::{HeadTape, Tape};
 use super::kernels::attention_backward::attention_backward;
 use super::kernels::embed_grad::embedding_backward;
 use super::kernels::matmul::matmul;
@@ -80,8 +80,13 @@ impl Sink<'_> {
 }
 
 impl Tape {
-    /// Every trainable parameter's gradient given `dlogp` `(b, t − 1)`.
-    pub fn backward(&self, model: &LlamaForCausalLM, dlogp: &Tensor) -> Result<EngineGrads> {
+    /// Every trainable parameter's gradient given the gradient of the
+    /// forward's output: `∂L/∂logp` `(b, t − 1)` for [`forward_logps`]'s
+    /// tape, `∂L/∂logits` `(b, t, vocab)` for [`forward_logits_taped`]'s.
+    ///
+    /// [`forward_logps`]: super::forward_logps
+    /// [`forward_logits_taped`]: super::forward_logits_taped
+    pub fn backward(&self, model: &LlamaForCausalLM, dout: &Tensor) -> Result<EngineGrads> {
         let trains: HashSet<String> = model
             .parameters()
             .vars()
@@ -95,33 +100,13 @@ impl Tape {
         let cfg = &model.config;
         let (b, t) = self.shape;
         let hid = cfg.hidden_size;
-        let mut g = dlogp.contiguous()?.flatten_all()?;
-        if let Some(s) = &self.selected {
-            g = g.index_select(&s.targets, 0)?;
-        }
         let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
-        let (dh_rows, d_head) = head_backward(
-            &self.head_rows,
-            &head,
-            &self.targets,
-            &self.lse,
-            &g,
-            self.head_chunks.as_deref(),
-        )?;
-        // The rows the head did not run (the last position, unwanted ones) get no gradient.
-        let dh =
-            match &self.selected {
-                None => Tensor::cat(
-                    &[
-                        &dh_rows.reshape((b, t - 1, hid))?,
-                        &Tensor::zeros((b, 1, hid), dh_rows.dtype(), dh_rows.device())?,
-                    ],
-                    1,
-                )?
-                .reshape((b * t, hid))?,
-                Some(s) => Tensor::zeros((b * t, hid), dh_rows.dtype(), dh_rows.device())?
-                    .index_add(&s.positions, &dh_rows, 0)?,
-            };
+        // Whether the head's own gradient is wanted (tied: the embedding's).
+        let head_trains = match model.lm_head.is_none() {
+            true => sink.wants("model.embed_tokens.weight"),
+            false => sink.wants("lm_head.weight"),
+        };
+        let (dh, d_head) = self.head_backward(&head, dout, head_trains)?;
         let (mut dx, dw) = rms_norm_backward(
             &self.x_final,
             &model.norm.weight.detach(),
@@ -135,7 +120,7 @@ impl Tape {
         }
         let tied = model.lm_head.is_none();
         let embed_name = "model.embed_tokens.weight";
-        let mut d_head = Some(d_head.to_dtype(DType::F32)?);
+        let mut d_head = d_head.map(|d| d.to_dtype(DType::F32)).transpose()?;
         let dx = dx.to_dtype(DType::F32)?;
         if !tied && sink.wants("lm_head.weight") {
             sink.put(
@@ -169,6 +154,58 @@ impl Tape {
             params: sink.out,
             input_embeds,
         })
+    }
+
+    /// `∂L/∂(final hidden states)` `(b·t, hidden)` from the head's output
+    /// gradient, and the head weight's gradient when `head_trains`.
+    fn head_backward(
+        &self,
+        head: &Tensor,
+        dout: &Tensor,
+        head_trains: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, t) = self.shape;
+        let rows = match &self.head {
+            HeadTape::Logits { rows } => rows,
+            HeadTape::LogProbs {
+                rows,
+                selected,
+                targets,
+                lse,
+                chunks,
+            } => {
+                let mut g = dout.contiguous()?.flatten_all()?;
+                if let Some(s) = selected {
+                    g = g.index_select(&s.targets, 0)?;
+                }
+                let (dh_rows, d_head) =
+                    head_backward(rows, head, targets, lse, &g, chunks.as_deref())?;
+                let hid = dh_rows.dim(1)?;
+                // The rows the head did not run (the last position, unwanted ones) get no gradient.
+                let dh = match selected {
+                    None => Tensor::cat(
+                        &[
+                            &dh_rows.reshape((b, t - 1, hid))?,
+                            &Tensor::zeros((b, 1, hid), dh_rows.dtype(), dh_rows.device())?,
+                        ],
+                        1,
+                    )?
+                    .reshape((b * t, hid))?,
+                    Some(s) => Tensor::zeros((b * t, hid), dh_rows.dtype(), dh_rows.device())?
+                        .index_add(&s.positions, &dh_rows, 0)?,
+                };
+                return Ok((dh, Some(d_head)));
+            }
+        };
+        // logits = rows · headᵀ: ∂rows = g · head, ∂head = gᵀ · rows.
+        let vocab = head.dim(0)?;
+        let g = dout.reshape((b * t, vocab))?.to_dtype(rows.dtype())?;
+        let dh = matmul(&g, head)?;
+        let d_head = match head_trains {
+            true => Some(matmul(&g.t()?.contiguous()?, rows)?),
+            false => None,
+        };
+        Ok((dh, d_head))
     }
 
     fn layer_backward(

@@ -23,18 +23,29 @@ pub struct Tape {
     pub(super) layers: Vec<LayerTape>,
     pub(super) x_final: Tensor,
     pub(super) rstd_f: Tensor,
-    /// Final hidden states of the positions that predict a wanted token,
-    /// `(b·(t−1), hidden)` or the selected rows'.
-    pub(super) head_rows: Tensor,
-    /// Which rows `head_rows` holds, when not all of them.
-    pub(super) selected: Option<Selected>,
-    pub(super) targets: Tensor,
-    pub(super) lse: Tensor,
-    /// The head's logit chunks, when small enough to keep.
-    pub(super) head_chunks: Option<Vec<Tensor>>,
+    pub(super) head: HeadTape,
     pub(super) cos: Tensor,
     pub(super) sin: Tensor,
     pub(super) mask: AttnMask,
+}
+
+/// What the vocabulary head's backward needs: which output the forward gave.
+pub(super) enum HeadTape {
+    /// Target-token log-probabilities (the chunked head; `∂L/∂logp` comes back).
+    LogProbs {
+        /// Final hidden states of the positions that predict a wanted token,
+        /// `(b·(t−1), hidden)` or the selected rows'.
+        rows: Tensor,
+        /// Which rows `rows` holds, when not all of them.
+        selected: Option<Selected>,
+        targets: Tensor,
+        lse: Tensor,
+        /// The head's logit chunks, when small enough to keep.
+        chunks: Option<Vec<Tensor>>,
+    },
+    /// The whole `(b, t, vocab)` logits (`∂L/∂logits` comes back): the final
+    /// hidden states of every position, `(b·t, hidden)`.
+    Logits { rows: Tensor },
 }
 
 /// Log-probabilities `(b, t − 1)` of `ids[:, 1:]` given the prefix, as
@@ -119,11 +130,13 @@ fn logps_from(
         layers: dec.layers,
         x_final: dec.x_final,
         rstd_f: dec.hidden.rstd,
-        head_rows,
-        selected,
-        targets,
-        lse: out.lse,
-        head_chunks: out.chunks,
+        head: HeadTape::LogProbs {
+            rows: head_rows,
+            selected,
+            targets,
+            lse: out.lse,
+            chunks: out.chunks,
+        },
         cos: dec.cos,
         sin: dec.sin,
         mask: dec.mask,
@@ -131,19 +144,44 @@ fn logps_from(
     Ok((logp, tape))
 }
 
-/// The whole `(b, t, vocab)` logits, without a graph or a tape: for passes
-/// that need every next-token distribution (IFT's predictions). Equals
-/// `model.forward` to float rounding, at the fused kernels' speed.
+/// The whole `(b, t, vocab)` logits (f32), without a graph or a tape: for
+/// passes that need every next-token distribution (IFT's predictions).
+/// Equals `model.forward` to float rounding, at the fused kernels' speed.
 pub fn forward_logits(
     model: &LlamaForCausalLM,
     input: ModelInput<'_>,
     attention_mask: &Tensor,
 ) -> Result<Tensor> {
+    Ok(forward_logits_taped(model, input, attention_mask, false)?.0)
+}
+
+/// [`forward_logits`], with `record` also the tape whose backward takes
+/// `∂L/∂logits` (objectives that need whole distributions: TDPO's
+/// sequential KL).
+pub fn forward_logits_taped(
+    model: &LlamaForCausalLM,
+    input: ModelInput<'_>,
+    attention_mask: &Tensor,
+    record: bool,
+) -> Result<(Tensor, Option<Tape>)> {
     let (b, t) = attention_mask.dims2()?;
-    let dec = decode(model, input, attention_mask, false, None)?;
+    let dec = decode(model, input, attention_mask, record, None)?;
     let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
     let logits = matmul(&dec.hidden.y, &head.t()?)?.to_dtype(candle_core::DType::F32)?;
-    logits.reshape((b, t, model.lm_head().dim(0)?))
+    let logits = logits.reshape((b, t, model.lm_head().dim(0)?))?;
+    let tape = record.then(|| Tape {
+        from_ids: dec.from_ids,
+        host_ids: dec.host_ids,
+        shape: (b, t),
+        layers: dec.layers,
+        x_final: dec.x_final,
+        rstd_f: dec.hidden.rstd,
+        head: HeadTape::Logits { rows: dec.hidden.y },
+        cos: dec.cos,
+        sin: dec.sin,
+        mask: dec.mask,
+    });
+    Ok((logits, tape))
 }
 
 /// Without a graph or a tape: each position's most likely next token

@@ -10,9 +10,12 @@
 //! Every projection may be trainable, frozen or quantised, and may carry a
 //! LoRA adapter (`projection.rs`).
 //!
+//! Objectives that need whole next-token distributions (TDPO) get the
+//! `(b, t, vocab)` logits with a tape whose backward starts from their
+//! gradient ([`forward_logits_taped`]).
+//!
 //! The graph-built model (`model/llama.rs`) stays the reference: tests compare
-//! this engine's log-probabilities and gradients with it, and objectives that
-//! need full next-token distributions (TDPO) train on it.
+//! this engine's log-probabilities and gradients with it.
 
 mod backward;
 mod decode;
@@ -25,8 +28,8 @@ pub mod view;
 
 pub use backward::EngineGrads;
 pub use forward::{
-    forward_greedy, forward_greedy_sharing, forward_logits, forward_logps, forward_logps_after,
-    Tape,
+    forward_greedy, forward_greedy_sharing, forward_logits, forward_logits_taped, forward_logps,
+    forward_logps_after, Tape,
 };
 pub use rows::Wanted;
 pub use shared_prefix::SharedPrefix;

@@ -68,13 +68,6 @@ pub struct TrainConfig {
     /// runs and seeds. Default: `reference-cache/` beside `output_dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference_cache: Option<PathBuf>,
-    /// How forward and backward passes are computed: `explicit` (default; a
-    /// hand-written backward with fused kernels, never the whole
-    /// `(tokens, vocab)` logits) or `graph` (candle's autograd over the
-    /// graph-built model: the reference path, slower, more memory). Both give
-    /// the same gradients to float rounding; TDPO's policy logits always use
-    /// the graph path.
-    pub engine: super::policy::Engine,
     /// Where the run computes: `cpu` (default), `cuda` (GPU 0) or `cuda:N`;
     /// CUDA needs a build with `--features cuda`. Part of the trajectory:
     /// another device rounds differently, so resuming on one needs `--force`.
@@ -83,7 +76,7 @@ pub struct TrainConfig {
     /// engine casts the f32 master weights to bf16 for each matmul and keeps
     /// its activations in bf16, while norms, softmaxes, the log-softmax, the
     /// loss and the optimiser (weights, gradients, moments) stay f32
-    /// (`docs/gpu.md`). Needs `train.engine = "explicit"`.
+    /// (`docs/gpu.md`).
     pub dtype: TrainDtype,
     /// Let f32 matmuls on a CUDA device use TF32 tensor cores (10-bit
     /// mantissa products, f32 accumulation), as PyTorch's
@@ -157,7 +150,6 @@ impl Default for TrainConfig {
             keep_last: 2,
             max_bad_steps: 5,
             reference_cache: None,
-            engine: super::policy::Engine::Explicit,
             device: crate::device::DeviceSpec::Cpu,
             dtype: TrainDtype::F32,
             tf32: false,
@@ -212,10 +204,6 @@ impl TrainConfig {
                 "train.epochs",
                 "train.epochs and train.max_steps are both 0".into(),
             ));
-        }
-        if self.dtype == TrainDtype::Bf16 && self.engine == super::policy::Engine::Graph {
-            let m = "bf16 runs on the explicit engine only; set train.engine = \"explicit\"";
-            return Err(("train.dtype", m.into()));
         }
         super::optim::check_lr(self.lr).map_err(|m| ("train.lr", m))?;
         // The optimiser's and the schedule's own rules, under this section's keys.

@@ -1,7 +1,7 @@
-//! The policy as the objectives see it: target-token log-probabilities with a
-//! gradient path to the parameters, on the explicit engine (`crate::engine`,
-//! the default) or the graph-built model (the reference path; TDPO, which needs
-//! full next-token distributions, always uses it for its logits).
+//! The policy as the objectives see it: target-token log-probabilities (or,
+//! for TDPO, whole logits) with a gradient path to the parameters, on the
+//! explicit engine (`crate::engine`, the training path) or the graph-built
+//! model (the reference path the tests compare it with).
 //!
 //! On the explicit engine each forward returns a leaf tensor and keeps its
 //! tape; [`Policy::backward`] runs candle's autograd over the objective's
@@ -16,14 +16,15 @@ use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{
-    forward_greedy, forward_greedy_sharing, forward_logits, forward_logps, forward_logps_after,
-    SharedPrefix, Tape, Wanted,
+    forward_greedy, forward_greedy_sharing, forward_logits, forward_logits_taped, forward_logps,
+    forward_logps_after, SharedPrefix, Tape, Wanted,
 };
 use crate::loss::token_logprobs;
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::Result;
 
-/// How the decoder's forward and backward passes are computed (`train.engine`).
+/// How the decoder's forward and backward passes are computed: training
+/// always uses the explicit engine; `Graph` is the tests' oracle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
@@ -101,10 +102,16 @@ impl<'m> Policy<'m> {
             Some(p) => forward_logps_after(p, self.model, input, attention_mask, ids, wanted)?,
             None => forward_logps(self.model, input, attention_mask, ids, wanted, self.train)?,
         };
+        self.keep(logp, tape, input)
+    }
+
+    /// `out` as a leaf whose gradient [`Self::backward`] carries through
+    /// `tape`; `out` itself without a tape.
+    fn keep(&self, out: Tensor, tape: Option<Tape>, input: ModelInput<'_>) -> Result<Tensor> {
         let Some(tape) = tape else {
-            return Ok(logp);
+            return Ok(out);
         };
-        let leaf = Var::from_tensor(&logp)?;
+        let leaf = Var::from_tensor(&out)?;
         let embeds = match input {
             ModelInput::Embeds(e) if e.track_op() => Some(e.clone()),
             _ => None,
@@ -116,10 +123,14 @@ impl<'m> Policy<'m> {
         Ok(out)
     }
 
-    /// `(b, t, vocab)` logits with graph, always on the graph path (for
-    /// objectives that need whole distributions).
+    /// `(b, t, vocab)` logits with a gradient path to the parameters when
+    /// training (for objectives that need whole distributions).
     pub fn logits(&self, input: ModelInput<'_>, attention_mask: &Tensor) -> Result<Tensor> {
-        Ok(self.model.forward(input, attention_mask)?)
+        if self.engine == Engine::Graph {
+            return Ok(self.model.forward(input, attention_mask)?);
+        }
+        let (logits, tape) = forward_logits_taped(self.model, input, attention_mask, self.train)?;
+        self.keep(logits, tape, input)
     }
 
     /// `(b, t, vocab)` logits without any graph (IFT's prediction pass), on

@@ -179,7 +179,7 @@ impl Loop<'_, '_> {
                 seed: self.run.config.seed,
             },
             device: self.run.device,
-            engine: self.run.config.engine,
+            engine: super::Engine::Explicit,
         }
     }
 

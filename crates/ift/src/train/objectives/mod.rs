@@ -47,7 +47,8 @@ pub struct StepEnv<'a> {
     pub reference: Reference<'a>,
     pub ctx: StepContext,
     pub device: &'a Device,
-    /// How the policy's passes are computed (`train.engine`).
+    /// How the policy's passes are computed: the explicit engine in training,
+    /// the graph-built model where a test wants its oracle.
     pub engine: Engine,
 }
 

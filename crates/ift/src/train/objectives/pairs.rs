@@ -23,14 +23,14 @@ pub struct PairForward {
     pub logps: PairLogps,
     /// The concatenated batch (chosen rows, then rejected rows).
     pub tensors: SequenceTensors,
-    /// `(2b, t, vocab)` logits with graph, when asked for (TDPO).
+    /// `(2b, t, vocab)` logits with a gradient path, when asked for (TDPO).
     pub logits: Option<Tensor>,
     /// `(2b, t − 1)` f32 target mask.
     pub mask: Tensor,
 }
 
 /// The policy's forward pass over a micro-batch of pairs; with `full_logits`
-/// on the graph path, keeping the logits.
+/// through the whole logits, keeping them.
 pub fn pair_forward(
     policy: &Policy<'_>,
     pairs: &[&EncodedPreference],

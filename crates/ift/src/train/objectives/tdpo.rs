@@ -1,7 +1,7 @@
-//! TDPO's micro-batch: the policy's forward over both answers, the reference
-//! model's (kept in memory, no graph) over the same rows, both on the graph
-//! path (TDPO needs the full next-token distributions), then the
-//! per-sequence margins and sequential KLs of `loss/tdpo.rs`.
+//! TDPO's micro-batch: the policy's forward over both answers and the
+//! reference model's (kept in memory, no graph or tape) over the same rows,
+//! both as whole logits (TDPO needs the full next-token distributions), then
+//! the per-sequence margins and sequential KLs of `loss/tdpo.rs`.
 
 use candle_core::Tensor;
 
@@ -25,16 +25,15 @@ pub fn micro_batch(
     let reference = env.reference.model.ok_or_else(|| {
         crate::Error::Train("TDPO needs the reference model in memory, and none was loaded".into())
     })?;
-    // The sequential KL needs whole distributions: the graph path's logits.
+    // The sequential KL needs whole distributions: the policy's logits.
     let f = pair_forward(policy, pairs, env, true)?;
     let logits = f
         .logits
         .as_ref()
         .ok_or_else(|| crate::Error::Train("TDPO's forward kept no logits".into()))?;
     let t = &f.tensors;
-    let ref_logits = reference
-        .detached()
-        .forward(ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
+    let ref_logits =
+        crate::engine::forward_logits(reference, ModelInput::Ids(&t.input_ids), &t.attention_mask)?;
     let terms = tdpo_terms(logits, &ref_logits, &t.input_ids, &f.mask)?;
     let b = pairs.len();
     let half = |x: &Tensor, from: usize| x.narrow(0, from, b);
