@@ -20,6 +20,7 @@ pub mod objective;
 pub mod reference;
 pub mod resume;
 pub mod run;
+pub mod sampling;
 pub mod tokenizer;
 pub mod train;
 

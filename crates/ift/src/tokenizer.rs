@@ -229,10 +229,6 @@ impl HfTokenizer {
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.as_str())
     }
-    /// Names of all chat templates, `"default"` first when there is one.
-    pub fn chat_template_names(&self) -> impl Iterator<Item = &str> {
-        self.templates.iter().map(|(n, _)| n.as_str())
-    }
 
     /// The `tokenizer.json` this was read from (for error messages).
     pub fn path(&self) -> &Path {

@@ -78,11 +78,6 @@ pub fn par_rows(out: &mut [f32], d: usize, f: impl Fn(usize, &mut [f32]) + Sync)
         });
 }
 
-/// A `(rows, cols)` tensor from a row-major vector.
-pub fn tensor2(v: Vec<f32>, rows: usize, cols: usize, like: &Tensor) -> Result<Tensor> {
-    Tensor::from_vec(v, (rows, cols), like.device())
-}
-
 /// The largest `|a − b|` (unit tests of the kernels).
 #[cfg(test)]
 pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {

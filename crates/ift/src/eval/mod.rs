@@ -10,7 +10,7 @@ pub mod tasks;
 
 pub use generate::{generate, greedy_generate};
 pub use loss::{evaluate_loss, EvalLoss};
-pub use objective::evaluate_objective;
+pub use objective::{evaluate_objective, ObjectiveEval};
 pub use sampling::GenerateOptions;
 pub use score::{score_sequences, Score};
 pub use stream::{default_stop_ids, TextStream};

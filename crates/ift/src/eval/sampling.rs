@@ -111,40 +111,12 @@ pub fn choose_token(logits: &[f32], opts: &GenerateOptions, rng: &mut StdRng) ->
     if opts.temperature <= 0.0 {
         return argmax(logits);
     }
-    // Most likely first; ties keep the lower id first, as a stable sort does.
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let mut order = crate::sampling::by_likelihood(logits);
     if opts.top_k > 0 {
         order.truncate(opts.top_k.max(1));
     }
-    let t = opts.temperature as f32;
-    let max = logits[order[0]] / t;
-    let weights: Vec<f64> = order
-        .iter()
-        .map(|&i| ((logits[i] / t - max) as f64).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    // Nucleus: keep tokens until their probability mass reaches top_p (at least one).
-    let mut keep = weights.len();
-    if opts.top_p < 1.0 {
-        let mut mass = 0.0;
-        for (n, w) in weights.iter().enumerate() {
-            mass += w / total;
-            if mass >= opts.top_p {
-                keep = n + 1;
-                break;
-            }
-        }
-    }
-    let kept_total: f64 = weights[..keep].iter().sum();
-    let mut draw = rng.random::<f64>() * kept_total;
-    for (n, w) in weights[..keep].iter().enumerate() {
-        draw -= w;
-        if draw < 0.0 {
-            return order[n] as u32;
-        }
-    }
-    order[keep - 1] as u32
+    let u = rng.random::<f64>();
+    crate::sampling::nucleus_draw(logits, &order, opts.top_p, opts.temperature, u)
 }
 
 /// Index of the largest logit; the first one on ties, as `torch.argmax`.

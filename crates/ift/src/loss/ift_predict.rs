@@ -2,6 +2,8 @@
 
 use candle_core::{Result, Tensor, D};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::sampling::{by_likelihood, nucleus_draw};
 use serde::{Deserialize, Serialize};
 
 /// `objective.prediction`.
@@ -37,47 +39,49 @@ impl PredictionParams {
 }
 
 /// Predicted next token at every position, `(b, t)` u32, from `logits`
-/// `(b, t, vocab)`. `seed` makes sampling reproducible (one per step).
-pub fn predict_tokens(logits: &Tensor, params: &PredictionParams, seed: u64) -> Result<Tensor> {
+/// `(b, t, vocab)`. A sampled prediction at position `i` of row `r` draws
+/// with a generator seeded from `row_seeds[r]` and `i` alone, so it does not
+/// depend on which rows share a micro-batch nor on their padding.
+pub fn predict_tokens(
+    logits: &Tensor,
+    params: &PredictionParams,
+    row_seeds: &[u64],
+) -> Result<Tensor> {
     if params.is_greedy() {
         return logits.argmax(D::Minus1);
     }
     let (b, t, v) = logits.dims3()?;
+    if row_seeds.len() != b {
+        candle_core::bail!("{} row seeds for {b} rows", row_seeds.len());
+    }
     let rows: Vec<Vec<f32>> = logits.reshape((b * t, v))?.to_vec2()?;
-    let mut rng = StdRng::seed_from_u64(seed);
     let picked: Vec<u32> = rows
         .iter()
-        .map(|row| {
-            let mut order: Vec<usize> = (0..v).collect();
-            order.sort_by(|&a, &c| row[c].total_cmp(&row[a]));
+        .enumerate()
+        .map(|(n, row)| {
+            let order = by_likelihood(row);
             match params.mode {
                 PredictionMode::Topk => order[params.top_k.min(v) - 1] as u32,
-                _ => nucleus(row, &order, params, &mut rng),
+                _ => {
+                    let (r, i) = (n / t, (n % t) as u64);
+                    let seed = row_seeds[r] ^ i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let u = StdRng::seed_from_u64(seed).random::<f64>();
+                    nucleus_draw(row, &order, params.top_p, params.temperature, u)
+                }
             }
         })
         .collect();
     Tensor::from_vec(picked, (b, t), logits.device())
 }
 
-fn nucleus(row: &[f32], order: &[usize], params: &PredictionParams, rng: &mut StdRng) -> u32 {
-    let temp = params.temperature.max(1e-6);
-    let max = row[order[0]] as f64;
-    let weights: Vec<f64> = order
-        .iter()
-        .map(|&i| ((row[i] as f64 - max) / temp).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let (mut kept, mut mass) = (0, 0.0);
-    while kept < order.len() && (kept == 0 || mass < params.top_p * total) {
-        mass += weights[kept];
-        kept += 1;
-    }
-    let mut draw = rng.random::<f64>() * mass;
-    for (k, w) in weights[..kept].iter().enumerate() {
-        draw -= w;
-        if draw <= 0.0 {
-            return order[k] as u32;
+/// A row's seed for [`predict_tokens`]: the step's seed and the row's
+/// tokens (FNV-1a), whatever micro-batch the row is in.
+pub fn row_seed(step_seed: u64, ids: &[u32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ step_seed;
+    for &id in ids {
+        for byte in id.to_le_bytes() {
+            h = (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
         }
     }
-    order[kept - 1] as u32
+    h
 }

@@ -62,25 +62,25 @@ impl Default for PropagationParams {
 }
 
 /// `(seq, seq)` matrix `M` with `(c M)_t = G_t`: `M[k,t] = γ^{k−t}` for `k ≥ t` (left)
-/// or `γ^{t−k}` for `k ≤ t` (right), else 0.
+/// or `γ^{t−k}` for `k ≤ t` (right), else 0. Built on `dev` from an index
+/// range (in f64, then f32), so no `seq²` host loop or upload per call.
 fn discount_matrix(
     seq: usize,
     gamma: f64,
     side: PropagationSide,
     dev: &candle_core::Device,
 ) -> Result<Tensor> {
-    let mut m = vec![0f32; seq * seq];
-    for k in 0..seq {
-        for t in 0..seq {
-            let gap = match side {
-                PropagationSide::Left if k >= t => k - t,
-                PropagationSide::Right if k <= t => t - k,
-                _ => continue,
-            };
-            m[k * seq + t] = gamma.powi(gap as i32) as f32;
-        }
-    }
-    Tensor::from_vec(m, (seq, seq), dev)
+    let idx = Tensor::arange(0u32, seq as u32, dev)?.to_dtype(DType::F64)?;
+    let (k, t) = (idx.reshape((seq, 1))?, idx.reshape((1, seq))?);
+    let gap = match side {
+        PropagationSide::Left => k.broadcast_sub(&t)?,
+        PropagationSide::Right => t.broadcast_sub(&k)?,
+    };
+    // γ^gap where gap ≥ 0 (where it is negative, exp may overflow: not selected).
+    let powers = gap.affine(gamma.ln(), 0.0)?.exp()?;
+    gap.ge(0f64)?
+        .where_cond(&powers, &gap.zeros_like()?)?
+        .to_dtype(DType::F32)
 }
 
 fn softmax_rows(x: &Tensor) -> Result<Tensor> {

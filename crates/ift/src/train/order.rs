@@ -26,11 +26,17 @@ impl BatchPlan {
         self.lengths.len().div_ceil(self.batch_size) as u64
     }
 
+    /// Where zero-based optimiser step `step` falls: its epoch and its batch
+    /// within the epoch. The one place an epoch is computed.
+    pub fn position(&self, step: u64) -> (u64, u64) {
+        let per_epoch = self.steps_per_epoch().max(1);
+        (step / per_epoch, step % per_epoch)
+    }
+
     /// Example indices of optimiser step `step` (zero-based, across epochs).
     pub fn batch(&self, step: u64) -> Vec<usize> {
-        let per_epoch = self.steps_per_epoch().max(1);
-        let (epoch, index) = (step / per_epoch, (step % per_epoch) as usize);
-        self.epoch_batches(epoch).swap_remove(index)
+        let (epoch, index) = self.position(step);
+        self.epoch_batches(epoch).swap_remove(index as usize)
     }
 
     /// The batches of one epoch: seeded and length-grouped (see

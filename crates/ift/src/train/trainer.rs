@@ -220,8 +220,8 @@ impl Loop<'_, '_> {
             .map_err(train_err)?;
         state.step += 1;
         state.evaluated = false;
-        let per_epoch = self.plan.steps_per_epoch().max(1);
-        (state.epoch, state.batch_in_epoch) = (state.step / per_epoch, state.step % per_epoch);
+        // The data position: where the next step's batch is.
+        (state.epoch, state.batch_in_epoch) = self.plan.position(state.step);
         if !passes.loss.is_finite() || !clip.is_finite() {
             state.bad_steps += 1;
             obs.on_notice(&format!(
@@ -237,7 +237,7 @@ impl Loop<'_, '_> {
         state.elapsed_s += seconds;
         let row = StepMetrics {
             step: state.step,
-            epoch: (state.step - 1) / per_epoch,
+            epoch: self.plan.position(state.step - 1).0,
             loss: passes.loss,
             grad_norm: clip.norm as f64,
             lr,
@@ -458,15 +458,14 @@ fn evaluate(
         let row = serde_json::json!({"step": step, "eval_loss": e.eval_loss, "eval_ppl": e.eval_ppl, "eval_tokens": e.eval_tokens});
         return Ok((row, e));
     }
-    let row = evaluate_objective(model, run.eval, micro, env)?;
-    let loss = row.get("eval_loss").copied().unwrap_or(f64::NAN);
+    let o = evaluate_objective(model, run.eval, micro, env)?;
     let mut json = serde_json::json!({"step": step});
-    for (k, v) in row {
+    for (k, v) in o.figures {
         json[k] = serde_json::json!(v);
     }
     let e = EvalLoss {
-        eval_loss: loss,
-        eval_ppl: loss.exp(),
+        eval_loss: o.loss,
+        eval_ppl: o.loss.exp(),
         eval_tokens: 0,
     };
     Ok((json, e))

@@ -8,8 +8,8 @@ use candle_core::{DType, Tensor, Var};
 use super::{Diagnostics, StepEnv, StepInfo};
 use crate::data::{EncodedExample, SequenceBatch};
 use crate::loss::{
-    ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, shift_predictions,
-    token_coefficients, token_logprobs,
+    ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, row_seed,
+    shift_predictions, token_coefficients, token_logprobs,
 };
 use crate::model::ModelInput;
 use crate::objective::{EmbeddingGrad, IftParams};
@@ -61,8 +61,12 @@ pub fn micro_batch(
         }
         false => {
             let logits0 = policy.logits_no_grad(ModelInput::Ids(ids), attention)?;
-            let seed = ctx.seed ^ ctx.step.rotate_left(17);
-            let pred = predict_tokens(&logits0, &rule, seed)?;
+            let step_seed = ctx.seed ^ ctx.step.rotate_left(17);
+            let seeds: Vec<u64> = examples
+                .iter()
+                .map(|e| row_seed(step_seed, &e.input_ids))
+                .collect();
+            let pred = predict_tokens(&logits0, &rule, &seeds)?;
             let nll0 = token_logprobs(&logits0, ids)?.neg()?;
             (pred, nll0, logits0.argmax(candle_core::D::Minus1)?, None)
         }
