@@ -10,9 +10,12 @@ mod batch;
 mod dataset;
 mod encode;
 mod error;
+mod examples;
 mod json_py;
+mod kto_pairs;
 mod mask;
 mod options;
+mod order;
 mod reader;
 mod records;
 mod strftime;
@@ -22,14 +25,18 @@ mod wire;
 mod wire_llamafactory;
 
 pub use batch::{
-    batch_indices, BatchOptions, KtoBatch, PreferenceBatch, SequenceBatch, SequenceTensors,
+    batch_indices, target_mask, BatchOptions, KtoBatch, PreferenceBatch, SequenceBatch,
+    SequenceTensors, PAD_ID,
 };
 pub use dataset::{load_dataset, load_kto_dataset, load_preference_dataset, LoadSummary};
 pub use encode::{encode_preference, encode_record, encode_unpaired, mask_record};
 pub use encode::{EncodedExample, EncodedKto, EncodedPreference};
 pub use error::{DataError, Location};
+pub use examples::{StepBatch, StepExamples, TrainData};
+pub use kto_pairs::kto_kl_sequences;
 pub use mask::{mask_conversation, mask_text, MaskedText};
 pub use options::{EncodeOptions, LoadOptions, PromptTruncation, TrainOn};
+pub use order::BatchPlan;
 pub use reader::{load_records, parse_records, DataFormat};
 pub use records::{Message, Record, RecordBody, RecordFormat, Role};
 pub use template::{BuiltinTemplate, ChatTemplate, TemplateOptions};

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Result, Tensor};
 /// The `(b, t − 1)` target positions a pass needs, as [`target_mask`] gives
 /// them (row `i` of a sequence: the prediction of token `i + 1`); `None`: all.
 ///
-/// [`target_mask`]: crate::train::target_mask
+/// [`target_mask`]: crate::data::target_mask
 pub type Wanted<'a> = Option<&'a [Vec<bool>]>;
 
 /// The wanted rows when they are not all of them.

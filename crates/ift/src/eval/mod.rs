@@ -2,7 +2,6 @@
 
 pub mod generate;
 pub mod loss;
-pub mod objective;
 pub mod sampling;
 pub mod score;
 pub mod stream;
@@ -10,7 +9,6 @@ pub mod tasks;
 
 pub use generate::{generate, greedy_generate};
 pub use loss::{evaluate_loss, EvalLoss};
-pub use objective::{evaluate_objective, ObjectiveEval};
 pub use sampling::GenerateOptions;
 pub use score::{score_sequences, Score};
 pub use stream::{default_stop_ids, TextStream};

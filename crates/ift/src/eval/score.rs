@@ -4,10 +4,9 @@
 use candle_core::Device;
 use serde::Serialize;
 
-use crate::data::{EncodedExample, SequenceBatch};
+use crate::data::{target_mask, EncodedExample, SequenceBatch, PAD_ID};
 use crate::engine::forward_logps;
 use crate::model::{LlamaForCausalLM, ModelInput};
-use crate::train::{target_mask, PAD_ID};
 use crate::Result;
 
 /// One sequence's score, as written by `ift score`.

@@ -9,7 +9,7 @@ use super::config::LlamaConfig;
 use super::layers::{Linear, Mlp, RmsNorm, Weight};
 use super::params::Parameters;
 use super::rope;
-use crate::adapter::LoraConfig;
+use super::LoraConfig;
 
 /// What [`LlamaForCausalLM::forward`] reads: token ids, or input embeddings
 /// (IFT feeds mixed embeddings).

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::layers::{Linear, Weight};
 use super::llama::LlamaForCausalLM;
 use super::params::Parameters;
-use crate::adapter::LoraConfig;
+use super::LoraConfig;
 
 /// One projection's adapter.
 #[derive(Debug, Clone)]

@@ -15,13 +15,11 @@ use candle_core::Device;
 pub use cache::{sequence_key, weights_fingerprint, SeqKey};
 pub use source::{reference_source, ReferenceModel, ReferenceSource, RunSituation};
 
-use crate::data::EncodedExample;
+use crate::data::{kto_kl_sequences, BatchPlan, EncodedExample, StepExamples, TrainData};
 use crate::error::{Error, Result};
 use crate::eval::score_sequences;
 use crate::model::LlamaForCausalLM;
 use crate::objective::Objective;
-use crate::train::objectives::kto_kl_sequences;
-use crate::train::{BatchPlan, StepExamples, TrainData};
 
 /// Summed reference log-probabilities by sequence content.
 #[derive(Debug, Clone, Default)]

@@ -7,17 +7,15 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 
-use super::examples::StepBatch;
 pub use super::objectives::StepContext;
 use super::objectives::{micro_batch_loss, step_info, Diagnostics, Reference, StepEnv};
 use super::policy::{Engine, Policy};
-use crate::data::{EncodedExample, SequenceBatch};
+use crate::data::EncodedExample;
+use crate::data::StepBatch;
+pub use crate::data::{target_mask, PAD_ID};
 use crate::model::LlamaForCausalLM;
 use crate::objective::Objective;
 use crate::Result;
-
-/// Padding id: never attended, never trained, so any valid id will do.
-pub const PAD_ID: u32 = 0;
 
 /// What one step's passes produced.
 pub struct StepPasses {
@@ -34,16 +32,6 @@ pub struct StepPasses {
     /// `lambda`, `pred_accuracy`, `neg_weight_frac`; preference objectives:
     /// `rewards/*`, `logps/*`, KTO's `kl`).
     pub extra: BTreeMap<String, f64>,
-}
-
-/// The loss mask shifted to targets: entry `i` of row `s` says whether
-/// token `i + 1` trains (the layout of `token_logprobs`).
-pub fn target_mask(batch: &SequenceBatch) -> Vec<Vec<bool>> {
-    batch
-        .loss_mask
-        .iter()
-        .map(|row| row.iter().skip(1).copied().collect())
-        .collect()
 }
 
 /// Forward + backward of SFT or IFT over `batch` in micro-batches of `micro`,

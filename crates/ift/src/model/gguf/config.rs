@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value as Json};
 
-use super::error::GgufError;
 use super::meta::Metadata;
+use crate::error::GgufError;
 
 /// The architectures we convert, from `general.architecture`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

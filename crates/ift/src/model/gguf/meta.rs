@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::Value;
 
-use super::error::GgufError;
+use crate::error::GgufError;
 
 /// The metadata of one GGUF file, with the file's path for error messages.
 pub struct Metadata<'a> {

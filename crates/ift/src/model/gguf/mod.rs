@@ -6,7 +6,6 @@
 //! the tokenizer files from the metadata. The directory is written atomically.
 
 mod config;
-mod error;
 mod load;
 mod meta;
 mod tensors;
@@ -18,8 +17,8 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::DType;
 
+pub use crate::error::GgufError;
 pub use config::Arch;
-pub use error::GgufError;
 pub use load::{is_gguf, load_gguf};
 pub use tensors::{dequantize, hf_name, permute_rows, unpermute_rows};
 

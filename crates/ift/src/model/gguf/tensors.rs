@@ -8,7 +8,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Arch, Dims};
-use super::error::GgufError;
+use crate::error::GgufError;
 
 /// The Hugging Face name of a llama.cpp tensor, or `None` for a name we do not
 /// know (an error for the caller: dropping a tensor silently breaks the model).

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::error::GgufError;
 use super::meta::Metadata;
+use crate::error::GgufError;
 
 /// llama.cpp's token types (`llama_token_type`).
 const CONTROL: i64 = 3;

@@ -12,10 +12,9 @@ mod tdpo;
 use candle_core::{Device, Tensor};
 
 pub use diagnostics::Diagnostics;
-pub use kto::kto_kl_sequences;
 
-use super::examples::StepBatch;
 use crate::data::EncodedExample;
+use crate::data::StepBatch;
 use crate::loss::StepTotals;
 use crate::model::LlamaForCausalLM;
 use crate::objective::{Objective, ReferenceOptions};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// Errors from [`super::convert_gguf`].
+/// Errors from [`crate::model::gguf::convert_gguf`].
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     /// The file is not a GGUF file candle can read (bad magic, truncated, or a

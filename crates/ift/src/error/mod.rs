@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+mod gguf;
+pub use gguf::GgufError;
+
 /// Errors from loading, running and saving models.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -136,7 +139,7 @@ pub enum Error {
     },
     /// A tensor operation failed; these indicate a bug or an impossible shape.
     #[error(transparent)]
-    Gguf(#[from] crate::model::gguf::GgufError),
+    Gguf(#[from] GgufError),
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

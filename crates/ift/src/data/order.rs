@@ -1,7 +1,7 @@
 //! Which examples each optimiser step sees: a pure function of the seed and
 //! the step, so a resumed run sees exactly the batches an unbroken one would.
 
-use crate::data::{batch_indices, BatchOptions};
+use super::batch::{batch_indices, BatchOptions};
 
 /// The batch plan of a run.
 #[derive(Debug, Clone)]

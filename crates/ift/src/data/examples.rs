@@ -1,6 +1,6 @@
 //! A run's examples, of the kind its objective trains on, and one step's share.
 
-use crate::data::{EncodedExample, EncodedKto, EncodedPreference};
+use super::encode::{EncodedExample, EncodedKto, EncodedPreference};
 
 /// The encoded training (or evaluation) set.
 #[derive(Debug, Clone, PartialEq)]

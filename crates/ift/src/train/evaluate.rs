@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::{step_passes, StepEnv};
+use crate::data::TrainData;
 use crate::model::LlamaForCausalLM;
-use crate::train::{step_passes, StepEnv, TrainData};
 use crate::Result;
 
 /// Held-out figures of a preference objective.
