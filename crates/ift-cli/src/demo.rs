@@ -3,15 +3,15 @@
 //! side (same steps, same seed), for several seeds: this task has a plateau
 //! whose end small numeric changes move, so one seed says little. The report
 //! shows each seed's held-out exact match and loss, their mean and range, a
-//! conclusion worded to what the seeds support (`ift::demo::verdict`), loss
+//! conclusion worded to what the seeds support (`crate::demo_task::verdict`), loss
 //! curves and IFT's step cost relative to SFT's.
 
 use std::path::{Path, PathBuf};
 
+use crate::demo_task::{exact_match, split, write_base_model, Problem};
 use anyhow::{Context, Result};
 use candle_core::Device;
 use ift::config::RunConfig;
-use ift::demo::{exact_match, split, write_base_model, Problem};
 use ift::model::{Pretrained, Trainable};
 use ift::objective::{IftParams, Objective, SftParams};
 use ift::train::{OptimizerKind, RunEnd, ScheduleKind};
@@ -154,7 +154,7 @@ fn report(seeds: &[Seed], args: &DemoArgs, dir: &Path) {
     println!("exact match after IFT:       {}", spread(&ift));
     println!(
         "conclusion: {}",
-        ift::demo::verdict(&sft, &ift, args.eval_problems)
+        crate::demo_task::verdict(&sft, &ift, args.eval_problems)
     );
     let cost: Vec<f64> = seeds
         .iter()

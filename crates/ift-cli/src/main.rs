@@ -10,6 +10,7 @@ mod chat;
 mod convert;
 mod data_inspect;
 mod demo;
+mod demo_task;
 mod device_arg;
 mod eval;
 mod fetch;

@@ -13,7 +13,6 @@
 //! A failed write removes its temporary and leaves `NAME` as it was.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -363,13 +362,20 @@ fn process_alive(pid: u32) -> bool {
     proc.is_dir() && proc.join(pid.to_string()).exists()
 }
 
-/// Test-only crash injection: `IFT_TEST_CRASH_AT=POINT:N` kills the process
+/// Crash injection for the tests (the `test-hooks` feature only; a no-op
+/// otherwise): `IFT_TEST_CRASH_AT=POINT:N` kills the process
 /// with SIGKILL the N-th time it reaches `POINT` (`dir-filled`: a directory
 /// is complete under its temporary name; `dir-swapped`: the previous version
 /// is moved aside; `file-written`: a file's temporary is complete). Lets the
 /// crash-injection tests die at the instants that matter, not only between
 /// steps.
+#[cfg(not(feature = "test-hooks"))]
+fn crash_point(_point: &str) {}
+
+/// See the other `crash_point`: compiled only with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
     static SEEN: AtomicU64 = AtomicU64::new(0);
     let Ok(spec) = std::env::var("IFT_TEST_CRASH_AT") else {
         return;

@@ -7,7 +7,6 @@ pub mod atomic;
 pub mod bench;
 pub mod config;
 pub mod data;
-pub mod demo;
 pub mod device;
 pub mod engine;
 pub mod error;

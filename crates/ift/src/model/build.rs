@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 /// A function that yields the tensor of a given Hugging Face name and shape.
 type Source<'a> = dyn FnMut(&str, &[usize]) -> Result<Tensor> + 'a;
 
+#[cfg(feature = "test-hooks")]
 thread_local! {
     static LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
@@ -26,6 +27,8 @@ thread_local! {
 /// How many model directories [`LlamaForCausalLM::from_pretrained`] has read
 /// on this thread: lets a test assert that a run loaded no second model
 /// (thread-local, so tests running in parallel do not see each other's).
+/// The `test-hooks` feature only.
+#[cfg(feature = "test-hooks")]
 pub fn checkpoint_loads_on_this_thread() -> usize {
     LOADS.with(|n| n.get())
 }
@@ -45,6 +48,7 @@ impl LlamaForCausalLM {
         mut tensors: CheckpointTensors,
         trainable: &Trainable,
     ) -> Result<Self> {
+        #[cfg(feature = "test-hooks")]
         LOADS.with(|n| n.set(n.get() + 1));
         let config_path = config_path.to_path_buf();
         let raw = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;

@@ -19,6 +19,7 @@ pub mod weights;
 
 pub use crate::atomic::{write_atomically, write_file_atomically};
 pub use attention::{attention_bias, attention_bias_new_rows};
+#[cfg(feature = "test-hooks")]
 pub use build::checkpoint_loads_on_this_thread;
 pub use cache::{position_ids_from_mask, KvCache};
 pub use config::{ConfigWire, Family, LlamaConfig, RopeScaling};

@@ -8,8 +8,8 @@ use std::path::Path;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
-use crate::model::{Family, LlamaConfig, LlamaForCausalLM, RopeScaling, SaveOptions, Trainable};
+use ift::model::{Family, LlamaConfig, LlamaForCausalLM, RopeScaling, SaveOptions, Trainable};
+use ift::{Error, Result};
 
 /// Characters the demo tokenizer knows, after its three special tokens.
 const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456789 \n:?.,'";
@@ -55,8 +55,12 @@ pub fn write_base_model(dir: &Path, seed: u64) -> Result<()> {
     model.save_pretrained(dir, &SaveOptions::default())?;
     let write = |name: &str, v: Value| {
         let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_string_pretty(&v).expect("JSON"))
-            .map_err(|e| Error::io(&path, e))
+        std::fs::write(&path, serde_json::to_string_pretty(&v).expect("JSON")).map_err(|source| {
+            Error::Io {
+                path: path.clone(),
+                source,
+            }
+        })
     };
     write("tokenizer.json", tokenizer_json())?;
     write(
@@ -152,10 +156,10 @@ pub fn split(n_train: usize, n_eval: usize, seed: u64) -> (Vec<Problem>, Vec<Pro
 /// expected answer exactly.
 pub fn exact_match(
     model: &LlamaForCausalLM,
-    tokenizer: &crate::tokenizer::HfTokenizer,
+    tokenizer: &ift::tokenizer::HfTokenizer,
     problems: &[Problem],
 ) -> Result<f64> {
-    use crate::data::{ChatTemplate, Message, Role, TemplateOptions};
+    use ift::data::{ChatTemplate, Message, Role, TemplateOptions};
     let template = ChatTemplate::for_tokenizer(tokenizer, &TemplateOptions::default())?
         .ok_or_else(|| Error::Tokenizer {
             dir: tokenizer.path().to_path_buf(),
@@ -168,7 +172,7 @@ pub fn exact_match(
             .render(&[Message::new(Role::User, p.question.clone())], true)
             .map_err(|e| Error::Train(format!("rendering the demo prompt: {e}")))?;
         let ids = tokenizer.encode(&prompt, false)?.ids;
-        let out = crate::eval::greedy_generate(
+        let out = ift::eval::greedy_generate(
             model,
             &ids,
             p.answer.chars().count() + 4,
@@ -276,7 +280,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_base_model(dir.path(), 0).unwrap();
         let pre =
-            crate::model::Pretrained::load(dir.path(), &Trainable::None, &candle_core::Device::Cpu)
+            ift::model::Pretrained::load(dir.path(), &Trainable::None, &candle_core::Device::Cpu)
                 .unwrap();
         let enc = pre.tokenizer.encode("reverse abc", false).unwrap();
         assert_eq!(enc.ids.len(), "reverse abc".len());
