@@ -12,16 +12,6 @@ use super::error::DataError;
 /// Padding id: never attended, never trained, so any valid id will do.
 pub const PAD_ID: u32 = 0;
 
-/// The loss mask shifted to targets: entry `i` of row `s` says whether
-/// token `i + 1` trains (the layout of `token_logprobs`).
-pub fn target_mask(batch: &SequenceBatch) -> Vec<Vec<bool>> {
-    batch
-        .loss_mask
-        .iter()
-        .map(|row| row.iter().skip(1).copied().collect())
-        .collect()
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchOptions {

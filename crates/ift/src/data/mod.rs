@@ -19,14 +19,14 @@ mod order;
 mod reader;
 mod records;
 mod strftime;
+mod targets;
 mod template;
 mod truncate;
 mod wire;
 mod wire_llamafactory;
 
 pub use batch::{
-    batch_indices, target_mask, BatchOptions, KtoBatch, PreferenceBatch, SequenceBatch,
-    SequenceTensors, PAD_ID,
+    batch_indices, BatchOptions, KtoBatch, PreferenceBatch, SequenceBatch, SequenceTensors, PAD_ID,
 };
 pub use dataset::{load_dataset, load_kto_dataset, load_preference_dataset, LoadSummary};
 pub use encode::{encode_preference, encode_record, encode_unpaired, mask_record};
@@ -39,5 +39,6 @@ pub use options::{EncodeOptions, LoadOptions, PromptTruncation, TrainOn};
 pub use order::BatchPlan;
 pub use reader::{load_records, parse_records, DataFormat};
 pub use records::{Message, Record, RecordBody, RecordFormat, Role};
+pub use targets::{next_positions, target_mask, Targets};
 pub use template::{BuiltinTemplate, ChatTemplate, TemplateOptions};
 pub use truncate::truncate;

@@ -11,6 +11,7 @@ use super::kernels::softmax::AttnMask;
 use super::kernels::vocab::head_logprobs;
 use super::rows::{Selected, Wanted};
 use super::shared_prefix::SharedPrefix;
+use crate::data::next_positions;
 use crate::model::{LlamaForCausalLM, ModelInput};
 
 /// What the backward pass needs from one forward.
@@ -103,7 +104,7 @@ fn logps_from(
     let hid = model.config.hidden_size;
     let selected = Selected::new(wanted, (b, t), ids.device())?;
     let dec = decode(model, input, attention_mask, record, prefix)?;
-    let all_targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
+    let all_targets = next_positions(ids)?.flatten_all()?;
     let (head_rows, targets) = match &selected {
         None => (
             dec.hidden
@@ -241,13 +242,13 @@ fn greedy_from(
         None => {
             // Targets for every position; the last one's (a placeholder id 0) is dropped.
             let pad = Tensor::zeros((b, 1), ids.dtype(), ids.device())?;
-            let targets = Tensor::cat(&[&ids.narrow(1, 1, t - 1)?, &pad], 1)?.flatten_all()?;
+            let targets = Tensor::cat(&[&next_positions(ids)?, &pad], 1)?.flatten_all()?;
             let out = head_argmax(&dec.hidden.y, &head, &targets)?;
             let logp = out.logp.reshape((b, t))?.narrow(1, 0, t - 1)?;
             (out.argmax, logp.contiguous()?)
         }
         Some(s) => {
-            let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
+            let targets = next_positions(ids)?.flatten_all()?;
             let (rows, targets) = s.gather(&dec.hidden.y, &targets)?;
             let out = head_argmax(&rows, &head, &targets)?;
             let spread = |v: &Tensor| -> Result<Tensor> {

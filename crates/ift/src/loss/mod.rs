@@ -1,7 +1,7 @@
 //! Objectives as pure functions over candle tensors: one method per file.
 //!
 //! Every function computes in f32 and keeps the autograd graph, so a caller
-//! can `backward()` through the result. Only `token_logprobs.rs` shifts labels.
+//! can `backward()` through the result. Labels are shifted only by `data::next_positions` (the target layout's owner).
 
 mod dpo;
 mod fused_logprobs;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::log_sigmoid::log_sigmoid;
 use super::pair_logps::f32;
 use super::token_logprobs::log_softmax;
+use crate::data::next_positions;
 
 /// `objective.variant` of `kind = "tdpo"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -75,7 +76,7 @@ pub fn tdpo_terms(
     let t = input_ids.dim(1)?;
     let logp = log_softmax(&f32(&logits.narrow(1, 0, t - 1)?)?)?;
     let ref_logp = log_softmax(&f32(&ref_logits.narrow(1, 0, t - 1)?)?.detach())?;
-    let targets = input_ids.narrow(1, 1, t - 1)?.contiguous()?.unsqueeze(2)?;
+    let targets = next_positions(input_ids)?.unsqueeze(2)?;
     let pick = |x: &Tensor| x.contiguous()?.gather(&targets, 2)?.squeeze(2);
     let (token, ref_token) = (pick(&logp)?, pick(&ref_logp)?);
     let position_kl = ref_logp.exp()?.mul(&(&ref_logp - &logp)?)?.sum(D::Minus1)?;

@@ -1,10 +1,11 @@
-//! The one place that shifts labels and computes token log-probabilities;
-//! every objective builds on it (the role of `_get_batch_logps` in the DPO
-//! reference).
+//! Token log-probabilities from whole logits (the role of `_get_batch_logps`
+//! in the DPO reference), in the target layout: the labels are
+//! `data::next_positions` of the ids, the one place they are shifted.
 
 use candle_core::{DType, Result, Tensor, D};
 
 use super::fused_logprobs::TokenLogprobsOp;
+use crate::data::next_positions;
 
 /// `log Σ exp(x)` over the last dimension, kept as `(..., 1)`. The max is
 /// detached: it cancels exactly, so it needs no gradient.
@@ -29,8 +30,8 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `logits`: `(b, t, vocab)` f32; `input_ids`: `(b, t)` u32. Returns `(b, t - 1)`.
-/// Position `i` of the result belongs to target token `i + 1`: shift any
-/// loss mask the same way (`mask[:, 1:]`).
+/// Position `i` of the result belongs to target token `i + 1`: the mask
+/// that goes with it is `data::Targets`' (or `data::target_mask`).
 ///
 /// On the CPU this is one fused op with a one-pass backward
 /// (`fused_logprobs`); elsewhere, [`token_logprobs_primitive`].
@@ -42,7 +43,7 @@ pub fn token_logprobs(logits: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
     {
         return logits
             .contiguous()?
-            .apply_op2(&input_ids.contiguous()?, TokenLogprobsOp);
+            .apply_op2(&next_positions(input_ids)?, TokenLogprobsOp);
     }
     token_logprobs_primitive(logits, input_ids)
 }
@@ -52,7 +53,7 @@ pub fn token_logprobs(logits: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
 pub fn token_logprobs_primitive(logits: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
     let (_, t, _) = logits.dims3()?;
     let logits = logits.narrow(1, 0, t - 1)?;
-    let targets = input_ids.narrow(1, 1, t - 1)?.contiguous()?.unsqueeze(2)?;
+    let targets = next_positions(input_ids)?.unsqueeze(2)?;
     let picked = logits.contiguous()?.gather(&targets, 2)?; // (b, t-1, 1)
     picked.sub(&logsumexp_keepdim(&logits)?)?.squeeze(2)
 }

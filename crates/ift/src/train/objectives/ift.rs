@@ -6,7 +6,7 @@
 use candle_core::{DType, Tensor, Var};
 
 use super::{Diagnostics, StepEnv, StepInfo};
-use crate::data::{EncodedExample, SequenceBatch};
+use crate::data::{EncodedExample, SequenceBatch, Targets, PAD_ID};
 use crate::loss::{
     ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, row_seed,
     shift_predictions, token_coefficients, token_logprobs,
@@ -14,7 +14,6 @@ use crate::loss::{
 use crate::model::ModelInput;
 use crate::objective::{EmbeddingGrad, IftParams};
 use crate::train::policy::Policy;
-use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 pub fn micro_batch(
@@ -27,9 +26,9 @@ pub fn micro_batch(
 ) -> Result<Tensor> {
     let (ctx, model) = (env.ctx, policy.model);
     let mb = SequenceBatch::collate(examples, PAD_ID);
-    let targets = target_mask(&mb);
-    let coef = token_coefficients(&targets, p.normalize, info.totals, env.device)?;
     let t = mb.to_tensors(env.device)?;
+    let targets = Targets::new(&mb, &t)?;
+    let coef = token_coefficients(&targets.rows, p.normalize, info.totals, env.device)?;
     let lambda = p.lambda_at(ctx.step, ctx.seed);
     let (ids, attention) = (&t.input_ids, &t.attention_mask);
     let seq = ids.dim(1)?;
@@ -54,7 +53,7 @@ pub fn micro_batch(
                 ModelInput::Ids(ids),
                 attention,
                 ids,
-                Some(&targets),
+                Some(&targets.rows),
                 shared_len,
             )?;
             (pred.clone(), logp0.neg()?, pred, prefix)
@@ -83,12 +82,12 @@ pub fn micro_batch(
             ModelInput::Embeds(&embeds),
             attention,
             ids,
-            Some(&targets),
+            Some(&targets.rows),
         )?
         .neg()?;
-    let mask = t.loss_mask.narrow(1, 1, seq - 1)?;
+    let mask = &targets.mask;
     let params = p.propagation_params();
-    let weights = ift_weights(&token_loss, &mask, p.propagation, &params, p.detach_weights)?;
+    let weights = ift_weights(&token_loss, mask, p.propagation, &params, p.detach_weights)?;
     let loss = ift_loss(&token_loss, &weights, &coef)?;
 
     // Diagnostics, all graph-free.
@@ -96,24 +95,22 @@ pub fn micro_batch(
     diag.total("loss_sft", &nll0.mul(&coef)?)?;
     diag.total("loss_mixed", &token_loss.detach().mul(&coef)?)?;
     let greedy = greedy.narrow(1, 0, seq - 1)?;
-    let hits = greedy
-        .eq(&ids.narrow(1, 1, seq - 1)?)?
-        .to_dtype(DType::F32)?;
-    diag.mean("pred_accuracy", &hits.mul(&mask)?, &mask)?;
+    let hits = greedy.eq(&targets.ids)?.to_dtype(DType::F32)?;
+    diag.mean("pred_accuracy", &hits.mul(mask)?, mask)?;
     // ∂L/∂ℓ_t: L as a function of ℓ alone, through the weights unless detached.
     let leaf = Var::from_tensor(&token_loss.detach())?;
     let w = ift_weights(
         leaf.as_tensor(),
-        &mask,
+        mask,
         p.propagation,
         &params,
         p.detach_weights,
     )?;
     let grad = ift_loss(leaf.as_tensor(), &w, &coef)?.backward()?;
     let negative = match grad.get(leaf.as_tensor()) {
-        Some(g) => g.lt(0f64)?.to_dtype(DType::F32)?.mul(&mask)?,
+        Some(g) => g.lt(0f64)?.to_dtype(DType::F32)?.mul(mask)?,
         None => mask.zeros_like()?,
     };
-    diag.mean("neg_weight_frac", &negative, &mask)?;
+    diag.mean("neg_weight_frac", &negative, mask)?;
     Ok(loss)
 }

@@ -4,14 +4,13 @@
 
 use candle_core::Tensor;
 
-use super::{reference_logps, row_sums, target_mask_tensor, Diagnostics, StepEnv, StepInfo};
-use crate::data::{kto_kl_sequences, EncodedExample, EncodedKto, SequenceBatch};
+use super::{reference_logps, row_sums, Diagnostics, StepEnv, StepInfo};
+use crate::data::{kto_kl_sequences, EncodedExample, EncodedKto, SequenceBatch, Targets, PAD_ID};
 use crate::eval::score_sequences;
 use crate::loss::{kto_loss, kto_reference_point, KtoParams};
 use crate::model::{LlamaForCausalLM, ModelInput};
 use crate::objective::ReferenceOptions;
 use crate::train::policy::Policy;
-use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 /// `z` of the step whose examples are `batch`.
@@ -47,13 +46,14 @@ pub fn micro_batch(
     let seqs: Vec<&EncodedExample> = batch.iter().map(|k| &k.example).collect();
     let mb = SequenceBatch::collate(&seqs, PAD_ID);
     let t = mb.to_tensors(env.device)?;
+    let targets = Targets::new(&mb, &t)?;
     let token_logps = policy.token_logprobs(
         ModelInput::Ids(&t.input_ids),
         &t.attention_mask,
         &t.input_ids,
-        Some(&target_mask(&mb)),
+        Some(&targets.rows),
     )?;
-    let (logps, lens) = row_sums(&token_logps, &target_mask_tensor(&t.loss_mask)?)?;
+    let (logps, lens) = row_sums(&token_logps, &targets.mask)?;
     let n = batch.len();
     let reference = Tensor::from_vec(reference_logps(&seqs, r, env)?, n, env.device)?;
     let labels: Vec<f32> = batch.iter().map(|k| f32::from(u8::from(k.label))).collect();

@@ -146,9 +146,3 @@ pub(crate) fn reference_logps(
 pub(crate) fn row_sums(token_logps: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((token_logps.mul(mask)?.sum(1)?, mask.sum(1)?))
 }
-
-/// The f32 `(b, t − 1)` target mask of a tensor batch (`loss_mask` shifted).
-pub(crate) fn target_mask_tensor(loss_mask: &Tensor) -> Result<Tensor> {
-    let t = loss_mask.dim(1)?;
-    Ok(loss_mask.narrow(1, 1, t - 1)?)
-}

@@ -5,8 +5,10 @@
 use candle_core::Tensor;
 
 use super::diagnostics::pair_rewards;
-use super::{row_sums, target_mask_tensor, Diagnostics, StepEnv, StepInfo};
-use crate::data::{EncodedExample, EncodedPreference, PreferenceBatch, SequenceTensors};
+use super::{row_sums, Diagnostics, StepEnv, StepInfo};
+use crate::data::{
+    EncodedExample, EncodedPreference, PreferenceBatch, SequenceTensors, Targets, PAD_ID,
+};
 use crate::loss::{
     dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLogps, PairLoss,
     SimpoParams,
@@ -14,7 +16,6 @@ use crate::loss::{
 use crate::model::ModelInput;
 use crate::objective::ReferenceOptions;
 use crate::train::policy::Policy;
-use crate::train::step::{target_mask, PAD_ID};
 use crate::Result;
 
 /// A micro-batch of pairs after the policy's forward pass.
@@ -40,17 +41,17 @@ pub fn pair_forward(
     let b = pairs.len();
     let batch = PreferenceBatch::collate(pairs, PAD_ID).concatenated(PAD_ID);
     let t = batch.to_tensors(env.device)?;
+    let targets = Targets::new(&batch, &t)?;
     let input = ModelInput::Ids(&t.input_ids);
     let (token_logps, logits) = if full_logits {
         let logits = policy.logits(input, &t.attention_mask)?;
         (token_logprobs(&logits, &t.input_ids)?, Some(logits))
     } else {
-        let targets = target_mask(&batch);
-        let logps =
-            policy.token_logprobs(input, &t.attention_mask, &t.input_ids, Some(&targets))?;
+        let wanted = Some(targets.rows.as_slice());
+        let logps = policy.token_logprobs(input, &t.attention_mask, &t.input_ids, wanted)?;
         (logps, None)
     };
-    let mask = target_mask_tensor(&t.loss_mask)?;
+    let mask = targets.mask;
     let (sums, lens) = row_sums(&token_logps, &mask)?;
     let logps = PairLogps {
         chosen: sums.narrow(0, 0, b)?,
@@ -126,6 +127,24 @@ fn pair_reference(
     ))
 }
 
+/// A pairwise objective's micro-batch: the policy's forward over both
+/// answers, `loss` over the summed log-probabilities, then `Σ_s L_s / B`
+/// with the SFT term weighted `sft_weight` on the chosen answers.
+fn pairwise(
+    policy: &Policy<'_>,
+    pairs: &[&EncodedPreference],
+    sft_weight: f64,
+    info: &StepInfo,
+    env: &StepEnv<'_>,
+    diag: &mut Diagnostics,
+    loss: impl FnOnce(&PairLogps) -> Result<PairLoss>,
+) -> Result<Tensor> {
+    let f = pair_forward(policy, pairs, env, false)?;
+    let out = loss(&f.logps)?;
+    let sft = sft_term(&f.logps, sft_weight, info)?;
+    finish(&out, &f.logps, sft, info, diag)
+}
+
 pub fn dpo(
     policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
@@ -135,16 +154,10 @@ pub fn dpo(
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let f = pair_forward(policy, pairs, env, false)?;
-    let reference = pair_reference(pairs, &f.logps, r, env)?;
-    let out = dpo_loss(&f.logps, &reference, p)?;
-    finish(
-        &out,
-        &f.logps,
-        sft_term(&f.logps, p.sft_weight, info)?,
-        info,
-        diag,
-    )
+    pairwise(policy, pairs, p.sft_weight, info, env, diag, |logps| {
+        let reference = pair_reference(pairs, logps, r, env)?;
+        Ok(dpo_loss(logps, &reference, p)?)
+    })
 }
 
 pub fn orpo(
@@ -155,10 +168,10 @@ pub fn orpo(
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let f = pair_forward(policy, pairs, env, false)?;
-    let out = orpo_loss(&f.logps, p)?;
     // ORPO's L_SFT is part of the method (weight 1), not an option.
-    finish(&out, &f.logps, sft_term(&f.logps, 1.0, info)?, info, diag)
+    pairwise(policy, pairs, 1.0, info, env, diag, |logps| {
+        Ok(orpo_loss(logps, p)?)
+    })
 }
 
 pub fn simpo(
@@ -169,13 +182,7 @@ pub fn simpo(
     env: &StepEnv<'_>,
     diag: &mut Diagnostics,
 ) -> Result<Tensor> {
-    let f = pair_forward(policy, pairs, env, false)?;
-    let out = simpo_loss(&f.logps, p)?;
-    finish(
-        &out,
-        &f.logps,
-        sft_term(&f.logps, p.sft_weight, info)?,
-        info,
-        diag,
-    )
+    pairwise(policy, pairs, p.sft_weight, info, env, diag, |logps| {
+        Ok(simpo_loss(logps, p)?)
+    })
 }
