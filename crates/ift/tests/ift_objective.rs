@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use ift::data::EncodedExample;
-use ift::loss::{predict_tokens, PredictionMode, PredictionParams};
+use ift::loss::predict_tokens;
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{Disturb, EmbeddingGrad, IftParams, Lambda, Objective, Prediction};
 use ift::train::{forward_backward, Engine, StepContext, StepPasses};
@@ -191,34 +191,26 @@ fn predictions_are_deterministic_or_seeded() {
         .map(|_| rng.random_range(-3.0..3.0))
         .collect();
     let logits = Tensor::from_vec(v, (2, 5, 50), &Device::Cpu).unwrap();
-    let p = |mode, top_k, seed| {
-        let params = PredictionParams {
-            mode,
-            top_k,
-            top_p: 0.9,
-            temperature: 1.0,
-        };
-        predict_tokens(&logits, &params, &[seed, seed.wrapping_add(1)])
+    let p = |rule: Prediction, seed: u64| {
+        predict_tokens(&logits, &rule, &[seed, seed.wrapping_add(1)])
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1::<u32>()
             .unwrap()
     };
-    let greedy = p(PredictionMode::Greedy, 1, 0);
-    assert_eq!(greedy, p(PredictionMode::Greedy, 1, 7));
-    assert_eq!(greedy, p(PredictionMode::Topk, 1, 3), "top-1 is greedy");
-    let second = p(PredictionMode::Topk, 2, 0);
+    let nucleus = Prediction::Nucleus {
+        top_p: 0.9,
+        temperature: 1.0,
+    };
+    let greedy = p(Prediction::Greedy, 0);
+    assert_eq!(greedy, p(Prediction::Greedy, 7));
+    assert_eq!(greedy, p(Prediction::TopK { k: 1 }, 3), "top-1 is greedy");
+    let second = p(Prediction::TopK { k: 2 }, 0);
     assert!(second.iter().zip(&greedy).all(|(a, b)| a != b));
-    assert_eq!(second, p(PredictionMode::Topk, 2, 5));
-    assert_eq!(
-        p(PredictionMode::Nucleus, 1, 11),
-        p(PredictionMode::Nucleus, 1, 11)
-    );
-    assert_ne!(
-        p(PredictionMode::Nucleus, 1, 11),
-        p(PredictionMode::Nucleus, 1, 12)
-    );
+    assert_eq!(second, p(Prediction::TopK { k: 2 }, 5));
+    assert_eq!(p(nucleus, 11), p(nucleus, 11));
+    assert_ne!(p(nucleus, 11), p(nucleus, 12));
 }
 
 #[test]

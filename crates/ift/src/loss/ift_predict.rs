@@ -4,37 +4,25 @@ use candle_core::{Result, Tensor, D};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::sampling::{by_likelihood, nucleus_draw};
-use serde::{Deserialize, Serialize};
 
-/// `objective.prediction`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PredictionMode {
-    /// `argmax` (the reference's default). Deterministic.
-    #[default]
-    Greedy,
-    /// The `top_k`-th most likely token (the reference's "top-k": with
-    /// `top_k = 1` it is greedy). Deterministic.
-    Topk,
-    /// A sample from the smallest set of tokens whose probability (at
-    /// `temperature`) reaches `top_p`. Seeded.
-    Nucleus,
-}
-
-/// Settings of the prediction rule.
+/// IFT's one-step-ahead prediction rule (`objective.prediction` and its
+/// options, typed).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PredictionParams {
-    pub mode: PredictionMode,
-    pub top_k: usize,
-    pub top_p: f64,
-    pub temperature: f64,
+pub enum Prediction {
+    /// `argmax` (the reference's default). Deterministic.
+    Greedy,
+    /// The `k`-th most likely token (the reference's "top-k": `k = 1` is
+    /// greedy). Deterministic.
+    TopK { k: usize },
+    /// A seeded sample from the smallest set of tokens whose probability (at
+    /// `temperature`) reaches `top_p`.
+    Nucleus { top_p: f64, temperature: f64 },
 }
 
-impl PredictionParams {
-    /// Whether the rule is the argmax (`greedy`, or `topk` with `top_k = 1`).
+impl Prediction {
+    /// Whether the rule is the argmax (`Greedy`, or `TopK` with `k = 1`).
     pub fn is_greedy(&self) -> bool {
-        self.mode == PredictionMode::Greedy
-            || (self.mode == PredictionMode::Topk && self.top_k <= 1)
+        matches!(self, Prediction::Greedy | Prediction::TopK { k: 0 | 1 })
     }
 }
 
@@ -42,12 +30,8 @@ impl PredictionParams {
 /// `(b, t, vocab)`. A sampled prediction at position `i` of row `r` draws
 /// with a generator seeded from `row_seeds[r]` and `i` alone, so it does not
 /// depend on which rows share a micro-batch nor on their padding.
-pub fn predict_tokens(
-    logits: &Tensor,
-    params: &PredictionParams,
-    row_seeds: &[u64],
-) -> Result<Tensor> {
-    if params.is_greedy() {
+pub fn predict_tokens(logits: &Tensor, rule: &Prediction, row_seeds: &[u64]) -> Result<Tensor> {
+    if rule.is_greedy() {
         return logits.argmax(D::Minus1);
     }
     let (b, t, v) = logits.dims3()?;
@@ -60,14 +44,15 @@ pub fn predict_tokens(
         .enumerate()
         .map(|(n, row)| {
             let order = by_likelihood(row);
-            match params.mode {
-                PredictionMode::Topk => order[params.top_k.min(v) - 1] as u32,
-                _ => {
+            match *rule {
+                Prediction::Nucleus { top_p, temperature } => {
                     let (r, i) = (n / t, (n % t) as u64);
                     let seed = row_seeds[r] ^ i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                     let u = StdRng::seed_from_u64(seed).random::<f64>();
-                    nucleus_draw(row, &order, params.top_p, params.temperature, u)
+                    nucleus_draw(row, &order, top_p, temperature, u)
                 }
+                Prediction::TopK { k } => order[k.clamp(1, v) - 1] as u32,
+                Prediction::Greedy => order[0] as u32,
             }
         })
         .collect();

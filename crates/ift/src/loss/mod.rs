@@ -22,7 +22,7 @@ pub use dpo::{dpo_loss, dpo_loss_summed, DpoLossType, DpoParams};
 pub use ift::{
     ift_loss, ift_weights, mixed_embeddings, replace_responses, shift_predictions, Propagation,
 };
-pub use ift_predict::{predict_tokens, row_seed, PredictionMode, PredictionParams};
+pub use ift_predict::{predict_tokens, row_seed, Prediction};
 pub use ift_weights::{
     propagation_weights, weighted_loss, PropagationItem, PropagationNorm, PropagationParams,
     PropagationSide,

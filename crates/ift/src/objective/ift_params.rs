@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::fields::{check_range, FieldError};
 use crate::loss::{
-    Normalize, PredictionMode, PredictionParams, Propagation, PropagationItem, PropagationNorm,
-    PropagationParams, PropagationSide,
+    Normalize, Prediction, Propagation, PropagationItem, PropagationNorm, PropagationParams,
+    PropagationSide,
 };
 
 /// How λ moves over training.
@@ -58,15 +58,20 @@ pub enum Disturb {
     },
 }
 
-/// IFT's one-step-ahead prediction rule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Prediction {
-    /// `argmax` (the reference's default).
+/// `objective.prediction`: the rule's name on the wire (its options are
+/// separate keys; [`Prediction`] is the typed rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictionMode {
+    /// `argmax` (the reference's default). Deterministic.
+    #[default]
     Greedy,
-    /// The `k`-th most likely token (`k = 1` is greedy).
-    TopK { k: usize },
-    /// A seeded sample from the nucleus of mass `top_p` at `temperature`.
-    Nucleus { top_p: f64, temperature: f64 },
+    /// The `top_k`-th most likely token (the reference's "top-k": with
+    /// `top_k = 1` it is greedy). Deterministic.
+    Topk,
+    /// A sample from the smallest set of tokens whose probability (at
+    /// `temperature`) reaches `top_p`. Seeded.
+    Nucleus,
 }
 
 /// Where IFT's mixing embedding comes from (`objective.embedding_grad`).
@@ -157,23 +162,6 @@ impl IftParams {
         }
     }
 
-    /// The prediction rule in the form `predict_tokens` takes.
-    pub fn prediction_params(&self) -> PredictionParams {
-        let (mode, top_k, top_p, temperature) = match self.prediction {
-            Prediction::Greedy => (PredictionMode::Greedy, 1, 1.0, 1.0),
-            Prediction::TopK { k } => (PredictionMode::Topk, k, 1.0, 1.0),
-            Prediction::Nucleus { top_p, temperature } => {
-                (PredictionMode::Nucleus, 1, top_p, temperature)
-            }
-        };
-        PredictionParams {
-            mode,
-            top_k,
-            top_p,
-            temperature,
-        }
-    }
-
     /// λ at optimiser step `step` (zero-based): schedule, then noise drawn from
     /// `(seed, step)` alone. A pure function, so resumed runs see the same λ
     /// sequence. Only the noisy value is clamped to [0, 1] (noise can push it
@@ -242,29 +230,6 @@ pub struct IftWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_grad: Option<EmbeddingGrad>,
 }
-
-/// Every key of `kind = "ift"`.
-pub const IFT_KEYS: &[&str] = &[
-    "normalize",
-    "lambda",
-    "lambda_schedule",
-    "min_lambda",
-    "max_lambda",
-    "lambda_warmup_steps",
-    "lambda_disturb",
-    "disturb_std",
-    "gamma",
-    "propagation_type",
-    "propagation_side",
-    "propagation_norm",
-    "propagation",
-    "detach_weights",
-    "prediction",
-    "top_k",
-    "top_p",
-    "temperature",
-    "embedding_grad",
-];
 
 /// A key given although `mode` does not use it; `key` is the hint shown.
 fn unused(key: &str, set: &[(&str, bool)], mode_key: &str, mode: &str) -> Result<(), FieldError> {

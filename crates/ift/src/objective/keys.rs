@@ -1,7 +1,10 @@
 //! The objective kinds and the keys each accepts.
 
-use super::fields::FieldError;
-use super::ift_params::IFT_KEYS;
+use super::fields::{field_names, FieldError};
+use super::ift_params::IftWire;
+use super::ReferenceOptions;
+use super::SftParams;
+use crate::loss::{DpoParams, KtoParams, OrpoParams, SimpoParams, TdpoParams};
 
 /// `objective.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,31 +59,21 @@ impl ObjectiveKind {
             })
     }
 
-    /// Every key this kind accepts besides `kind`.
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
-            ObjectiveKind::Sft => &["normalize"],
-            ObjectiveKind::Ift => IFT_KEYS,
-            ObjectiveKind::Dpo => &[
-                "beta",
-                "label_smoothing",
-                "loss_type",
-                "sft_weight",
-                "reference",
-                "reference_free",
-            ],
-            ObjectiveKind::Orpo => &["beta"],
-            ObjectiveKind::Simpo => &["beta", "gamma_beta_ratio", "label_smoothing", "sft_weight"],
-            ObjectiveKind::Tdpo => &["beta", "alpha", "variant", "sft_weight", "reference"],
-            ObjectiveKind::Kto => &[
-                "beta",
-                "desirable_weight",
-                "undesirable_weight",
-                "sft_weight",
-                "reference",
-                "reference_free",
-            ],
-        }
+    /// Every key this kind accepts besides `kind`: its options type's fields
+    /// (and the reference model's, for the objectives that have one).
+    pub fn keys(self) -> Vec<&'static str> {
+        let reference = field_names::<ReferenceOptions>();
+        let (own, with_reference): (&[&str], &[&str]) = match self {
+            ObjectiveKind::Sft => (field_names::<SftParams>(), &[]),
+            ObjectiveKind::Ift => (field_names::<IftWire>(), &[]),
+            ObjectiveKind::Dpo => (field_names::<DpoParams>(), reference),
+            ObjectiveKind::Orpo => (field_names::<OrpoParams>(), &[]),
+            ObjectiveKind::Simpo => (field_names::<SimpoParams>(), &[]),
+            // TDPO always uses a reference model: no `reference_free`.
+            ObjectiveKind::Tdpo => (field_names::<TdpoParams>(), &["reference"]),
+            ObjectiveKind::Kto => (field_names::<KtoParams>(), reference),
+        };
+        own.iter().chain(with_reference).copied().collect()
     }
 
     /// Every key of `table` must be one of [`Self::keys`]; a key of another

@@ -11,9 +11,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::loss::Prediction;
 pub use fields::{check_range, from_table, FieldError};
 pub use ift_params::{
-    Disturb, EmbeddingGrad, IftParams, IftWire, Lambda, LambdaDisturb, LambdaSchedule, Prediction,
+    Disturb, EmbeddingGrad, IftParams, IftWire, Lambda, LambdaDisturb, LambdaSchedule,
+    PredictionMode,
 };
 pub use keys::ObjectiveKind;
 

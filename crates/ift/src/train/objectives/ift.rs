@@ -33,7 +33,7 @@ pub fn micro_batch(
     let (ids, attention) = (&t.input_ids, &t.attention_mask);
     let seq = ids.dim(1)?;
     // No graph: this costs one forward.
-    let rule = p.prediction_params();
+    let rule = &p.prediction;
     // (predictions (b, t), the teacher-forced NLL (b, t − 1), its argmax (b, t),
     // the recorded pass when the training pass can reuse its first positions).
     // Mixing changes only response inputs: both passes agree on every
@@ -65,7 +65,7 @@ pub fn micro_batch(
                 .iter()
                 .map(|e| row_seed(step_seed, &e.input_ids))
                 .collect();
-            let pred = predict_tokens(&logits0, &rule, &seeds)?;
+            let pred = predict_tokens(&logits0, rule, &seeds)?;
             let nll0 = token_logprobs(&logits0, ids)?.neg()?;
             (pred, nll0, logits0.argmax(candle_core::D::Minus1)?, None)
         }
