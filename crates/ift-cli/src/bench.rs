@@ -79,7 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let line = serde_json::json!({
         "impl": "ift", "model": args.model, "step": args.step, "device": args.device.device.to_string(),
         "dtype": args.dtype.to_string(), "batch": args.batch, "seq": args.seq, "prompt": args.prompt,
-        "threads": candle_core::utils::get_num_threads(), "matmul": ift::engine::kernels::matmul::cpu_backend(),
+        "threads": candle_core::utils::get_num_threads(), "matmul": ift::engine::matmul_backend(),
         "iters": spec.iters, "median_s": r.median_s, "min_s": r.min_s,
         "tokens_per_s": r.tokens_per_s, "flops_per_token": flops,
         "peak_rss_mib": peak_rss_mib(),
@@ -96,7 +96,7 @@ fn matmul(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
     let cfg = model_config(&args.model)?;
     let rows = args.batch * args.seq;
     let timings = ift::bench::matmul::run_matmul_bench(&cfg, rows, args.iters)?;
-    let engine = ift::engine::kernels::matmul::cpu_backend();
+    let engine = ift::engine::matmul_backend();
     let threads = candle_core::utils::get_num_threads();
     for t in &timings {
         let s = &t.shape;

@@ -20,11 +20,16 @@
 mod backward;
 mod decode;
 mod forward;
+// The kernels are the engine's own; the criterion benches time them
+// directly, through the `test-hooks` feature their dev-dependency enables.
+#[cfg(feature = "test-hooks")]
 pub mod kernels;
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) mod kernels;
 mod projection;
 mod rows;
 mod shared_prefix;
-pub mod view;
+pub(crate) mod view;
 
 pub use backward::EngineGrads;
 pub use forward::{
@@ -33,4 +38,5 @@ pub use forward::{
 };
 pub use rows::Wanted;
 pub use shared_prefix::SharedPrefix;
+pub use kernels::matmul::cpu_backend as matmul_backend;
 pub use view::with_primitive_kernels;
