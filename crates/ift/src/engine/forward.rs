@@ -5,7 +5,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::decode::{decode, LayerTape};
+use super::decode::{decode, Decoded, LayerTape};
 use super::kernels::matmul::matmul;
 use super::kernels::softmax::AttnMask;
 use super::kernels::vocab::head_logprobs;
@@ -28,6 +28,24 @@ pub struct Tape {
     pub(super) cos: Tensor,
     pub(super) sin: Tensor,
     pub(super) mask: AttnMask,
+}
+
+impl Tape {
+    /// The tape of a decoded `(b, t)` pass whose head kept `head`.
+    fn new(dec: Decoded, shape: (usize, usize), head: HeadTape) -> Tape {
+        Tape {
+            from_ids: dec.from_ids,
+            host_ids: dec.host_ids,
+            shape,
+            layers: dec.layers,
+            x_final: dec.x_final,
+            rstd_f: dec.hidden.rstd,
+            head,
+            cos: dec.cos,
+            sin: dec.sin,
+            mask: dec.mask,
+        }
+    }
 }
 
 /// What the vocabulary head's backward needs: which output the forward gave.
@@ -124,24 +142,14 @@ fn logps_from(
         Some(s) => s.scatter_targets(&out.logp, b * (t - 1))?,
     }
     .reshape((b, t - 1))?;
-    let tape = record.then(|| Tape {
-        from_ids: dec.from_ids,
-        host_ids: dec.host_ids,
-        shape: (b, t),
-        layers: dec.layers,
-        x_final: dec.x_final,
-        rstd_f: dec.hidden.rstd,
-        head: HeadTape::LogProbs {
-            rows: head_rows,
-            selected,
-            targets,
-            lse: out.lse,
-            chunks: out.chunks,
-        },
-        cos: dec.cos,
-        sin: dec.sin,
-        mask: dec.mask,
-    });
+    let head = HeadTape::LogProbs {
+        rows: head_rows,
+        selected,
+        targets,
+        lse: out.lse,
+        chunks: out.chunks,
+    };
+    let tape = record.then(|| Tape::new(dec, (b, t), head));
     Ok((logp, tape))
 }
 
@@ -170,17 +178,9 @@ pub fn forward_logits_taped(
     let head = model.lm_head().detach().to_dtype(model.compute_dtype)?;
     let logits = matmul(&dec.hidden.y, &head.t()?)?.to_dtype(candle_core::DType::F32)?;
     let logits = logits.reshape((b, t, model.lm_head().dim(0)?))?;
-    let tape = record.then(|| Tape {
-        from_ids: dec.from_ids,
-        host_ids: dec.host_ids,
-        shape: (b, t),
-        layers: dec.layers,
-        x_final: dec.x_final,
-        rstd_f: dec.hidden.rstd,
-        head: HeadTape::Logits { rows: dec.hidden.y },
-        cos: dec.cos,
-        sin: dec.sin,
-        mask: dec.mask,
+    let tape = record.then(|| {
+        let rows = dec.hidden.y.clone();
+        Tape::new(dec, (b, t), HeadTape::Logits { rows })
     });
     Ok((logits, tape))
 }

@@ -36,7 +36,7 @@ pub use forward::{
     forward_greedy, forward_greedy_sharing, forward_logits, forward_logits_taped, forward_logps,
     forward_logps_after, Tape,
 };
+pub use kernels::matmul::cpu_backend as matmul_backend;
 pub use rows::Wanted;
 pub use shared_prefix::SharedPrefix;
-pub use kernels::matmul::cpu_backend as matmul_backend;
 pub use view::with_primitive_kernels;
