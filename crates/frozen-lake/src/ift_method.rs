@@ -1,9 +1,9 @@
 //! IFT on trajectories (spec §2–3 on grid states) and the options of the library's IFT
 //! that the ablation (reading 5) varies: λ schedule, propagation formula and item,
-//! detached weights. The weights themselves come from `ift::loss::ift_weights` unchanged.
+//! detached weights. The weights themselves come from `ift::methods::ift::ift_weights` unchanged.
 
 use candle_core::{Result, Tensor};
-use ift::loss::{ift_weights, weighted_loss, Propagation, PropagationParams};
+use ift::methods::ift::{ift_weights, weighted_loss, Propagation, PropagationParams};
 use serde::{Deserialize, Serialize};
 
 use crate::map::Map;

@@ -2,7 +2,9 @@
 //! its states are the tokens read, its actions the tokens predicted.
 
 use candle_core::{Result, Tensor};
-use ift::loss::{dpo_loss_summed, orpo_loss, DpoParams, OrpoParams, PairLogps};
+use ift::loss::PairLogps;
+use ift::methods::dpo::{dpo_loss_summed, DpoParams};
+use ift::methods::orpo::{orpo_loss, OrpoParams};
 use serde::{Deserialize, Serialize};
 
 use crate::ift_method::{ift_loss, IftParams};

@@ -112,7 +112,7 @@ fn paper_eq21_weighs_step_t_by_t_plus_one() -> Result<()> {
     let (got, _) = ift_with(
         |p| {
             p.lambda = Lambda::Static { value: 0.0 };
-            p.propagation = ift::loss::Propagation::PaperEq21;
+            p.propagation = ift::methods::ift::Propagation::PaperEq21;
         },
         0,
     )?;

@@ -2,7 +2,7 @@
 //! the experiment. Every reading and its coefficients were fixed before its numbers were
 //! seen; `docs/frozen-lake.md` reports each whatever it shows.
 
-use ift::loss::{Propagation, PropagationItem, PropagationParams};
+use ift::methods::ift::{Propagation, PropagationItem, PropagationParams};
 use serde::{Deserialize, Serialize};
 
 use crate::ift_method::{IftParams, Lambda};

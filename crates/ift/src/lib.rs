@@ -14,6 +14,7 @@ pub mod eval;
 pub mod interrupt;
 pub mod lock;
 pub mod loss;
+pub mod methods;
 pub mod model;
 pub mod objective;
 pub mod reference;

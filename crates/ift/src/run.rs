@@ -21,9 +21,9 @@ use crate::model::{
     check_vocab, write_file_atomically, LlamaForCausalLM, Pretrained, Quantize, Trainable,
 };
 use crate::objective::ExampleKind;
+use crate::objective::{reference_source, ReferenceModel, ReferenceSource, RunSituation};
 use crate::reference::{
-    needed_sequences, prepare_reference_logps, reference_source, weights_fingerprint,
-    ReferenceLogps, ReferenceModel, ReferenceReport, ReferenceSource, RunSituation,
+    needed_sequences, prepare_reference_logps, weights_fingerprint, ReferenceLogps, ReferenceReport,
 };
 use crate::resume::{contract_changes, run_contract, Resume, RunContract};
 use crate::tokenizer::HfTokenizer;
@@ -340,7 +340,7 @@ fn reference_pass(
     }
     let (plan, total) = batch_plan(train_set, &config.train);
     let micro = config.train.micro_batch_size;
-    let needed = needed_sequences(objective, train_set, &plan, total, eval_set, micro);
+    let needed = needed_sequences(train_set, &plan, total, eval_set, micro);
     let mut load = || match view {
         Some(m) => Ok(m.clone()),
         None => load_reference(&dir, &pretrained.tokenizer, device),

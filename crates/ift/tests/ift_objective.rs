@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use ift::data::EncodedExample;
-use ift::loss::predict_tokens;
+use ift::methods::ift::predict_tokens;
 use ift::model::{LlamaForCausalLM, Trainable};
 use ift::objective::{Disturb, EmbeddingGrad, IftParams, Lambda, Objective, Prediction};
 use ift::train::{forward_backward, Engine, StepContext, StepPasses};

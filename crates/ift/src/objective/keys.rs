@@ -1,10 +1,10 @@
 //! The objective kinds and the keys each accepts.
 
 use super::fields::{field_names, FieldError};
-use super::ift_params::IftWire;
+use super::ift_wire::IftWire;
 use super::ReferenceOptions;
 use super::SftParams;
-use crate::loss::{DpoParams, KtoParams, OrpoParams, SimpoParams, TdpoParams};
+use crate::methods::{DpoParams, KtoParams, OrpoParams, SimpoParams, TdpoParams};
 
 /// `objective.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,71 +1,24 @@
-//! The objective layer: `[objective]` is a choice of `kind` whose variant holds
-//! exactly that objective's options. A key of another objective, an unknown
-//! key and an out-of-range value are errors naming the key (and the kind, and
-//! the range); nothing is silently ignored or clamped.
+//! `[objective]` of the run configuration: a choice of `kind` whose variant
+//! (a `crate::methods::Objective`) holds exactly that method's options. A key
+//! of another objective, an unknown key and an out-of-range value are errors
+//! naming the key (and the kind, and the range); nothing is silently ignored
+//! or clamped. Also which reference a run uses (`reference_source.rs`).
 
 mod fields;
-pub mod ift_params;
+mod ift_wire;
 mod keys;
-
-use std::path::PathBuf;
+mod reference_source;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::loss::Prediction;
-pub use fields::{check_range, from_table, FieldError};
-pub use ift_params::{
-    Disturb, EmbeddingGrad, IftParams, IftWire, Lambda, LambdaDisturb, LambdaSchedule,
-    PredictionMode,
-};
+pub use crate::methods::ift::{Disturb, EmbeddingGrad, IftParams, Lambda, Prediction};
+pub use crate::methods::{Objective, ReferenceOptions, SftParams};
+pub use fields::{check_range, field_names, from_table, FieldError};
+pub use ift_wire::{IftWire, LambdaDisturb, LambdaSchedule, PredictionMode};
 pub use keys::ObjectiveKind;
+pub use reference_source::{reference_source, ReferenceModel, ReferenceSource, RunSituation};
 
-use crate::loss::{DpoParams, KtoParams, Normalize, OrpoParams, SimpoParams, TdpoParams};
-
-/// SFT's one option (`[objective]` with `kind = "sft"`).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SftParams {
-    /// `sequence` (default: mean of per-sequence token means, as the IFT
-    /// reference trains) or `token` (one token mean over the optimiser step).
-    pub normalize: Normalize,
-}
-
-/// Where a preference objective's reference log-probabilities come from.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReferenceOptions {
-    /// Reference model directory. Default: the initial policy (`model.path`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reference: Option<PathBuf>,
-    /// Use no reference model: its log-probabilities are taken as 0 (TRL's
-    /// `reference_free`, i.e. a reference that is uniform over answers). Default false.
-    pub reference_free: bool,
-}
-
-/// The training objective, chosen once.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Objective {
-    /// Supervised fine-tuning: teacher-forced NLL of the answer tokens.
-    Sft(SftParams),
-    /// Intuitive Fine-Tuning (`docs/ift.md`).
-    Ift(IftParams),
-    /// DPO, cDPO, hinge and IPO on preference pairs, against a reference model.
-    Dpo(DpoParams, ReferenceOptions),
-    /// ORPO on preference pairs; no reference model.
-    Orpo(OrpoParams),
-    /// SimPO on preference pairs; no reference model.
-    Simpo(SimpoParams),
-    /// Token-level DPO; keeps the reference model in memory.
-    Tdpo(TdpoParams, ReferenceOptions),
-    /// KTO on unpaired desirable / undesirable answers, against a reference model.
-    Kto(KtoParams, ReferenceOptions),
-}
-
-impl Default for Objective {
-    fn default() -> Self {
-        Objective::Sft(SftParams::default())
-    }
-}
+use crate::methods::{DpoParams, KtoParams, OrpoParams, SimpoParams, TdpoParams};
 
 /// What one training example is, for an objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +178,9 @@ impl Objective {
                 positive("beta", p.beta)?;
                 smoothing(p.label_smoothing)?;
                 non_negative("sft_weight", p.sft_weight)?;
-                if p.label_smoothing > 0.0 && p.loss_type != crate::loss::DpoLossType::Sigmoid {
+                if p.label_smoothing > 0.0
+                    && p.loss_type != crate::methods::dpo::DpoLossType::Sigmoid
+                {
                     return Err(FieldError::new(
                         "objective.label_smoothing",
                         "applies only to loss_type = \"sigmoid\" (conservative DPO)",

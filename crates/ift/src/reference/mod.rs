@@ -4,7 +4,6 @@
 //! With every needed entry in the cache, the reference model is never loaded.
 
 mod cache;
-mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,13 +12,11 @@ use std::time::Instant;
 use candle_core::Device;
 
 pub use cache::{sequence_key, weights_fingerprint, SeqKey};
-pub use source::{reference_source, ReferenceModel, ReferenceSource, RunSituation};
 
 use crate::data::{kto_kl_sequences, BatchPlan, EncodedExample, StepExamples, TrainData};
 use crate::error::{Error, Result};
 use crate::eval::score_sequences;
 use crate::model::LlamaForCausalLM;
-use crate::objective::Objective;
 
 /// Summed reference log-probabilities by sequence content.
 #[derive(Debug, Clone, Default)]
@@ -57,9 +54,9 @@ pub struct ReferenceReport {
 
 /// Every sequence whose reference log-probability a run can ask for: both
 /// answers of every pair, every KTO record, and the KTO mismatched pairs of
-/// every planned step and evaluation batch.
+/// every planned step and evaluation batch (KTO's records are the only
+/// unpaired data).
 pub fn needed_sequences(
-    objective: &Objective,
     train: &TrainData,
     plan: &BatchPlan,
     total_steps: u64,
@@ -86,7 +83,7 @@ pub fn needed_sequences(
             }
         }
     };
-    let kto = matches!(objective, Objective::Kto(..));
+    let kto = matches!(train, TrainData::Unpaired(_));
     if kto {
         for step in 0..total_steps {
             visit(&train.select(&plan.batch(step)), true);

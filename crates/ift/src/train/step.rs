@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 
-pub use super::objectives::StepContext;
-use super::objectives::{micro_batch_loss, step_info, Diagnostics, Reference, StepEnv};
-use super::policy::{Engine, Policy};
 use crate::data::EncodedExample;
 use crate::data::StepBatch;
 pub use crate::data::{target_mask, PAD_ID};
+pub use crate::methods::StepContext;
+use crate::methods::{micro_batch_loss, step_info, Diagnostics, Reference, StepEnv};
+use crate::methods::{Engine, Policy};
 use crate::model::LlamaForCausalLM;
 use crate::objective::Objective;
 use crate::Result;

@@ -11,8 +11,8 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::log_sigmoid::log_sigmoid;
-use super::pair_logps::f32;
+use crate::loss::f32;
+use crate::loss::log_sigmoid;
 
 /// KTO's coefficients (`[objective]` with `kind = "kto"`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

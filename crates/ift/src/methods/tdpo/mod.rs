@@ -1,17 +1,20 @@
 //! TDPO's micro-batch: the policy's forward over both answers and the
 //! reference model's (kept in memory, no graph or tape) over the same rows,
 //! both as whole logits (TDPO needs the full next-token distributions), then
-//! the per-sequence margins and sequential KLs of `loss/tdpo.rs`.
+//! the per-sequence margins and sequential KLs of `loss.rs`.
+
+mod loss;
+
+pub use loss::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms, TdpoVariant};
 
 use candle_core::Tensor;
 
 use super::diagnostics::pair_rewards;
 use super::pairs::{pair_forward, sft_term};
+use super::policy::Policy;
 use super::{Diagnostics, StepEnv, StepInfo};
 use crate::data::EncodedPreference;
-use crate::loss::{tdpo_loss, tdpo_terms, TdpoParams, TdpoTerms};
 use crate::model::ModelInput;
-use crate::train::policy::Policy;
 use crate::Result;
 
 pub fn micro_batch(

@@ -17,7 +17,7 @@
 use candle_core::{DType, Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::ift_weights::{propagation_weights, PropagationParams};
+use super::weights::{propagation_weights, PropagationParams};
 
 /// Which propagation formula (`objective.propagation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::pair_logps::{f32, smoothed_logistic, PairLogps, PairLoss};
+use crate::loss::{f32, smoothed_logistic, PairLogps, PairLoss};
 
 /// `objective.loss_type` of `kind = "dpo"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -103,5 +103,5 @@ pub fn dpo_loss_summed(
 }
 
 #[cfg(test)]
-#[path = "dpo_tests.rs"]
+#[path = "tests.rs"]
 mod tests;

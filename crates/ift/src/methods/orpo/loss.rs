@@ -4,8 +4,8 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::log_sigmoid::{log1m_exp, log_sigmoid};
-use super::pair_logps::{PairLogps, PairLoss};
+use crate::loss::{log1m_exp, log_sigmoid};
+use crate::loss::{PairLogps, PairLoss};
 
 /// ORPO's coefficient (`[objective]` with `kind = "orpo"`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use candle_core::Result;
 use serde::{Deserialize, Serialize};
 
-use super::pair_logps::{smoothed_logistic, PairLogps, PairLoss};
+use crate::loss::{smoothed_logistic, PairLogps, PairLoss};
 
 /// SimPO's coefficients (`[objective]` with `kind = "simpo"`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -2,12 +2,12 @@
 //! trained tokens.
 //!
 //! `L = Σ_{s,t} c_{s,t} · (−log p_θ(y_{s,t+1} | y_{s,≤t}))`, where the
-//! coefficients `c` come from [`super::normalize::token_coefficients`] and
+//! coefficients `c` come from [`crate::loss::token_coefficients`] and
 //! are zero on untrained positions.
 
 use candle_core::{Result, Tensor};
 
-use super::token_logprobs::token_logprobs;
+use crate::loss::token_logprobs;
 
 /// The SFT loss of one micro-batch and its per-token NLL.
 #[derive(Debug, Clone)]

@@ -1,19 +1,30 @@
-//! IFT's micro-batch (see `loss/ift.rs` for the equations): a graph-free
+//! IFT's micro-batch (see `loss.rs` for the equations): a graph-free
 //! teacher-forced pass for predictions, mixed embeddings, a forward pass with
 //! gradient, the propagation-weighted loss; and IFT's diagnostics
 //! (`loss_sft`, `loss_mixed`, `lambda`, `pred_accuracy`, `neg_weight_frac`).
 
+mod loss;
+mod options;
+mod predict;
+mod weights;
+
+pub use loss::{
+    ift_loss, ift_weights, mixed_embeddings, replace_responses, shift_predictions, Propagation,
+};
+pub use options::{Disturb, EmbeddingGrad, IftParams, Lambda};
+pub use predict::{predict_tokens, row_seed, Prediction};
+pub use weights::{
+    propagation_weights, weighted_loss, PropagationItem, PropagationNorm, PropagationParams,
+    PropagationSide,
+};
+
 use candle_core::{DType, Tensor, Var};
 
+use super::policy::Policy;
 use super::{Diagnostics, StepEnv, StepInfo};
 use crate::data::{EncodedExample, SequenceBatch, Targets, PAD_ID};
-use crate::loss::{
-    ift_loss, ift_weights, mixed_embeddings, predict_tokens, replace_responses, row_seed,
-    shift_predictions, token_coefficients, token_logprobs,
-};
+use crate::loss::{token_coefficients, token_logprobs};
 use crate::model::ModelInput;
-use crate::objective::{EmbeddingGrad, IftParams};
-use crate::train::policy::Policy;
 use crate::Result;
 
 pub fn micro_batch(

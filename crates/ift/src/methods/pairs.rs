@@ -1,21 +1,19 @@
-//! DPO, ORPO and SimPO micro-batches. Each pair's chosen and rejected sequences
-//! run in one forward pass (rows `0..b` chosen, `b..2b` rejected, padded to a
-//! common length); the per-pair losses are divided by the step's pair count.
+//! What the pairwise methods (DPO, ORPO, SimPO, TDPO) share: each pair's
+//! chosen and rejected sequences run in one forward pass (rows `0..b` chosen,
+//! `b..2b` rejected, padded to a common length); the per-pair losses are
+//! divided by the step's pair count.
 
 use candle_core::Tensor;
 
 use super::diagnostics::pair_rewards;
+use super::policy::Policy;
+use super::ReferenceOptions;
 use super::{row_sums, Diagnostics, StepEnv, StepInfo};
 use crate::data::{
     EncodedExample, EncodedPreference, PreferenceBatch, SequenceTensors, Targets, PAD_ID,
 };
-use crate::loss::{
-    dpo_loss, orpo_loss, simpo_loss, token_logprobs, DpoParams, OrpoParams, PairLogps, PairLoss,
-    SimpoParams,
-};
+use crate::loss::{token_logprobs, PairLogps, PairLoss};
 use crate::model::ModelInput;
-use crate::objective::ReferenceOptions;
-use crate::train::policy::Policy;
 use crate::Result;
 
 /// A micro-batch of pairs after the policy's forward pass.
@@ -108,7 +106,7 @@ fn finish(
 }
 
 /// The pairs' reference log-probabilities, with the policy's answer lengths.
-fn pair_reference(
+pub(super) fn pair_reference(
     pairs: &[&EncodedPreference],
     policy: &PairLogps,
     r: &ReferenceOptions,
@@ -130,7 +128,7 @@ fn pair_reference(
 /// A pairwise objective's micro-batch: the policy's forward over both
 /// answers, `loss` over the summed log-probabilities, then `Σ_s L_s / B`
 /// with the SFT term weighted `sft_weight` on the chosen answers.
-fn pairwise(
+pub(super) fn pairwise(
     policy: &Policy<'_>,
     pairs: &[&EncodedPreference],
     sft_weight: f64,
@@ -143,46 +141,4 @@ fn pairwise(
     let out = loss(&f.logps)?;
     let sft = sft_term(&f.logps, sft_weight, info)?;
     finish(&out, &f.logps, sft, info, diag)
-}
-
-pub fn dpo(
-    policy: &Policy<'_>,
-    pairs: &[&EncodedPreference],
-    p: &DpoParams,
-    r: &ReferenceOptions,
-    info: &StepInfo,
-    env: &StepEnv<'_>,
-    diag: &mut Diagnostics,
-) -> Result<Tensor> {
-    pairwise(policy, pairs, p.sft_weight, info, env, diag, |logps| {
-        let reference = pair_reference(pairs, logps, r, env)?;
-        Ok(dpo_loss(logps, &reference, p)?)
-    })
-}
-
-pub fn orpo(
-    policy: &Policy<'_>,
-    pairs: &[&EncodedPreference],
-    p: &OrpoParams,
-    info: &StepInfo,
-    env: &StepEnv<'_>,
-    diag: &mut Diagnostics,
-) -> Result<Tensor> {
-    // ORPO's L_SFT is part of the method (weight 1), not an option.
-    pairwise(policy, pairs, 1.0, info, env, diag, |logps| {
-        Ok(orpo_loss(logps, p)?)
-    })
-}
-
-pub fn simpo(
-    policy: &Policy<'_>,
-    pairs: &[&EncodedPreference],
-    p: &SimpoParams,
-    info: &StepInfo,
-    env: &StepEnv<'_>,
-    diag: &mut Diagnostics,
-) -> Result<Tensor> {
-    pairwise(policy, pairs, p.sft_weight, info, env, diag, |logps| {
-        Ok(simpo_loss(logps, p)?)
-    })
 }

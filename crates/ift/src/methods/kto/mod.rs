@@ -1,16 +1,20 @@
-//! KTO's micro-batch and its reference point `z` (see `loss/kto.rs`): `z` comes
-//! from the whole optimiser step's mismatched pairs, computed once per step
-//! without a graph, before the micro-batches.
+//! KTO (Ethayarajh et al., 2024): its options and loss (`loss.rs`), its
+//! micro-batch and its reference point `z`, which comes from the whole
+//! optimiser step's mismatched pairs, computed once per step without a graph,
+//! before the micro-batches.
+
+mod loss;
+
+pub use loss::{kto_loss, kto_reference_point, KtoParams};
 
 use candle_core::Tensor;
 
+use super::policy::Policy;
+use super::ReferenceOptions;
 use super::{reference_logps, row_sums, Diagnostics, StepEnv, StepInfo};
 use crate::data::{kto_kl_sequences, EncodedExample, EncodedKto, SequenceBatch, Targets, PAD_ID};
 use crate::eval::score_sequences;
-use crate::loss::{kto_loss, kto_reference_point, KtoParams};
 use crate::model::{LlamaForCausalLM, ModelInput};
-use crate::objective::ReferenceOptions;
-use crate::train::policy::Policy;
 use crate::Result;
 
 /// `z` of the step whose examples are `batch`.

@@ -1,26 +1,81 @@
-//! One function per objective that turns a micro-batch of its examples into a
-//! loss, already normalised for the whole optimiser step (so the micro-batch
-//! losses of a step add up to the step's loss, whatever the split).
+//! The methods, one folder each (`sft`, `ift`, `dpo`, `orpo`, `simpo`,
+//! `tdpo`, `kto`): its options, its pure loss with the equation in the doc
+//! (`loss.rs`) and its micro-batch — the function that turns a micro-batch of
+//! its examples into a loss already normalised for the whole optimiser step
+//! (so the micro-batch losses of a step add up to the step's loss, whatever
+//! the split). [`Objective`] is the choice of one, and [`micro_batch_loss`]
+//! dispatches to it. What they share: [`Policy`] (the model as the methods see
+//! it), the pairwise forward (`pairs.rs`) and the diagnostics.
 
 mod diagnostics;
-mod ift;
-mod kto;
+pub mod dpo;
+pub mod ift;
+pub mod kto;
+pub mod orpo;
 mod pairs;
-mod sft;
-mod tdpo;
+pub mod policy;
+pub mod sft;
+pub mod simpo;
+pub mod tdpo;
+
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 pub use diagnostics::Diagnostics;
+pub use dpo::DpoParams;
+pub use ift::IftParams;
+pub use kto::KtoParams;
+pub use orpo::OrpoParams;
+pub use policy::{Engine, Policy};
+pub use sft::SftParams;
+pub use simpo::SimpoParams;
+pub use tdpo::TdpoParams;
 
 use crate::data::EncodedExample;
 use crate::data::StepBatch;
 use crate::loss::StepTotals;
 use crate::model::LlamaForCausalLM;
-use crate::objective::{Objective, ReferenceOptions};
 use crate::reference::ReferenceLogps;
-use crate::train::policy::{Engine, Policy};
 use crate::Result;
+
+/// Where a preference objective's reference log-probabilities come from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceOptions {
+    /// Reference model directory. Default: the initial policy (`model.path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
+    /// Use no reference model: its log-probabilities are taken as 0 (TRL's
+    /// `reference_free`, i.e. a reference that is uniform over answers). Default false.
+    pub reference_free: bool,
+}
+
+/// The training objective, chosen once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Objective {
+    /// Supervised fine-tuning: teacher-forced NLL of the answer tokens.
+    Sft(SftParams),
+    /// Intuitive Fine-Tuning (`docs/ift.md`).
+    Ift(IftParams),
+    /// DPO, cDPO, hinge and IPO on preference pairs, against a reference model.
+    Dpo(DpoParams, ReferenceOptions),
+    /// ORPO on preference pairs; no reference model.
+    Orpo(OrpoParams),
+    /// SimPO on preference pairs; no reference model.
+    Simpo(SimpoParams),
+    /// Token-level DPO; keeps the reference model in memory.
+    Tdpo(TdpoParams, ReferenceOptions),
+    /// KTO on unpaired desirable / undesirable answers, against a reference model.
+    Kto(KtoParams, ReferenceOptions),
+}
+
+impl Default for Objective {
+    fn default() -> Self {
+        Objective::Sft(SftParams::default())
+    }
+}
 
 /// Where in the run a step is: λ and sampled predictions depend on it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,9 +130,15 @@ pub fn micro_batch_loss(
         (Objective::Ift(p), StepBatch::Sequences(s)) => {
             ift::micro_batch(model, s, p, info, env, diag)
         }
-        (Objective::Dpo(p, r), StepBatch::Pairs(s)) => pairs::dpo(model, s, p, r, info, env, diag),
-        (Objective::Orpo(p), StepBatch::Pairs(s)) => pairs::orpo(model, s, p, info, env, diag),
-        (Objective::Simpo(p), StepBatch::Pairs(s)) => pairs::simpo(model, s, p, info, env, diag),
+        (Objective::Dpo(p, r), StepBatch::Pairs(s)) => {
+            dpo::micro_batch(model, s, p, r, info, env, diag)
+        }
+        (Objective::Orpo(p), StepBatch::Pairs(s)) => {
+            orpo::micro_batch(model, s, p, info, env, diag)
+        }
+        (Objective::Simpo(p), StepBatch::Pairs(s)) => {
+            simpo::micro_batch(model, s, p, info, env, diag)
+        }
         (Objective::Tdpo(p, _), StepBatch::Pairs(s)) => {
             tdpo::micro_batch(model, s, p, info, env, diag)
         }

@@ -9,10 +9,10 @@
 use candle_core::{Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::log_sigmoid::log_sigmoid;
-use super::pair_logps::f32;
-use super::token_logprobs::log_softmax;
 use crate::data::next_positions;
+use crate::loss::f32;
+use crate::loss::log_sigmoid;
+use crate::loss::log_softmax;
 
 /// `objective.variant` of `kind = "tdpo"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -160,5 +160,5 @@ pub fn weighted_loss(token_losses: &Tensor, mask: &Tensor, weights: &Tensor) -> 
 }
 
 #[cfg(test)]
-#[path = "ift_weights_tests.rs"]
+#[path = "weights_tests.rs"]
 mod tests;
