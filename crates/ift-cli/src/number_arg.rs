@@ -68,12 +68,12 @@ pub fn at_least_one_u64(s: &str) -> Result<u64, String> {
 /// `ift bench --batch`: the fewest sequences a measured step runs.
 pub fn bench_batch(s: &str) -> Result<usize, String> {
     let why = "a DPO step needs a pair";
-    count(s).and_then(|n| range::count_at_least(n, ift::bench::MIN_BATCH, why))
+    count(s).and_then(|n| range::count_at_least(n, crate::bench::MIN_BATCH, why))
 }
 
 /// `ift bench --seq`: the shortest sequence a measured step runs.
 pub fn bench_seq(s: &str) -> Result<usize, String> {
-    count(s).and_then(|n| range::count_at_least(n, ift::bench::MIN_SEQ, ""))
+    count(s).and_then(|n| range::count_at_least(n, crate::bench::MIN_SEQ, ""))
 }
 
 /// A share or weight in [0, 1] (`ift frozen-lake --ift-lambda`, `--ift-gamma`).

@@ -4,7 +4,6 @@
 
 pub mod adapter;
 pub mod atomic;
-pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;

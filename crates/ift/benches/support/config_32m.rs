@@ -2,7 +2,7 @@
 
 use ift::model::LlamaConfig;
 
-/// `ift::bench`'s "32m" config (shared with the PyTorch script).
+/// `ift::model::presets`' "32m" config (shared with the PyTorch script).
 pub fn config_32m() -> LlamaConfig {
-    ift::bench::model_config("32m").expect("32m is a bench model")
+    ift::model::presets::preset("32m").expect("32m is a bench model")
 }

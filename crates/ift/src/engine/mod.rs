@@ -36,7 +36,8 @@ pub use forward::{
     forward_greedy, forward_greedy_sharing, forward_logits, forward_logits_taped, forward_logps,
     forward_logps_after, Tape,
 };
-pub use kernels::matmul::cpu_backend as matmul_backend;
+pub use kernels::matmul::{cpu_backend as matmul_backend, matmul};
+pub use kernels::vocab::chunk_cols as head_chunk_cols;
 pub use rows::Wanted;
 pub use shared_prefix::SharedPrefix;
 pub use view::with_primitive_kernels;

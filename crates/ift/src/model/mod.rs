@@ -11,6 +11,7 @@ mod llama;
 mod lora;
 mod lora_config;
 mod params;
+pub mod presets;
 mod pretrained;
 mod quantized;
 pub mod rope;

@@ -36,7 +36,9 @@ pub struct HeadLogps {
     pub argmax: Option<Tensor>,
 }
 
-pub(crate) fn chunk_cols(rows: usize, vocab: usize) -> usize {
+/// How many vocabulary columns the chunked head computes at once for `rows`
+/// rows (`ift bench matmul` times the head in the same chunks).
+pub fn chunk_cols(rows: usize, vocab: usize) -> usize {
     (CHUNK_ELEMS / rows.max(1)).max(256).min(vocab.max(1))
 }
 

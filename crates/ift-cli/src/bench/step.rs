@@ -9,86 +9,21 @@
 //! takes `batch / 2` pairs (half prompt, half answer) with cached reference
 //! log-probabilities.
 
-pub mod matmul;
-
 use std::time::Instant;
 
 use candle_core::{DType, Device};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::data::{EncodedExample, EncodedPreference, SequenceBatch};
-use crate::engine::forward_logps;
-use crate::error::{Error, Result};
-use crate::model::{Family, LlamaConfig, LlamaForCausalLM, ModelInput, RopeScaling, Trainable};
-use crate::objective::{Objective, ObjectiveKind};
-use crate::reference::prepare_reference_logps;
-use crate::train::{
+use ift::data::{EncodedExample, EncodedPreference, SequenceBatch};
+use ift::engine::forward_logps;
+use ift::model::{LlamaConfig, LlamaForCausalLM, ModelInput, Trainable};
+use ift::objective::{Objective, ObjectiveKind};
+use ift::reference::prepare_reference_logps;
+use ift::train::{
     clip_grad_norm, step_passes, Engine, Optimizer, OptimizerConfig, OptimizerKind, Reference,
     StepBatch, StepContext, StepEnv, PAD_ID,
 };
-
-/// The benchmark models; keep in step with `scripts/bench/versus_torch.py`.
-pub const MODELS: [&str; 3] = ["32m", "smollm2", "1b"];
-
-/// A benchmark model's configuration: `32m` (vocab 8192, hidden 512, 8
-/// layers), `smollm2` (SmolLM2-135M's `config.json`) or `1b` (Llama 3.2 1B's
-/// shapes, default RoPE).
-pub fn model_config(name: &str) -> Result<LlamaConfig> {
-    let m32 = LlamaConfig {
-        family: Family::Llama,
-        vocab_size: 8192,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_hidden_layers: 8,
-        num_attention_heads: 8,
-        num_key_value_heads: 4,
-        head_dim: 64,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::Default,
-        max_position_embeddings: 2048,
-        tie_word_embeddings: false,
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        sliding_window: None,
-        torch_dtype: Some("float32".into()),
-    };
-    Ok(match name {
-        "32m" => m32,
-        "smollm2" => LlamaConfig {
-            vocab_size: 49152,
-            hidden_size: 576,
-            intermediate_size: 1536,
-            num_hidden_layers: 30,
-            num_attention_heads: 9,
-            num_key_value_heads: 3,
-            rms_norm_eps: 1e-5,
-            rope_theta: 100000.0,
-            max_position_embeddings: 8192,
-            tie_word_embeddings: true,
-            ..m32
-        },
-        "1b" => LlamaConfig {
-            vocab_size: 128256,
-            hidden_size: 2048,
-            intermediate_size: 8192,
-            num_hidden_layers: 16,
-            num_attention_heads: 32,
-            num_key_value_heads: 8,
-            rms_norm_eps: 1e-5,
-            rope_theta: 500000.0,
-            max_position_embeddings: 131072,
-            tie_word_embeddings: true,
-            ..m32
-        },
-        other => {
-            return Err(Error::Usage(format!(
-                "unknown bench model `{other}`; one of {MODELS:?}"
-            )))
-        }
-    })
-}
+use ift::{Error, Result};
 
 /// The fewest sequences a measured step runs (a DPO step needs a pair).
 pub const MIN_BATCH: usize = 2;
@@ -125,7 +60,7 @@ fn random_ids(rng: &mut StdRng, n: usize, vocab: u32) -> Vec<u32> {
 
 /// Runs `spec` on `device`; each timed step ends with the device synchronised.
 pub fn run_bench(spec: &BenchSpec, device: &Device) -> Result<BenchResult> {
-    let cfg = model_config(&spec.model)?;
+    let cfg = ift::model::presets::preset(&spec.model)?;
     let (batch, seq) = (spec.batch.max(MIN_BATCH), spec.seq.max(MIN_SEQ));
     let vocab = cfg.vocab_size as u32;
     let trainable = match spec.step.as_str() {

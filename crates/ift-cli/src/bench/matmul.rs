@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use crate::engine::kernels::matmul::matmul;
-use crate::engine::kernels::vocab::chunk_cols;
-use crate::error::Result;
-use crate::model::LlamaConfig;
+use ift::engine::head_chunk_cols as chunk_cols;
+use ift::engine::matmul;
+use ift::model::LlamaConfig;
+use ift::Result;
 
 /// One matmul of a step: `(m, k) · (k, n)`, `per_step` times.
 #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ mod tests {
     /// nothing to a step's total.
     #[test]
     fn fused_rows_are_their_parts_side_by_side_and_not_in_the_step() {
-        let cfg = crate::bench::model_config("32m").unwrap();
+        let cfg = ift::model::presets::preset("32m").unwrap();
         let shapes = step_shapes(&cfg, 64);
         let forward = |what: &str| {
             shapes

@@ -3,8 +3,13 @@
 //! `scripts/bench/run.sh` and `scripts/gpu/check.sh` put beside PyTorch's).
 
 use anyhow::Result;
-use ift::bench::{flops_per_token, model_config, run_bench, BenchSpec};
+mod matmul;
+mod step;
+
+use ift::model::presets::preset as model_config;
 use ift::train::TrainDtype;
+use step::{flops_per_token, run_bench, BenchSpec};
+pub use step::{MIN_BATCH, MIN_SEQ};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -95,7 +100,7 @@ fn matmul(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
     }
     let cfg = model_config(&args.model)?;
     let rows = args.batch * args.seq;
-    let timings = ift::bench::matmul::run_matmul_bench(&cfg, rows, args.iters)?;
+    let timings = matmul::run_matmul_bench(&cfg, rows, args.iters)?;
     let engine = ift::engine::matmul_backend();
     let threads = candle_core::utils::get_num_threads();
     for t in &timings {
@@ -107,7 +112,7 @@ fn matmul(args: &BenchArgs, device: &candle_core::Device) -> Result<()> {
         });
         println!("{line}");
     }
-    let (gemm_s, engine_s) = ift::bench::matmul::step_seconds(&timings);
+    let (gemm_s, engine_s) = matmul::step_seconds(&timings);
     let line = serde_json::json!({
         "impl": "ift", "model": args.model, "step": "matmul", "what": "step total", "rows": rows,
         "threads": threads, "gemm_s": gemm_s, "engine": engine, "engine_s": engine_s,
