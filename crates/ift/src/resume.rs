@@ -11,9 +11,10 @@
 //! to come, never of those done.
 
 use std::collections::BTreeMap;
+
+pub use crate::train::checkpoint::RunContract;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::recover_locked_dir;
@@ -42,26 +43,6 @@ pub const RESUME_SETTABLE: &[&str] = &[
 /// Keys left out of the config fingerprint: where the run writes, and paths
 /// whose contents are fingerprinted instead (a moved file is the same file).
 const BY_CONTENT: &[&str] = &["train.output_dir", "data.train", "data.eval", "model.path"];
-
-/// What a run's trajectory depends on, recorded in `trainer_state.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunContract {
-    /// SHA-256 of `trajectory`.
-    pub config_sha256: String,
-    /// Every resolved key that shapes the trajectory, as TOML text (so that a
-    /// mismatch can name the key and both values).
-    pub trajectory: BTreeMap<String, String>,
-    /// SHA-256 of the bytes of `data.train`.
-    pub data_sha256: String,
-    /// SHA-256 of the bytes of `data.eval` ("" when unset, or in a state file
-    /// written before it was recorded: then not checked). It does not shape
-    /// the weights, but a changed file would make later `eval_loss` rows
-    /// incomparable with earlier ones.
-    #[serde(default)]
-    pub eval_data_sha256: String,
-    /// SHA-256 of the initial model's `config.json`, weights and tokenizer files.
-    pub model_sha256: String,
-}
 
 /// A run to continue: its newest checkpoint, and whether a changed contract
 /// is accepted (`--force`).

@@ -10,7 +10,7 @@
 //! directory's; [`newest_intact_checkpoint`] passes over a damaged
 //! checkpoint to the newest intact one, saying why.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -20,7 +20,6 @@ use super::optim::Optimizer;
 use crate::atomic::{remove_dir_atomically, write_atomically, write_new_file, write_safetensors};
 use crate::error::{Error, Result};
 use crate::model::{LlamaForCausalLM, SaveOptions};
-use crate::resume::RunContract;
 
 /// Trainer state file inside a checkpoint.
 pub const STATE_FILE: &str = "trainer_state.json";
@@ -45,6 +44,27 @@ pub struct Manifest {
 pub struct FileDigest {
     pub bytes: u64,
     pub sha256: String,
+}
+
+/// What a run's trajectory depends on, recorded in `trainer_state.json`
+/// (`crate::resume` computes and checks it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunContract {
+    /// SHA-256 of `trajectory`.
+    pub config_sha256: String,
+    /// Every resolved key that shapes the trajectory, as TOML text (so that a
+    /// mismatch can name the key and both values).
+    pub trajectory: BTreeMap<String, String>,
+    /// SHA-256 of the bytes of `data.train`.
+    pub data_sha256: String,
+    /// SHA-256 of the bytes of `data.eval` ("" when unset, or in a state file
+    /// written before it was recorded: then not checked). It does not shape
+    /// the weights, but a changed file would make later `eval_loss` rows
+    /// incomparable with earlier ones.
+    #[serde(default)]
+    pub eval_data_sha256: String,
+    /// SHA-256 of the initial model's `config.json`, weights and tokenizer files.
+    pub model_sha256: String,
 }
 
 /// Where a run stands. The data position is a pure function of `step` and

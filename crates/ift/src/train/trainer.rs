@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
+use super::checkpoint::RunContract;
 use super::checkpoint::{all_finite, read_checkpoint, save_checkpoint, TrainerState};
 use super::clip::clip_grad_norm;
 use super::config::TrainConfig;
@@ -23,7 +24,6 @@ use crate::eval::{evaluate_loss, EvalLoss};
 use crate::methods::{Reference, StepEnv};
 use crate::model::{LlamaForCausalLM, SaveOptions};
 use crate::objective::Objective;
-use crate::resume::RunContract;
 
 /// Everything a run needs besides the model.
 pub struct Run<'a> {
