@@ -133,14 +133,25 @@ pub struct RunConfig {
 /// The sections of a run configuration.
 const SECTIONS: [&str; 5] = ["model", "data", "objective", "train", "adapter"];
 
-/// Keys of earlier versions that no longer exist, and what to do instead.
-/// A run directory written by such a version still resumes
-/// (`crate::resume::without_removed_keys`).
-pub const REMOVED_KEYS: [(&str, &str, &str); 1] = [(
-    "train",
-    "engine",
-    "was removed: training always runs on the explicit engine (TDPO included), and the graph-built model is kept only as the tests' reference; delete the line",
-)];
+/// A key of earlier versions that no longer exists.
+pub struct RemovedKey {
+    pub section: &'static str,
+    pub key: &'static str,
+    /// The value (as TOML) whose behaviour is now the only one: a run saved
+    /// with it continues the same trajectory (`crate::resume`).
+    pub remains: &'static str,
+    /// What to do instead, for the error naming the key.
+    pub why: &'static str,
+}
+
+/// Keys of earlier versions that no longer exist. A run directory written by
+/// such a version still resumes (`crate::resume::without_removed_keys`).
+pub const REMOVED_KEYS: [RemovedKey; 1] = [RemovedKey {
+    section: "train",
+    key: "engine",
+    remains: "\"explicit\"",
+    why: "was removed: training always runs on the explicit engine (TDPO included), and the graph-built model is kept only as the tests' reference; delete the line",
+}];
 
 impl RunConfig {
     /// Parses the config file `path` whose contents are `text`: its relative
@@ -239,9 +250,12 @@ impl RunConfig {
             };
             sections.insert(name, t);
         }
-        for (section, key, why) in REMOVED_KEYS {
-            if sections.get(section).is_some_and(|t| t.contains_key(key)) {
-                return Err(FieldError::new(format!("{section}.{key}"), why));
+        for r in REMOVED_KEYS {
+            if sections
+                .get(r.section)
+                .is_some_and(|t| t.contains_key(r.key))
+            {
+                return Err(FieldError::new(format!("{}.{}", r.section, r.key), r.why));
             }
         }
         let mut take = |name: &str| sections.remove(name).unwrap_or_default();

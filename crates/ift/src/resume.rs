@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::recover_locked_dir;
-use crate::config::RunConfig;
+use crate::config::{RunConfig, REMOVED_KEYS};
 use crate::error::{Error, Result};
 use crate::lock::DirLock;
 use crate::reference::weights_fingerprint;
@@ -148,9 +148,9 @@ pub fn without_removed_keys(text: &str) -> String {
             section = name.trim();
         }
         let key = t.split_once('=').map(|(k, _)| k.trim());
-        let removed = crate::config::REMOVED_KEYS
+        let removed = REMOVED_KEYS
             .iter()
-            .any(|(s, k, _)| *s == section && key == Some(*k));
+            .any(|r| r.section == section && key == Some(r.key));
         if !removed {
             out.push_str(line);
             out.push('\n');
@@ -159,10 +159,6 @@ pub fn without_removed_keys(text: &str) -> String {
     out
 }
 
-/// Removed keys (`section.key`) with the value whose behaviour is now the
-/// only one: a run saved with that value continues the same trajectory.
-const REMOVED_AS: [(&str, &str); 1] = [("train.engine", "\"explicit\"")];
-
 /// `trajectory` as a run with `saved`'s removed keys sees it: each removed
 /// key that held the value that remains, put back.
 fn with_removed_as_saved(
@@ -170,9 +166,10 @@ fn with_removed_as_saved(
     trajectory: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut t = trajectory.clone();
-    for (key, value) in REMOVED_AS {
-        if saved.get(key).map(String::as_str) == Some(value) {
-            t.insert(key.to_string(), value.to_string());
+    for r in &REMOVED_KEYS {
+        let key = format!("{}.{}", r.section, r.key);
+        if saved.get(&key).map(String::as_str) == Some(r.remains) {
+            t.insert(key, r.remains.to_string());
         }
     }
     t
@@ -240,10 +237,12 @@ pub fn contract_changes(saved: &RunContract, now: &RunContract, config: &RunConf
     for key in keys {
         let (a, b) = (saved.trajectory.get(key), now_trajectory.get(key));
         if a != b {
-            let removed = REMOVED_AS.iter().find(|(k, _)| k == key);
+            let removed = REMOVED_KEYS
+                .iter()
+                .find(|r| format!("{}.{}", r.section, r.key) == **key);
             let show = |v: Option<&String>| match (v, removed) {
                 (Some(v), _) => v.clone(),
-                (None, Some((_, only))) => format!("removed (always {only})"),
+                (None, Some(r)) => format!("removed (always {})", r.remains),
                 (None, None) => "(unset)".to_string(),
             };
             changes.push(format!("{key}: {} then, {} now", show(a), show(b)));

@@ -35,20 +35,15 @@ pub struct Targets {
     /// The same mask on the host, one row per sequence: the positions a
     /// pass must compute (`engine::Wanted`).
     pub rows: Vec<Vec<bool>>,
-    /// Trained target tokens.
-    pub count: usize,
 }
 
 impl Targets {
     /// The targets of `batch`, whose tensors are `tensors`.
     pub fn new(batch: &SequenceBatch, tensors: &SequenceTensors) -> candle_core::Result<Self> {
-        let rows = target_mask(batch);
-        let count = rows.iter().flatten().filter(|&&m| m).count();
         Ok(Targets {
             ids: next_positions(&tensors.input_ids)?,
             mask: next_positions(&tensors.loss_mask)?.to_dtype(DType::F32)?,
-            rows,
-            count,
+            rows: target_mask(batch),
         })
     }
 }
