@@ -86,7 +86,7 @@ pub fn train_from_config(
     let options = config.data.load_options();
     let template = ChatTemplate::for_tokenizer(&pretrained.tokenizer, &options.template)?;
     let benchmarks = load_benchmarks(config, &pretrained, template.as_ref(), device)?;
-    let (logps, report, live) = prepare_reference(
+    let reference = prepare_reference(
         config,
         &pretrained,
         resume,
@@ -108,8 +108,8 @@ pub fn train_from_config(
         config: &config.train,
         objective,
         reference: Reference {
-            logps: logps.as_ref(),
-            model: live.as_ref(),
+            logps: reference.logps.as_ref(),
+            model: reference.live.as_ref(),
         },
         config_toml: &config_toml,
         companions: &companions,
@@ -123,7 +123,7 @@ pub fn train_from_config(
     let end = train(&policy, &run, resume, stop, obs)?;
     Ok(RunOutcome {
         end,
-        reference: report,
+        reference: reference.report,
     })
 }
 
@@ -182,11 +182,21 @@ fn load_benchmarks<'t>(
     Ok(Some(benchmarks))
 }
 
+/// What [`prepare_reference`] gives the run.
+#[derive(Default)]
+struct PreparedReference {
+    /// Cached per-sequence log-probabilities (DPO, KTO).
+    logps: Option<ReferenceLogps>,
+    /// How the reference pass went (cache hits, time), for the caller.
+    report: Option<ReferenceReport>,
+    /// A model run on every micro-batch.
+    live: Option<LlamaForCausalLM>,
+}
+
 /// The run's reference ([`reference_source`]): cached log-probabilities
 /// (scored now where the cache lacks them), a model run on every
 /// micro-batch, or neither. Reference log-probabilities are f32 whatever
 /// `train.dtype` (scored once, cached, and shared across runs).
-#[allow(clippy::type_complexity)]
 fn prepare_reference(
     config: &RunConfig,
     pretrained: &Pretrained,
@@ -195,11 +205,7 @@ fn prepare_reference(
     eval_set: &TrainData,
     device: &Device,
     obs: &mut dyn Observer,
-) -> Result<(
-    Option<ReferenceLogps>,
-    Option<ReferenceReport>,
-    Option<LlamaForCausalLM>,
-)> {
+) -> Result<PreparedReference> {
     let situation = RunSituation {
         model_path: &config.model.path,
         has_adapter: pretrained.model.adapter().is_some(),
@@ -208,7 +214,7 @@ fn prepare_reference(
     };
     let adapter_off = || pretrained.model.without_adapter().detached();
     Ok(match reference_source(&config.objective, situation) {
-        ReferenceSource::None => (None, None, None),
+        ReferenceSource::None => PreparedReference::default(),
         ReferenceSource::Cached(model) => {
             let view = match model {
                 ReferenceModel::AdapterOff => Some(adapter_off()),
@@ -224,14 +230,20 @@ fn prepare_reference(
                 device,
                 obs,
             )?;
-            (Some(l), Some(r), None)
+            PreparedReference {
+                logps: Some(l),
+                report: Some(r),
+                live: None,
+            }
         }
-        ReferenceSource::AdapterOffLive => (None, None, Some(adapter_off())),
-        ReferenceSource::LoadedLive(dir) => (
-            None,
-            None,
-            Some(load_reference(&dir, &pretrained.tokenizer, device)?),
-        ),
+        ReferenceSource::AdapterOffLive => PreparedReference {
+            live: Some(adapter_off()),
+            ..Default::default()
+        },
+        ReferenceSource::LoadedLive(dir) => PreparedReference {
+            live: Some(load_reference(&dir, &pretrained.tokenizer, device)?),
+            ..Default::default()
+        },
     })
 }
 
